@@ -1,0 +1,248 @@
+"""DuckDB over a results folder's Parquet files: deduplicated views and a one-call query runner.
+
+    con = connect("runs/sweep1")                       # views: metrics, trials, final
+    con.sql('SELECT "rlp.lam", "test.acc" FROM final ORDER BY 1').show()
+    print(run_query("runs/sweep1", "SELECT count(*) FROM metrics", fmt="csv"))
+
+Views (docs/results-schema.md has the columns):
+- `metrics`  long format, one row per (sweep, trial_id, epoch, split, layer, head, metric): files are
+             read with read_parquet over globs (union_by_name, no hive partitioning) and duplicate
+             keys dropped (a crash between compaction and the removal of the per-epoch files leaves
+             the same rows twice; final.parquet wins, as in rlp_tune.results.dedup_table).
+- `trials`   one row per trial: status, epochs_done, seed, versions and every flat config key as a
+             column named by its dotted key (quote it in SQL: "rlp.lam").
+- `final`    one row per trial: the trial's columns plus its last value of every metric at layer ''
+             (or 'penultimate'), head -1 (the mean over heads; the mean of the heads when no -1 row
+             exists), pivoted to columns named "<split>.<metric>" ("train.acc", "test.acc",
+             "train.rand_acc", ...), and `final_epoch`.
+
+Views re-read the files at every query, so they work while a sweep is still writing: per-epoch
+files are replaced by atomic renames, and a file listed by a glob that vanishes before it is read
+(compaction removes per-epoch files) makes the query retry once. A truncated or corrupt file gives
+a `ResultsError` naming the file. Local folders only (DuckDB would need httpfs for object stores).
+"""
+from __future__ import annotations
+
+import re
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from ..results import METRIC_KEY, METRIC_SCHEMA, ResultsError
+
+FORMATS = ("table", "csv", "json")
+_DUCK_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "double": "DOUBLE"}
+_ROOTS: "weakref.WeakKeyDictionary[Any, Path]" = weakref.WeakKeyDictionary()  # connection → its ROOT
+
+
+class QueryError(ValueError):
+    """The SQL itself is wrong (parse / bind / catalog error); the message is one line."""
+
+
+# ---- connection ------------------------------------------------------------------------------
+def _sql_str(s: str) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def _root(root: str | Path) -> Path:
+    if "://" in str(root):
+        raise ResultsError(f"{root}: only local results folders can be queried (copy or mount it first)")
+    p = Path(root)
+    if not p.is_dir():
+        raise ResultsError(f"{p}: results folder not found")
+    return p
+
+
+def _files(root: Path, kind: str) -> list[Path]:
+    pattern = "*/*.parquet" if kind == "metrics" else "*.parquet"
+    d = root / "parquet" / kind
+    return sorted(d.glob(pattern)) if d.is_dir() else []
+
+
+def _empty_metrics_sql() -> str:
+    cols = ", ".join(f"NULL::{_DUCK_TYPES[str(f.type)]} AS {f.name}" for f in METRIC_SCHEMA)
+    return f"SELECT {cols} WHERE false"
+
+
+def _raw_metrics_sql(root: Path) -> str:
+    if not _files(root, "metrics"):
+        return _empty_metrics_sql()
+    glob = _sql_str(str(root / "parquet" / "metrics" / "*" / "*.parquet"))
+    return (f"SELECT * FROM read_parquet({glob}, union_by_name=true, hive_partitioning=false, "
+            f"filename='_file')")
+
+
+def dedup_sql(raw: str) -> str:
+    """SQL keeping one row per METRIC_KEY from `raw` (which has a `_file` column): the row from the
+    file that sorts last (final.parquet after epoch_*.parquet, as the pyarrow reader does)."""
+    key = ", ".join(METRIC_KEY)
+    return (f"SELECT {', '.join(METRIC_SCHEMA.names)} FROM ({raw}) "
+            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _file DESC) = 1")
+
+
+def headmean_sql(src: str, where: str = "true") -> str:
+    """Collapse heads: the head = -1 row (mean over heads) where present, else the mean of all heads.
+    Output columns: sweep, trial_id, epoch, split, layer, metric, value."""
+    return (f"SELECT sweep, trial_id, epoch, split, layer, metric, "
+            f"coalesce(max(value) FILTER (WHERE head = -1), avg(value) FILTER (WHERE head <> -1)) AS value "
+            f"FROM {src} WHERE {where} GROUP BY sweep, trial_id, epoch, split, layer, metric")
+
+
+def final_metric_names(con, src: str = "metrics") -> list[tuple[str, str]]:
+    """Distinct (split, metric) pairs at layer '' or 'penultimate' (the columns of the `final` view)."""
+    rows = _fetch(con, f"SELECT DISTINCT split, metric FROM {src} WHERE layer IN ('', 'penultimate') "
+                       f"ORDER BY split, metric", "rows")
+    return [(s, m) for s, m in rows if s is not None and m is not None]
+
+
+def final_sql(names: list[tuple[str, str]], src: str = "metrics", trials: str = "trials",
+              has_trials: bool = True) -> str:
+    """The `final` view: trials ⟕ last value per (split, metric) at layer ''/'penultimate', head-mean."""
+    hm = headmean_sql(src, "layer IN ('', 'penultimate')")
+    cols = ",\n  ".join(
+        f"max(value) FILTER (WHERE split = {_sql_str(s)} AND metric = {_sql_str(m)}) AS \"{s}.{m}\""
+        for s, m in names)
+    # per (trial, split, metric, layer) the latest epoch; then layer '' before 'penultimate'
+    piv = (f"WITH hm AS ({hm}),\n"
+           f"last AS (SELECT sweep, trial_id, split, metric, layer, max(epoch) AS epoch, "
+           f"arg_max(value, epoch) AS value FROM hm GROUP BY ALL),\n"
+           f"one AS (SELECT sweep, trial_id, split, metric, max(epoch) AS epoch, arg_min(value, layer) AS value "
+           f"FROM last GROUP BY ALL)\n"
+           f"SELECT sweep, trial_id, max(epoch) AS final_epoch{',' if cols else ''}\n  {cols}\n"
+           f"FROM one GROUP BY sweep, trial_id")
+    if not has_trials:
+        return piv
+    return (f"SELECT t.*, p.* EXCLUDE (sweep, trial_id) FROM {trials} t "
+            f"LEFT JOIN ({piv}) p ON t.sweep = p.sweep AND t.trial_id = p.trial_id")
+
+
+def connect(root: str | Path, *, final: bool = True, materialize: bool = False):
+    """A DuckDB connection with the views `metrics`, `trials` and (if `final`) `final`.
+
+    materialize=True reads the metrics once into a temporary table (deduplicated), which pays when
+    several queries follow (rlp_tune.analysis.curves does this); views re-read the files each query.
+    """
+    import duckdb
+
+    r = _root(root)
+    con = duckdb.connect()
+    _ROOTS[con] = r  # remembered to name a bad file when a query fails
+    metrics_src = dedup_sql(_raw_metrics_sql(r))
+    if materialize:
+        _fetch(con, f"CREATE TEMP TABLE metrics AS {metrics_src}", "none")
+    else:
+        con.execute(f"CREATE VIEW metrics AS {metrics_src}")
+    has_trials = bool(_files(r, "trials"))
+    if has_trials:
+        glob = _sql_str(str(r / "parquet" / "trials" / "*.parquet"))
+        con.execute(f"CREATE VIEW trials AS SELECT * FROM read_parquet({glob}, union_by_name=true, "
+                    f"hive_partitioning=false)")
+    else:
+        con.execute("CREATE VIEW trials AS SELECT NULL::VARCHAR AS sweep, NULL::VARCHAR AS trial_id, "
+                    "NULL::VARCHAR AS status, NULL::BIGINT AS epochs_done WHERE false")
+    if final:
+        names = final_metric_names(con)
+        con.execute(f"CREATE VIEW final AS {final_sql(names)}")
+    return con
+
+
+# ---- executing with retry and diagnosis ------------------------------------------------------
+def _fetch(con, sql: str, kind: str = "df", params: Any = None):
+    """Run `sql` and fetch the result as 'df' (pandas), 'arrow', 'rows' or 'none'.
+
+    A file that vanished between listing and reading (a sweep still running) → one retry; a file
+    that cannot be read → ResultsError naming it; a parse/bind error → QueryError (one line).
+    """
+    import duckdb
+
+    for attempt in (0, 1):
+        try:
+            res = con.execute(sql, params) if params is not None else con.execute(sql)
+            if kind == "df":
+                return res.df()
+            if kind == "arrow":
+                return res.fetch_arrow_table()
+            if kind == "rows":
+                return res.fetchall()
+            return None
+        except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
+            raise QueryError(f"query failed: {_one_line(e)}") from None
+        except duckdb.Error as e:
+            if attempt == 0 and _vanished(e):
+                time.sleep(0.05)
+                continue
+            root = _ROOTS.get(con)
+            bad = find_bad_file(root) if root is not None else None
+            if bad:
+                raise ResultsError(bad) from None
+            if _vanished(e):  # vanished twice: the sweep is churning; say so
+                raise ResultsError(f"{root}: results files changed while reading twice; try again "
+                                   f"({_one_line(e)})") from None
+            raise ResultsError(f"{root}: query over the results failed: {_one_line(e)}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _one_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _vanished(e: Exception) -> bool:
+    msg = str(e).lower()
+    return ("no such file" in msg or "no files found" in msg or "cannot open file" in msg
+            or "could not open file" in msg or "does not exist" in msg)
+
+
+def find_bad_file(root: str | Path | None) -> str | None:
+    """'<file>: not a readable Parquet file (<reason>)' for the first unreadable file under
+    ROOT/parquet, or None when every file reads (files that vanish meanwhile are skipped)."""
+    if root is None:
+        return None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    r = Path(root)
+    for f in _files(r, "metrics") + _files(r, "trials"):
+        try:
+            pq.read_table(f)
+        except FileNotFoundError:
+            continue
+        except (pa.ArrowException, OSError, ValueError) as e:
+            if not f.exists():
+                continue
+            return f"{f}: not a readable Parquet file ({_one_line(e)})"
+    return None
+
+
+# ---- one-call query for the CLI ---------------------------------------------------------------
+def query_df(root: str | Path, sql: str):
+    """Run `sql` over ROOT's views and return a pandas DataFrame (empty for statements without rows)."""
+    import pandas as pd
+
+    con = connect(root, final=bool(re.search(r"\bfinal\b", sql, re.IGNORECASE)))
+    try:
+        df = _fetch(con, sql, "df")
+    finally:
+        con.close()
+    return df if df is not None else pd.DataFrame()
+
+
+def run_query(root: str | Path, sql: str, fmt: str = "table") -> str:
+    """`rlp-tune query ROOT "SQL" --format table|csv|json`: the result as text."""
+    if fmt not in FORMATS:
+        raise QueryError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if not sql or not sql.strip():
+        raise QueryError("query: empty SQL")
+    df = query_df(root, sql)
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return df.to_json(orient="records", double_precision=15)
+    if df.empty:
+        return "(no rows)" if len(df.columns) else ""
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
+                           "display.max_colwidth", 60):
+        return df.to_string(index=False)

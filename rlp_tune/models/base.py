@@ -1,0 +1,61 @@
+"""The model contract: a classifier that returns its logits and named, pooled feature taps.
+
+    model = create_model(cfg.model, in_shape=(3, 32, 32), num_classes=100)
+    logits, feats = model(x, taps=("block2", "penultimate"))   # logits (B, C); feats[t] (B, d_t)
+
+- `model.tap_names`: every tap in depth order; "penultimate" (the classifier's input) is last.
+- `model.tap_dims[t]`: the feature width d_t of tap t after pooling.
+- `model.token_taps`: taps that come from transformer tokens (RLP heads put a LayerNorm first).
+- `model.classifier`: the class head, an nn.Linear(tap_dims["penultimate"], C).
+Taps are collected in the same single forward (no second pass). Conv feature maps are global
+average pooled to (B, C); token taps give the model's pooled token (CLS or mean, as its head uses).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..registry import Registry
+
+MODELS = Registry("model")
+register_model = MODELS.register
+list_models = MODELS.list
+
+
+class TapModel(nn.Module):
+    tap_names: list[str]
+    tap_dims: dict[str, int]
+    token_taps: frozenset[str] = frozenset()
+    classifier: nn.Linear
+
+    def forward(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+
+class ModelInputError(UserError, ValueError):
+    """The dataset's input shape does not suit the model (e.g. a conv net on 1-D vectors)."""
+
+
+def create_model(mcfg, in_shape: tuple[int, ...], num_classes: int) -> TapModel:
+    """`mcfg` is the `Model` config section; `in_shape` excludes the batch dimension."""
+    model = MODELS.create(mcfg.name, mcfg, tuple(in_shape), num_classes)
+    assert model.tap_names[-1] == "penultimate", f"{mcfg.name}: penultimate must be the last tap"
+    return model
+
+
+def resolve_taps(model: TapModel, names) -> list[str]:
+    """Config tap list ('all' or names) → validated tap names in depth order."""
+    names = list(names)
+    if names == ["all"]:
+        return list(model.tap_names)
+    bad = [n for n in names if n not in model.tap_names]
+    if bad:
+        raise ModelInputError(f"unknown tap(s) {', '.join(bad)} for this model (taps: {', '.join(model.tap_names)})")
+    return [t for t in model.tap_names if t in names]
+
+
+def need_image(name: str, in_shape) -> tuple[int, int, int]:
+    if len(in_shape) != 3:
+        raise ModelInputError(f"model {name!r} needs image inputs (C, H, W); the dataset gives shape {tuple(in_shape)}")
+    return tuple(in_shape)

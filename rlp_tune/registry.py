@@ -1,0 +1,52 @@
+"""Name → factory registries (timm-style): `@register_model`, `create_model(name)`, `list_models(pattern)`.
+
+    MODELS = Registry("model")
+    @MODELS.register("mlp")
+    def mlp(cfg, in_shape, num_classes): ...
+    MODELS.create("mlp", cfg, in_shape=(1, 8, 8), num_classes=10)
+
+An unknown name raises `RegistryError` listing the closest registered names.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Any, Callable
+
+from .errors import UserError
+
+
+class RegistryError(UserError, KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it one readable line
+        return str(self.args[0])
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str | None = None) -> Callable:
+        def deco(fn):
+            key = name or fn.__name__
+            if key in self._items:
+                raise ValueError(f"{self.kind} {key!r} registered twice")
+            self._items[key] = fn
+            return fn
+        return deco
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items:
+            close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.4)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(self._items))})")
+        return self._items[name]
+
+    def create(self, name: str, *args, **kwargs) -> Any:
+        return self.get(name)(*args, **kwargs)
+
+    def list(self, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items

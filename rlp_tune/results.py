@@ -1,0 +1,203 @@
+"""Parquet results: the schema, an atomic writer, and deduplicating readers.
+
+Layout under a run's or sweep's folder ROOT (schema version SCHEMA_VERSION, docs/results-schema.md):
+
+    ROOT/parquet/metrics/<trial_id>/epoch_00001.parquet   one file per (trial, epoch), long format
+    ROOT/parquet/metrics/<trial_id>/final.parquet         all epochs of a finished trial (compacted)
+    ROOT/parquet/trials/<trial_id>.parquet                one row per trial (flat config, status, ...)
+
+Every file is written to a temporary name and renamed (atomic on POSIX and on object stores that
+pyarrow writes whole). A resumed trial rewrites the same file names, so crash + resume leaves no
+gap and no duplicate; readers still drop duplicate keys (a crash between compaction and the
+removal of the per-epoch files leaves the same rows twice).
+
+    w = ResultWriter(root, sweep="demo", trial_id="t1")
+    w.write_epoch(epoch, rows)          # rows: list of dicts with the METRIC_COLUMNS
+    w.write_trial(flat_config, status="RUNNING", epochs_done=3)
+    df = read_metrics(root)             # pandas, deduplicated
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+METRIC_KEY = ["sweep", "trial_id", "epoch", "split", "layer", "head", "metric"]
+METRIC_SCHEMA = pa.schema([
+    ("sweep", pa.string()), ("trial_id", pa.string()), ("epoch", pa.int32()), ("split", pa.string()),
+    ("layer", pa.string()), ("head", pa.int32()), ("metric", pa.string()), ("value", pa.float64()),
+    ("wall_s", pa.float64()),
+], metadata={"rlp_tune.schema_version": str(SCHEMA_VERSION)})
+# layer "" = not per-layer; head -1 = not per-head, or the mean over a tap's heads
+_DEFAULTS = {"layer": "", "head": -1}
+TRIAL_STATUSES = ("RUNNING", "TERMINATED", "STOPPED", "ERROR")
+
+
+class ResultsError(UserError, ValueError):
+    """A results file or folder cannot be read; the message names the file."""
+
+
+def _fs(root: str):
+    """(filesystem, path) for a local folder or a URI pyarrow understands (s3://, gs://, ...)."""
+    if "://" in str(root):
+        from pyarrow import fs as pafs
+        return pafs.FileSystem.from_uri(str(root))
+    return None, str(root)
+
+
+def atomic_write_table(table: pa.Table, path: str, filesystem=None) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    if filesystem is None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    else:
+        filesystem.create_dir(os.path.dirname(path), recursive=True)
+        pq.write_table(table, tmp, filesystem=filesystem)
+        filesystem.move(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    from . import __version__
+    return {"version.rlp_tune": __version__, "version.torch": torch.__version__,
+            "version.python": platform.python_version()}
+
+
+class ResultWriter:
+    def __init__(self, root: str | Path, sweep: str, trial_id: str):
+        self.fs, base = _fs(str(root))
+        self.base = base.rstrip("/")
+        self.sweep, self.trial_id = sweep, trial_id
+        self.metrics_dir = f"{self.base}/parquet/metrics/{trial_id}"
+        self.started = time.time()
+
+    def write_epoch(self, epoch: int, rows: Iterable[dict[str, Any]]) -> None:
+        cols = {c: [] for c in METRIC_SCHEMA.names}
+        for r in rows:
+            full = {"sweep": self.sweep, "trial_id": self.trial_id, "epoch": epoch, **r}
+            for c in cols:
+                cols[c].append(full.get(c, _DEFAULTS.get(c)))
+        table = pa.table(cols, schema=METRIC_SCHEMA)
+        atomic_write_table(table, f"{self.metrics_dir}/epoch_{epoch:05d}.parquet", self.fs)
+
+    def write_trial(self, flat_config: dict[str, Any], status: str, epochs_done: int,
+                    extra: dict[str, Any] | None = None) -> None:
+        assert status in TRIAL_STATUSES, status
+        row = {"sweep": self.sweep, "trial_id": self.trial_id, "status": status, "epochs_done": epochs_done,
+               "seed": flat_config.get("run.seed"), "started": self.started, "updated": time.time(),
+               "schema_version": SCHEMA_VERSION, **versions()}
+        for k, v in flat_config.items():
+            row[k] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+        row.update(extra or {})
+        table = pa.Table.from_pylist([row])
+        atomic_write_table(table, f"{self.base}/parquet/trials/{self.trial_id}.parquet", self.fs)
+
+    def compact(self) -> None:
+        """Merge this trial's per-epoch files into final.parquet, then remove them."""
+        files = self._epoch_files()
+        if not files:
+            return
+        tables = [pq.read_table(f, filesystem=self.fs) for f in files]
+        final = f"{self.metrics_dir}/final.parquet"
+        if self._exists(final):
+            tables.insert(0, pq.read_table(final, filesystem=self.fs))
+        table = dedup_table(pa.concat_tables(tables))
+        atomic_write_table(table, final, self.fs)
+        for f in files:
+            self._remove(f)
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows of epochs > `epoch` (a resume from an earlier checkpoint rewrites them)."""
+        for f in self._epoch_files():
+            if int(Path(f).stem.split("_")[1]) > epoch:
+                self._remove(f)
+        final = f"{self.metrics_dir}/final.parquet"
+        if self._exists(final):
+            t = pq.read_table(final, filesystem=self.fs)
+            import pyarrow.compute as pc
+            atomic_write_table(t.filter(pc.less_equal(t["epoch"], epoch)), final, self.fs)
+
+    # small filesystem shims (local or pyarrow.fs)
+    def _epoch_files(self) -> list[str]:
+        if self.fs is None:
+            d = Path(self.metrics_dir)
+            return sorted(str(p) for p in d.glob("epoch_*.parquet")) if d.is_dir() else []
+        from pyarrow import fs as pafs
+        infos = self.fs.get_file_info(pafs.FileSelector(self.metrics_dir, allow_not_found=True))
+        return sorted(i.path for i in infos if Path(i.path).name.startswith("epoch_") and i.path.endswith(".parquet"))
+
+    def _exists(self, path: str) -> bool:
+        if self.fs is None:
+            return os.path.exists(path)
+        from pyarrow import fs as pafs
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def _remove(self, path: str) -> None:
+        if self.fs is None:
+            os.remove(path)
+        else:
+            self.fs.delete_file(path)
+
+
+def dedup_table(table: pa.Table) -> pa.Table:
+    """Keep the last row of each METRIC_KEY (later files win)."""
+    if table.num_rows == 0:
+        return table
+    import pyarrow.compute as pc
+    idx = pa.array(range(table.num_rows))
+    t = table.append_column("_i", idx)
+    last = t.group_by(METRIC_KEY, use_threads=False).aggregate([("_i", "max")])
+    keep = pc.sort_indices(last["_i_max"])
+    return table.take(pc.take(last["_i_max"], keep))
+
+
+# ---- readers ---------------------------------------------------------------------------------
+def _parquet_files(root: str | Path, kind: str) -> list[Path]:
+    d = Path(root) / "parquet" / kind
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.rglob("*.parquet"))
+
+
+def _read_all(files: list[Path]) -> list[pa.Table]:
+    out = []
+    for f in files:
+        try:
+            out.append(pq.read_table(f))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ResultsError(f"{f}: not a readable Parquet file ({e})") from None
+    return out
+
+
+def read_metrics_table(root: str | Path) -> pa.Table:
+    files = _parquet_files(root, "metrics")
+    if not files:
+        return METRIC_SCHEMA.empty_table()
+    tables = [t.select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA) for t in _read_all(files)]
+    # final.parquet sorts after epoch_*.parquet inside a trial folder; identical rows either way
+    return dedup_table(pa.concat_tables(tables))
+
+
+def read_metrics(root: str | Path):
+    """All metric rows under ROOT as a pandas DataFrame (duplicates dropped)."""
+    return read_metrics_table(root).to_pandas()
+
+
+def read_trials(root: str | Path):
+    """One row per trial under ROOT as a pandas DataFrame (columns: flat config keys and status)."""
+    import pandas as pd
+    tables = _read_all(_parquet_files(root, "trials"))
+    if not tables:
+        return pd.DataFrame(columns=["sweep", "trial_id", "status", "epochs_done"])
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()

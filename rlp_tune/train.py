@@ -1,0 +1,396 @@
+"""One Trainer for a single process and for DDP: `fit()` yields one `EpochRecord` per epoch.
+
+    from rlp_tune.config import load_config
+    from rlp_tune.train import Trainer
+    trainer = Trainer(load_config("configs/digits_mlp.toml"), out_dir="runs/x")
+    for rec in trainer.fit():                      # resumes by itself if runs/x holds a checkpoint
+        print(rec.epoch, rec.get("test", "acc"), rec.get("train", "rand_acc", layer="penultimate"))
+
+With `out_dir`, every epoch first writes its Parquet rows (results.py), then an atomic
+checkpoint (model, heads, optimizer, schedule, every RNG state), then yields. A crash at any point
+resumes without a gap or a duplicate row. Under torch.distributed (initialized by the caller:
+torchrun, Ray Train, tests) each rank trains on its share of every global batch; rank 0 writes.
+Nothing here knows about Ray.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config, ConfigError
+from .data import DataBundle, build_data
+from .data.augment import make_augment
+from .data.labels import derive_seed, random_label_table
+from .heads import RLPHeads
+from .models import create_model, resolve_taps
+from .errors import UserError
+from .results import ResultWriter
+
+CKPT_VERSION = 1
+# keys that may differ between a checkpoint and the resuming config (they do not change the math)
+RESUMABLE_KEYS = {"run.epochs", "run.device", "run.threads", "run.name", "run.eval_batch_size", "data.root",
+                  "data.workers", "run.keep_checkpoints", "run.compile", "probe.every", "probe.probes",
+                  "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train"}
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint cannot be read or does not belong to this config; nothing was overwritten."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int                       # 1-based; 0 = before training (probes at init)
+    rows: list[dict]                 # {split, layer, head, metric, value}: the Parquet rows
+    wall_s: float                    # seconds since the run (this process) started
+    stop: bool = False               # the trainer stops after this epoch (e.g. run.stop_train_acc)
+
+    def get(self, split: str, metric: str, layer: str = "", head: int = -1, default=float("nan")) -> float:
+        for r in self.rows:
+            if (r["split"], r["metric"], r["layer"], r["head"]) == (split, metric, layer, head):
+                return r["value"]
+        return default
+
+    def flat(self) -> dict[str, float]:
+        """{'train.acc': .., 'train.rand_acc.penultimate': .., 'epoch': ..} for reporting (head means only)."""
+        out = {"epoch": self.epoch}
+        for r in self.rows:
+            if r["head"] == -1:
+                out[".".join(p for p in (r["split"], r["metric"], r["layer"]) if p)] = r["value"]
+        return out
+
+
+class RLPNet(nn.Module):
+    """Network + RLP heads (+ detached class heads): one module, so DDP wraps a single forward.
+
+    forward → (loss, stats); stats are on-device tensors summed over the local batch."""
+
+    def __init__(self, model, heads: nn.ModuleDict, class_heads: nn.ModuleDict, regularize: set[str],
+                 cfg: Config, global_batch_scale: bool = True):
+        super().__init__()
+        self.model, self.heads, self.class_heads = model, heads, class_heads
+        self.regularize = regularize
+        self.lam = cfg.rlp.lam
+        self.smoothing, self.class_loss = cfg.optim.label_smoothing, cfg.optim.class_loss
+        self.taps = tuple(sorted(set(heads.keys()) | set(class_heads.keys()),
+                                 key=lambda t: model.tap_names.index(t)))
+
+    def forward(self, x, y, y_rand: dict[str, torch.Tensor], scale: float = 1.0):
+        logits, feats = self.model(x, taps=self.taps)
+        loss_class = class_loss(logits, y, self.class_loss, self.smoothing)
+        stats = {"loss_class": loss_class.detach() * len(y), "correct": (logits.argmax(1) == y).sum()}
+        loss = loss_class
+        for tap, head in self.heads.items():
+            out = head(feats[tap].float(), y_rand[tap], y, regularize=tap in self.regularize)
+            loss = loss + out.loss_rnd
+            if tap in self.regularize and self.lam > 0:
+                loss = loss + self.lam * out.loss_reg
+            stats[f"loss_rnd/{tap}"] = out.loss_rnd_heads * len(y)      # (h,)
+            stats[f"loss_reg/{tap}"] = out.loss_reg_heads * len(y)      # (h,)
+            stats[f"rand_correct/{tap}"] = out.correct                  # (h,)
+        for tap, lin in self.class_heads.items():
+            cl = lin(feats[tap].detach().float())                       # detached: probes only
+            loss = loss + F.cross_entropy(cl, y)
+            stats[f"class_correct/{tap}"] = (cl.argmax(1) == y).sum()
+        # scale makes each rank's mean a share of the global-batch mean (exact DDP equivalence)
+        return loss * scale, stats
+
+    @torch.no_grad()
+    def evaluate(self, x, y):
+        logits, feats = self.model(x, taps=tuple(self.class_heads.keys()))
+        stats = {"loss_class": F.cross_entropy(logits.float(), y, reduction="sum"),
+                 "correct": (logits.argmax(1) == y).sum()}
+        for tap, lin in self.class_heads.items():
+            stats[f"class_correct/{tap}"] = (lin(feats[tap].float()).argmax(1) == y).sum()
+        return stats
+
+
+def class_loss(logits, y, kind: str, smoothing: float):
+    if kind == "mse":  # 003's default: MSE on one-hot targets
+        target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+        if smoothing:
+            target = target * (1 - smoothing) + smoothing / logits.shape[1]
+        return F.mse_loss(logits.float(), target.float(), reduction="sum") / len(y)
+    return F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device: {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def lr_lambda(cfg: Config, steps_per_epoch: int):
+    """Per-step LR factor: linear warm-up over optim.warmup_epochs, then cosine to 0 (or constant)."""
+    warm = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
+    total = cfg.run.epochs * steps_per_epoch
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.optim.schedule == "constant":
+            return 1.0
+        t = (step - warm) / max(1, total - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return f
+
+
+class Trainer:
+    def __init__(self, cfg: Config, out_dir: str | Path | None = None, data: DataBundle | None = None,
+                 sweep: str = "", trial_id: str | None = None, progress: bool = False,
+                 results_root: str | Path | None = None):
+        """out_dir: checkpoints (and Parquet unless results_root is given: a sweep's shared folder/URI)."""
+        self.cfg = cfg
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if cfg.run.batch_size < self.world:
+            raise ConfigError(f"run.batch_size: {cfg.run.batch_size} is smaller than the world size {self.world}")
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        self.device = resolve_device(cfg.run.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count())))
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.progress = progress and self.rank == 0
+        self.data = (data or build_data(cfg)).to(self.device)
+        self.seed = cfg.run.seed
+
+        torch.manual_seed(self.seed)  # same init on every rank
+        model = create_model(cfg.model, self.data.in_shape, self.data.num_classes)
+        rlp_taps = resolve_taps(model, cfg.rlp.layers) if cfg.rlp.heads > 0 else []
+        reg = list(cfg.rlp.regularize)
+        reg_taps = set(rlp_taps) if reg == ["all"] else set(reg) & set(rlp_taps) if cfg.rlp.heads > 0 else set()
+        missing = set(reg) - set(rlp_taps) - {"all"}
+        if cfg.rlp.heads > 0 and cfg.rlp.lam > 0 and missing:
+            raise ConfigError(f"rlp.regularize: {', '.join(sorted(missing))} has no RLP head (rlp.layers = "
+                              f"{', '.join(rlp_taps)})")
+        self.n = self.data.m if cfg.rlp.labels == "unique" else cfg.rlp.n
+        heads = nn.ModuleDict({t: RLPHeads(model.tap_dims[t], self.n, cfg.rlp.heads, cfg.rlp.hidden,
+                                           norm=t in model.token_taps, layout=cfg.rlp.layout,
+                                           num_classes=self.data.num_classes, reg=cfg.rlp.reg, chunk=cfg.rlp.chunk)
+                               for t in rlp_taps})
+        ch_taps = model.tap_names if cfg.probe.class_heads else []
+        class_heads = nn.ModuleDict({t: nn.Linear(model.tap_dims[t], self.data.num_classes) for t in ch_taps})
+        self.net = RLPNet(model, heads, class_heads, reg_taps, cfg).to(self.device)
+        if cfg.model.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.ddp = (nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda"
+                                                        else None) if self.world > 1 else self.net)
+        self.step_fn = torch.compile(self.ddp) if cfg.run.compile else self.ddp
+        self.rlp_taps, self.reg_taps = rlp_taps, reg_taps
+
+        self.steps_per_epoch = -(-self.data.m // cfg.run.batch_size)
+        self.opt = make_optimizer(cfg, self.net.parameters())
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps_per_epoch))
+        self.augment = make_augment(cfg.data.augment, self.data.in_shape)
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
+        self.epoch = 0
+        self.tables: dict[str, torch.Tensor] = {}
+        self.t0 = time.time()
+        self.trial_id = trial_id or cfg.run.name or (self.out_dir.name if self.out_dir else "run")
+        root = results_root or self.out_dir
+        self.writer = ResultWriter(root, sweep, self.trial_id) if root and self.rank == 0 else None
+        if self.out_dir and (self.out_dir / "checkpoints" / "last.pt").exists():
+            self.load_checkpoint(self.out_dir / "checkpoints" / "last.pt")
+
+    # ---- random labels -----------------------------------------------------------------------
+    def label_tables(self, epoch: int) -> dict[str, torch.Tensor]:
+        """tap → (m, heads) random labels on device (fixed: drawn once; reshuffle: per epoch)."""
+        mode = self.cfg.rlp.labels
+        if not self.tables or mode == "reshuffle":
+            self.tables = {t: random_label_table(self.data.m, self.cfg.rlp.heads, self.n, self.seed, t, mode,
+                                                 epoch).to(self.device) for t in self.rlp_taps}
+        return self.tables
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def fit(self) -> Iterator[EpochRecord]:
+        cfg = self.cfg
+        if self.writer and self.epoch == 0:
+            self.writer.truncate_after(0)
+        if self.writer:
+            self.writer.write_trial(cfg.to_flat(), "RUNNING", self.epoch)
+        if self.epoch == 0 and self.out_dir and cfg.run.keep_checkpoints == "all":
+            self.save_checkpoint(tag="epoch_00000")
+        try:
+            while self.epoch < cfg.run.epochs:
+                rec = self.run_epoch(self.epoch + 1)
+                self.epoch += 1
+                if self.writer:
+                    self.writer.write_epoch(self.epoch, rec.rows)     # rows first, then the checkpoint
+                if self.out_dir:
+                    self.save_checkpoint()
+                    if cfg.run.keep_checkpoints == "all":
+                        self.save_checkpoint(tag=f"epoch_{self.epoch:05d}")
+                if self.writer:
+                    self.writer.write_trial(cfg.to_flat(), "RUNNING", self.epoch)
+                yield rec
+                if rec.stop:
+                    break
+        except (KeyboardInterrupt, GeneratorExit):   # Ctrl-C, or the consumer stopped early (e.g. ASHA)
+            if self.writer:
+                self.writer.write_trial(cfg.to_flat(), "STOPPED", self.epoch)
+            raise
+        if self.writer:
+            self.writer.compact()
+            self.writer.write_trial(cfg.to_flat(), "TERMINATED", self.epoch)
+
+    def run_epoch(self, epoch: int) -> EpochRecord:
+        cfg, t_start = self.cfg, time.time()
+        torch.manual_seed(derive_seed(self.seed, "torch", epoch, self.rank))  # dropout etc.: resumable
+        gen = torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, "augment", epoch, self.rank))
+        tables = self.label_tables(epoch)
+        sums: dict[str, torch.Tensor] = {}
+        n_seen = torch.zeros((), device=self.device)
+        self.ddp.train()
+        batches = self.data.train_batches(epoch, cfg.run.batch_size, self.seed, self.rank, self.world)
+        if self.progress:
+            from tqdm import tqdm
+            batches = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch}/{cfg.run.epochs}",
+                           leave=False, dynamic_ncols=True)
+        m, gb = self.data.m, cfg.run.batch_size
+        for i, (x, y, idx) in enumerate(batches):
+            x = self.augment(x, gen)
+            if cfg.model.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            # DDP averages gradients over ranks: weight each rank's batch mean by its share of this
+            # global batch so the result is exactly the global-batch mean (also for uneven shards)
+            share = len(y) * self.world / min(gb, m - i * gb)
+            with torch.autocast(**self.autocast):
+                loss, stats = self.step_fn(x, y, {t: tab[idx] for t, tab in tables.items()}, share)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.clip > 0:
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.clip)
+            self.opt.step()
+            self.sched.step()
+            for k, v in stats.items():
+                sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
+            n_seen += len(y)
+        sums["n"] = n_seen
+        train = self._reduce(sums)
+        train_s = time.time() - t_start
+        rows = self._train_rows(train)
+        for split in self.data.splits:
+            if split != "train":
+                rows += self._eval_rows(split)
+        rows.append(dict(split="train", layer="", head=-1, metric="samples_per_s", value=train["n"].item() / train_s))
+        rows.append(dict(split="train", layer="", head=-1, metric="epoch_s", value=time.time() - t_start))
+        rows.append(dict(split="train", layer="", head=-1, metric="lr", value=self.sched.get_last_lr()[0]))
+        stop = cfg.run.stop_train_acc > 0 and train["correct"].item() / train["n"].item() >= cfg.run.stop_train_acc
+        return EpochRecord(epoch, rows, time.time() - self.t0, stop)
+
+    def _reduce(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sum the epoch's on-device tallies over ranks (one all_reduce per tally, at the log point)."""
+        if self.world > 1:
+            for v in sums.values():
+                dist.all_reduce(v)
+        return {k: v.double().cpu() for k, v in sums.items()}   # the epoch's one host sync
+
+    def _train_rows(self, s) -> list[dict]:
+        n = s["n"].item()
+        row = lambda metric, value, layer="", head=-1: dict(split="train", layer=layer, head=head,  # noqa: E731
+                                                            metric=metric, value=float(value))
+        rows = [row("acc", s["correct"] / n), row("loss_class", s["loss_class"] / n)]
+        for tap in self.rlp_taps:
+            acc = s[f"rand_correct/{tap}"] / n
+            rows += [row("rand_acc", a, tap, h) for h, a in enumerate(acc.tolist())]
+            rows += [row("rand_acc", acc.mean(), tap), row("loss_rnd", s[f"loss_rnd/{tap}"].sum() / n, tap),
+                     row("loss_reg", s[f"loss_reg/{tap}"].mean() / n, tap)]
+        for tap in self.net.class_heads:
+            rows.append(row("class_acc", s[f"class_correct/{tap}"] / n, tap))
+        return rows
+
+    @torch.no_grad()
+    def _eval_rows(self, split: str) -> list[dict]:
+        self.net.eval()
+        bs = self.cfg.run.eval_batch_size or 2 * self.cfg.run.batch_size
+        sums: dict[str, torch.Tensor] = {}
+        n = torch.zeros((), device=self.device)
+        for x, y, _ in self.data.eval_batches(split, bs, self.rank, self.world):
+            if self.cfg.model.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(**self.autocast):
+                stats = self.net.evaluate(x, y)
+            for k, v in stats.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            n += len(y)
+        sums["n"] = n
+        s = self._reduce(sums)
+        nn_ = s["n"].item()
+        rows = [dict(split=split, layer="", head=-1, metric="acc", value=s["correct"].item() / nn_),
+                dict(split=split, layer="", head=-1, metric="loss_class", value=s["loss_class"].item() / nn_)]
+        rows += [dict(split=split, layer=t, head=-1, metric="class_acc", value=s[f"class_correct/{t}"].item() / nn_)
+                 for t in self.net.class_heads]
+        return rows
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "version": CKPT_VERSION, "epoch": self.epoch, "config": self.cfg.to_flat(),
+            "net": self.net.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "tables": {t: v.cpu() for t, v in self.tables.items()},
+        }
+
+    def save_checkpoint(self, tag: str = "last") -> Path | None:
+        if self.rank != 0 or not self.out_dir:
+            return None
+        d = self.out_dir / "checkpoints"
+        d.mkdir(parents=True, exist_ok=True)
+        path, tmp = d / f"{tag}.pt", d / f".{tag}.pt.tmp-{os.getpid()}"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)   # atomic: a crash leaves the previous checkpoint intact
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            ok = isinstance(state, dict) and state.get("version") == CKPT_VERSION and "net" in state
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user-facing error
+            raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e}); "
+                                  "remove it or use another --out folder") from None
+        if not ok:
+            raise CheckpointError(f"{path}: not an rlp_tune checkpoint (version {CKPT_VERSION} expected)")
+        mine, theirs = self.cfg.to_flat(), state["config"]
+        diff = sorted(k for k in set(mine) | set(theirs) if k not in RESUMABLE_KEYS and mine.get(k) != theirs.get(k))
+        if diff:
+            shown = ", ".join(f"{k} (checkpoint {theirs.get(k)!r}, config {mine.get(k)!r})" for k in diff[:4])
+            raise CheckpointError(f"{path}: checkpoint was made with a different config: {shown}; "
+                                  "use another --out folder to start a new run")
+        try:
+            self.net.load_state_dict(state["net"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: model/heads do not match the checkpoint ({str(e).splitlines()[0]})") from None
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([r.cpu() for r in rng["cuda"]])
+        self.tables = {t: v.to(self.device) for t, v in state.get("tables", {}).items()}
+        self.epoch = state["epoch"]
+        if self.writer:
+            self.writer.truncate_after(self.epoch)   # rows of an epoch the checkpoint does not hold are redone
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                           weight_decay=o.weight_decay)

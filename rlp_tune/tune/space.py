@@ -1,0 +1,218 @@
+"""Search-space TOML → a validated `SearchSpace` (Optuna distributions for Ray Tune).
+
+    space = load_space("search_spaces/demo.toml")     # fails before Ray starts, naming the key
+    space.optuna_space()   # {"rlp.lam": FloatDistribution(1e-3, 1e3, log=True), ...}
+
+Format (docs/search-spaces.md has the whole reference):
+
+    base = "../configs/digits_mlp.toml"     # base config file (relative to this file); or a [base.*] table
+    [fixed]                                  # overrides for every trial (dotted keys)
+    "run.epochs" = 20
+    [search]                                 # searched keys and their distributions
+    "rlp.lam"    = { dist = "loguniform", low = 1e-3, high = 1e3 }
+    "rlp.heads"  = { dist = "int", low = 1, high = 4 }
+    "rlp.n"      = { dist = "intlog", low = 8, high = 1024 }
+    "rlp.hidden" = { dist = "choice", values = [0, 64, 256] }
+    [sweep]
+    name = "demo"; metric = "val.acc"; mode = "max"; num_samples = 12; max_concurrent = 0 (0 = what fits)
+    seeds = [0]                               # replicate seeds: each sampled config runs under every seed
+    [scheduler]
+    type = "asha"; grace_period = 2; reduction_factor = 3      # or type = "fifo"
+    [resources]
+    workers_per_trial = 1; cpus_per_worker = 1; gpus_per_worker = 0
+"""
+from __future__ import annotations
+
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, ConfigError, all_keys, load_toml
+from ..errors import UserError
+
+DISTS = ("loguniform", "uniform", "int", "intlog", "choice")
+
+
+class SpaceError(UserError, ValueError):
+    """An invalid search space; the one-line message names the key."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    key: str
+    dist: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple = ()
+
+    def to_optuna(self):
+        import optuna.distributions as od
+        if self.dist == "choice":
+            return od.CategoricalDistribution(list(self.values))
+        if self.dist in ("int", "intlog"):
+            return od.IntDistribution(int(self.low), int(self.high), log=self.dist == "intlog")
+        return od.FloatDistribution(float(self.low), float(self.high), log=self.dist == "loguniform")
+
+    def corners(self) -> list[Any]:
+        """Values that must all give a valid Config (bounds, or every choice)."""
+        if self.dist == "choice":
+            return list(self.values)
+        if self.dist in ("int", "intlog"):
+            return [int(self.low), int(self.high)]
+        return [float(self.low), float(self.high)]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    path: str
+    base: Config                      # base config with [fixed] applied
+    search: tuple[Dist, ...]
+    name: str = "sweep"
+    metric: str = "val.acc"
+    mode: str = "max"
+    num_samples: int = 8
+    max_concurrent: int = 0
+    seeds: tuple[int, ...] = (0,)
+    scheduler: dict = field(default_factory=lambda: {"type": "asha", "grace_period": 1, "reduction_factor": 3})
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    text: str = ""                    # the TOML text, stored beside the results
+
+    def optuna_space(self) -> dict:
+        return {d.key: d.to_optuna() for d in self.search}
+
+    def trial_resources(self) -> dict:
+        """Tune resources of one trial's driver: with Ray Train workers it holds no CPU."""
+        if self.workers_per_trial > 1:
+            return {"cpu": 0, "memory": 1}  # {"cpu": 0} alone is rejected as an empty request
+        res = {"cpu": self.cpus_per_worker}
+        if self.gpus_per_worker:
+            res["gpu"] = self.gpus_per_worker
+        return res
+
+    def cpus_per_trial(self) -> float:
+        return self.workers_per_trial * self.cpus_per_worker
+
+
+def _err(key: str, msg: str) -> SpaceError:
+    return SpaceError(f"{key}: {msg}")
+
+
+def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpace:
+    p = Path(path)
+    try:
+        doc = load_toml(p)
+    except ConfigError as e:
+        raise SpaceError(str(e)) from None
+    unknown = set(doc) - {"base", "fixed", "search", "sweep", "scheduler", "resources"}
+    if unknown:
+        raise _err(sorted(unknown)[0], f"unknown section in search space {p}")
+    base = doc.get("base", {})
+    try:
+        if isinstance(base, str):
+            cfg = Config.from_dict(load_toml((p.parent / base).resolve()))
+        else:
+            cfg = Config.from_dict(base)
+        fixed = dict(doc.get("fixed", {}))
+        from ..config import parse_overrides
+        fixed.update(parse_overrides(overrides))
+        cfg = cfg.replace(**fixed) if fixed else cfg
+    except ConfigError as e:
+        raise SpaceError(str(e)) from None
+
+    search = []
+    keys = set(all_keys())
+    for key, spec in doc.get("search", {}).items():
+        if key not in keys:
+            import difflib
+            close = difflib.get_close_matches(key, keys, n=2)
+            raise _err(key, "unknown config key" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        if not isinstance(spec, dict) or "dist" not in spec:
+            raise _err(key, 'expected a table like { dist = "loguniform", low = 1e-3, high = 1e3 }')
+        d = spec["dist"]
+        if d not in DISTS:
+            raise _err(key, f"unknown distribution {d!r} (one of {', '.join(DISTS)})")
+        extra = set(spec) - {"dist", "low", "high", "values"}
+        if extra:
+            raise _err(key, f"unknown field {sorted(extra)[0]!r} in the distribution")
+        if d == "choice":
+            values = spec.get("values")
+            if not isinstance(values, list) or not values:
+                raise _err(key, "choice needs a non-empty list `values`")
+            dist = Dist(key, d, values=tuple(values))
+        else:
+            lo, hi = spec.get("low"), spec.get("high")
+            for name, v in (("low", lo), ("high", hi)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise _err(key, f"{d} needs a number `{name}`")
+            if d in ("int", "intlog") and not (float(lo).is_integer() and float(hi).is_integer()):
+                raise _err(key, f"{d} needs integer bounds")
+            if lo >= hi:
+                raise _err(key, f"low ({lo}) must be < high ({hi})")
+            if d in ("loguniform", "intlog") and lo <= 0:
+                raise _err(key, f"{d} needs a positive low bound (got {lo})")
+            dist = Dist(key, d, float(lo), float(hi))
+        for v in dist.corners():   # every bound / choice must be a valid value of the key
+            try:
+                cfg.replace(**{key: v})
+            except ConfigError as e:
+                raise SpaceError(str(e) + " (in the search space)") from None
+        search.append(dist)
+
+    sw = dict(doc.get("sweep", {}))
+    sched = {"type": "asha", "grace_period": 1, "reduction_factor": 3, **doc.get("scheduler", {})}
+    res = doc.get("resources", {})
+    try:
+        space = SearchSpace(
+            path=str(p), base=cfg, search=tuple(search), name=str(sw.pop("name", p.stem)),
+            metric=str(sw.pop("metric", "val.acc")), mode=str(sw.pop("mode", "max")),
+            num_samples=int(sw.pop("num_samples", 8)), max_concurrent=int(sw.pop("max_concurrent", 0)),
+            seeds=tuple(int(s) for s in sw.pop("seeds", [cfg.run.seed])), scheduler=sched,
+            workers_per_trial=int(res.get("workers_per_trial", 1)),
+            cpus_per_worker=float(res.get("cpus_per_worker", 1)), gpus_per_worker=float(res.get("gpus_per_worker", 0)),
+            text=p.read_text())
+    except (TypeError, ValueError) as e:
+        raise SpaceError(f"sweep: {e}") from None
+    if sw:
+        raise _err(f"sweep.{sorted(sw)[0]}", "unknown field")
+    _check(space, res)
+    return space
+
+
+def _check(s: SearchSpace, res: dict) -> None:
+    if s.mode not in ("min", "max"):
+        raise _err("sweep.mode", f"must be 'min' or 'max', got {s.mode!r}")
+    split, _, metric = s.metric.partition(".")
+    if split not in ("train", "val", "test") or not metric:
+        raise _err("sweep.metric", f"expected split.metric like 'val.acc', got {s.metric!r}")
+    if split == "val" and s.base.data.val_fraction <= 0:
+        raise _err("sweep.metric", "a 'val' metric needs data.val_fraction > 0 (searches must not select on test)")
+    if s.num_samples < 1:
+        raise _err("sweep.num_samples", "must be >= 1")
+    if not s.seeds:
+        raise _err("sweep.seeds", "needs at least one seed")
+    if s.scheduler.get("type") not in ("asha", "fifo"):
+        raise _err("scheduler.type", f"must be 'asha' or 'fifo', got {s.scheduler.get('type')!r}")
+    extra = set(s.scheduler) - {"type", "grace_period", "reduction_factor"}
+    if extra:
+        raise _err(f"scheduler.{sorted(extra)[0]}", "unknown field")
+    extra = set(res) - {"workers_per_trial", "cpus_per_worker", "gpus_per_worker"}
+    if extra:
+        raise _err(f"resources.{sorted(extra)[0]}", "unknown field")
+    if s.workers_per_trial < 1 or s.cpus_per_worker <= 0 or s.gpus_per_worker < 0:
+        raise _err("resources", "workers_per_trial >= 1, cpus_per_worker > 0, gpus_per_worker >= 0")
+    if s.cpus_per_worker.is_integer() is False and s.cpus_per_worker > 1:
+        raise _err("resources.cpus_per_worker", "fractions only below 1")
+    if any(d.key == "run.seed" for d in s.search):
+        raise _err("run.seed", "use sweep.seeds for replicate seeds instead of searching run.seed")
+
+
+def trial_config(space: SearchSpace, sampled: dict[str, Any], seed: int) -> Config:
+    """Base config + the sampled values + the replicate seed → the trial's Config."""
+    return space.base.replace(**sampled, **{"run.seed": seed})
+
+
+

@@ -1,0 +1,236 @@
+"""Build, run and restore a sweep: Optuna (TPE) inside Ray Tune, ASHA early stopping, replicate seeds.
+
+    rlp-tune sweep search_spaces/demo.toml                 # embedded local Ray on 127.0.0.1
+    rlp-tune sweep SPACE.toml --address auto --storage /shared/sweeps
+    rlp-tune resume results/demo                           # after a crash / Ctrl-C / wall-time stop
+
+The sweep folder STORAGE/NAME holds Tune's experiment state (searcher included), `space.toml` (the
+search space as run), `parquet/` (every trial's rows, written by the trials) and `trials/<id>/`
+(each trial's own checkpoints).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from .space import SearchSpace, load_space
+from .trainable import META, train_trial
+
+SPACE_FILE = "space.toml"
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to a cluster (`address`), or start an embedded one bound to 127.0.0.1."""
+    import ray
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    if address:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")   # clusters started with token auth need it too
+        ray.init(address=address, log_to_driver=False)
+        return
+    # single-node embedded cluster: advertise loopback, not the interface address (also keeps other
+    # nodes from joining); token authentication stays on (Ray's default); dashboard on localhost
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
+             log_to_driver=False, configure_logging=True, logging_level="ERROR")
+
+
+def max_concurrent(space: SearchSpace) -> int:
+    """Trials at once: what the cluster's CPUs (and GPUs) hold, never more (trials would hang)."""
+    import ray
+    res = ray.cluster_resources()
+    fit = math.floor(res.get("CPU", 1) / space.cpus_per_trial())
+    if space.gpus_per_worker:
+        fit = min(fit, math.floor(res.get("GPU", 0) / (space.gpus_per_worker * space.workers_per_trial)))
+    if fit < 1:
+        raise RuntimeError(f"one trial needs {space.cpus_per_trial()} CPUs, the cluster has {res.get('CPU', 0)}")
+    return max(1, min(fit, space.max_concurrent or fit))
+
+
+def _trainable(space: SearchSpace, raw):
+    from ray import tune
+    return tune.with_resources(tune.with_parameters(train_trial, raw=raw), space.trial_resources())
+
+
+def _load_shared_raw(space: SearchSpace):
+    """Load the dataset once in the driver; Tune puts it in the object store (once per node)."""
+    if any(d.key.startswith("data.name") or d.key == "data.root" for d in space.search):
+        return None   # trials differ in dataset: each loads its own
+    from ..data import load_raw
+    return load_raw(space.base)
+
+
+def _meta(space: SearchSpace, root: str, name: str) -> dict:
+    return {"sweep": name, "root": root, "seeds": list(space.seeds), "workers": space.workers_per_trial,
+            "cpus": space.cpus_per_worker, "gpus": space.gpus_per_worker,
+            "train_storage": str(Path(root) / "train") if "://" not in root else root + "/train"}
+
+
+def build_tuner(space: SearchSpace, storage: str, name: str, raw):
+    from optuna.samplers import TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter, Repeater
+    from ray.tune.search.optuna import OptunaSearch
+
+    root = _join(storage, name)
+    searched = {d.key for d in space.search}
+    param_space = {k: v for k, v in space.base.to_flat().items() if k not in searched}
+    param_space[META] = _meta(space, root, name)
+    search = OptunaSearch(space=space.optuna_space(), metric=space.metric, mode=space.mode,
+                          sampler=TPESampler(seed=space.base.run.seed))
+    n_rep = len(space.seeds)
+    if n_rep > 1:   # paired replicates: each sampled config runs under every seed; Optuna sees the mean
+        search = Repeater(search, repeat=n_rep, set_index=True)
+    search = ConcurrencyLimiter(search, max_concurrent=max_concurrent(space))
+    sched = space.scheduler
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=space.base.run.epochs,
+                               grace_period=int(sched.get("grace_period", 1)),
+                               reduction_factor=float(sched.get("reduction_factor", 3)))
+                 if sched["type"] == "asha" else FIFOScheduler())
+    return tune.Tuner(
+        _trainable(space, raw),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=space.metric, mode=space.mode,
+                                    num_samples=space.num_samples * n_rep),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=0, callbacks=[ProgressPrinter(space, root)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=2)),
+    )
+
+
+def _join(storage: str, name: str) -> str:
+    return f"{storage.rstrip('/')}/{name}" if "://" in storage else str(Path(storage).resolve() / name)
+
+
+def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = None, address: str | None = None):
+    name = name or space.name
+    storage = storage if "://" in storage else str(Path(storage).resolve())
+    root = _join(storage, name)
+    if "://" not in root and Path(root, "tuner.pkl").exists():
+        raise SystemExit(f"rlp-tune: {root} already holds a sweep; `rlp-tune resume {root}` continues it")
+    init_ray(address)
+    raw = _load_shared_raw(space)
+    _write_space(space, root)
+    print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
+          f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
+    grid = build_tuner(space, storage, name, raw).fit()
+    return finish(space, root, grid)
+
+
+def resume_sweep(root: str, address: str | None = None):
+    from ray import tune
+    space = load_space(_space_path(root))
+    init_ray(address)
+    raw = _load_shared_raw(space)
+    if not tune.Tuner.can_restore(root):
+        raise SystemExit(f"rlp-tune: {root} holds no restorable sweep")
+    print(f"resuming sweep {root}", file=sys.stderr)
+    tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
+    grid = tuner.fit()
+    return finish(space, root, grid)
+
+
+def _space_path(root: str) -> str:
+    p = Path(root) / SPACE_FILE
+    if not p.exists():
+        raise SystemExit(f"rlp-tune: {root} is not a sweep folder (no {SPACE_FILE})")
+    return str(p)
+
+
+def _write_space(space: SearchSpace, root: str) -> None:
+    """Store the search space (with its base config inlined) beside the results: resume needs no
+    file outside the sweep folder."""
+    from ..config import to_toml
+    body = space.text.split("\n")
+    text = "\n".join(line for line in body if not line.strip().startswith("base ") and not line.strip().startswith("base="))
+    base = "\n".join(f"[base.{line[1:]}" if line.startswith("[") else line for line in to_toml(space.base).split("\n"))
+    content = text + "\n\n# the base config as run (the [fixed] overrides applied)\n" + base + "\n"
+    if "://" in root:
+        from pyarrow import fs as pafs
+        fs, path = pafs.FileSystem.from_uri(root)
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(f"{path}/{SPACE_FILE}") as f:
+            f.write(content.encode())
+    else:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        Path(root, SPACE_FILE).write_text(content)
+
+
+def finish(space: SearchSpace, root: str, grid) -> dict:
+    from ..results import read_trials
+    df = read_trials(root) if "://" not in root else None
+    best = None
+    try:
+        r = grid.get_best_result(metric=space.metric, mode=space.mode, scope="last")
+        best = {"trial_id": r.metrics.get("trial_id"), space.metric: r.metrics.get(space.metric),
+                "config": {k: v for k, v in r.config.items() if k in {d.key for d in space.search}}}
+    except Exception:  # noqa: BLE001 - no finished trial reported the metric
+        pass
+    print(format_best(space, root), file=sys.stdout)
+    return {"root": root, "best": best, "n_trials": 0 if df is None else len(df)}
+
+
+def format_best(space: SearchSpace, root: str, top: int = 5) -> str:
+    from .status import trial_table
+    rows = trial_table(root, space.metric, space.mode)
+    keys = [d.key for d in space.search]
+    lines = ["", f"== sweep {Path(root).name}: best trials by final {space.metric} ({space.mode}) =="]
+    head = f"{'trial':<14}{'status':<11}{'epochs':>7}{space.metric:>12}" + "".join(f"{k:>14}" for k in keys)
+    lines.append(head)
+    for r in rows[:top]:
+        vals = "".join(f"{_fmt(r.get(k)):>14}" for k in keys)
+        lines.append(f"{r['trial_id']:<14}{r['status']:<11}{r['epochs_done']:>7}{_fmt(r['metric']):>12}{vals}")
+    lines += [f"{len(rows)} trials; Parquet results: {root}/parquet",
+              f"  rlp-tune status {root}    rlp-tune query {root} \"SELECT * FROM final\""]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class ProgressPrinter:
+    """A Tune callback printing one line per trial epoch and per trial end (live progress)."""
+
+    def __new__(cls, space, root):
+        from ray.tune import Callback
+
+        class _P(Callback):
+            def __init__(self):
+                self.t0 = time.time()
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                keys = [d.key for d in space.search]
+                cfg = " ".join(f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in keys)
+                seed = trial.config.get("__trial_index__")
+                rand = result.get("train.rand_acc.penultimate")
+                print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} epoch {result.get('epoch')}/"
+                      f"{space.base.run.epochs} {space.metric}={_fmt(result.get(space.metric))}"
+                      + (f" rand_acc={_fmt(rand)}" if rand is not None else "")
+                      + f"  {cfg}" + (f" rep={seed}" if seed is not None else ""), file=sys.stderr, flush=True)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                from .status import mark_status
+                last = trial.last_result or {}
+                done = last.get("epoch", 0) >= space.base.run.epochs
+                mark_status(root, trial.trial_id, "TERMINATED" if done else "STOPPED")
+                print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} "
+                      f"{'finished' if done else 'stopped early (ASHA)'} at epoch {last.get('epoch')}",
+                      file=sys.stderr, flush=True)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                from .status import mark_status
+                mark_status(root, trial.trial_id, "ERROR")
+                print(f"{trial.trial_id} failed: see {trial.local_path or trial.path}", file=sys.stderr)
+
+        return _P()

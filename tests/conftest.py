@@ -1,0 +1,19 @@
+import os
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def tiny_cfg():
+    """A seconds-long config: MLP on digits, one RLP head."""
+    from rlp_tune.config import Config
+    return Config().replace(**{
+        "data.name": "digits", "model.name": "mlp", "model.width": 64, "model.depth": 2,
+        "rlp.n": 16, "rlp.heads": 1, "optim.lr": 0.05, "run.epochs": 2, "run.batch_size": 128,
+        "run.device": "cpu",
+    })
