@@ -56,7 +56,7 @@ def test_image_families_are_registered():
 
 @pytest.mark.parametrize("name", ALL)
 def test_contract_and_shapes(name):
-    model = built(name, 0.2).eval()
+    model = built(name, 0.5).eval()
     x = batch(name)
     assert model.tap_names[-1] == "penultimate"
     assert len(set(model.tap_names)) == len(model.tap_names)
@@ -84,7 +84,7 @@ def test_contract_and_shapes(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_parameter_gets_a_gradient(name):
-    model = built(name, 0.2).train()
+    model = built(name, 0.5).train()
     x = batch(name, seed=2)
     g = torch.Generator().manual_seed(3)
     # loss on the logits alone (no taps requested); random weights so no gradient cancels by symmetry
@@ -109,7 +109,7 @@ def test_every_parameter_gets_a_gradient(name):
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_penultimate_is_the_classifier_input(name, mode):
-    model = built(name, 0.2).train(mode == "train")
+    model = built(name, 0.5).train(mode == "train")
     torch.manual_seed(4)
     with torch.no_grad():
         logits, feats = model(batch(name), taps=("penultimate",))
@@ -190,7 +190,7 @@ def test_wrn_block_structure():
     assert convs.count((3, 3)) == 1 + 6 * 2 and convs.count((1, 1)) == 3   # stem + 6 blocks × 2; 3 projections
 
 
-@pytest.mark.parametrize("in_shape, pools", [((3, 32, 32), 5), ((3, 8, 8), 3), ((1, 28, 28), 5), ((3, 1, 1), 0)])
+@pytest.mark.parametrize("in_shape, pools", [((3, 32, 32), 5), ((3, 8, 8), 3), ((1, 28, 28), 4), ((3, 1, 1), 0)])
 def test_vgg_skips_pools_with_nothing_to_halve(in_shape, pools):
     model = create_model(Model(name="vgg16"), in_shape, 10)
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == pools
@@ -201,14 +201,14 @@ def test_vgg_skips_pools_with_nothing_to_halve(in_shape, pools):
 
 def _plain_timm(model):
     from timm.models.vision_transformer import VisionTransformer
-    plain = VisionTransformer(**model.timm_kwargs)
+    plain = VisionTransformer(**model.timm_kwargs, weight_init="skip")  # weights are loaded next
     plain.load_state_dict(model.vit.state_dict())
     return plain
 
 
 @pytest.mark.parametrize("name", ["vit_tiny4", "vit_s4"])
 def test_vit_matches_timm_forward(name):
-    model = built(name, 0.2)
+    model = built(name, 0.5)
     plain = _plain_timm(model)
     x = batch(name, b=2)
     blocks = {}

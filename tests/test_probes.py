@@ -197,6 +197,8 @@ def test_linear_probe_matches_sklearn_logreg():
         W, b, _, _ = fit_logreg(xtr, ytr, 4, C=C, max_iter=500)
         # same objective and optimum (sklearn's coef_ is identifiable up to a shared shift; L2 fixes it)
         np.testing.assert_allclose(W.numpy(), sk.coef_, atol=2e-3 * max(1.0, np.abs(sk.coef_).max()))
+    # float32 features (the usual case): float32 math, same accuracy
+    assert abs(linear_probe(xtr.float(), ytr, xte.float(), yte) - linear_probe(xtr, ytr, xte, yte)) <= 0.01
     # deterministic: same call, same weights
     assert torch.equal(fit_logreg(xtr, ytr, 4)[0], fit_logreg(xtr, ytr, 4)[0])
 

@@ -24,7 +24,7 @@ def test_epoch_records_have_the_metrics(tiny_cfg):
         for head in [0, 1, -1]:
             assert 0.0 <= r.get("train", "rand_acc", layer=tap, head=head) <= 1.0
         assert r.get("train", "loss_rnd", layer=tap) > 0 and r.get("train", "loss_reg", layer=tap) > 0
-    assert r.get("train", "acc") > 0.5   # the digits MLP learns in 2 epochs
+    assert r.get("train", "acc") > 0.3 and r.get("test", "acc") > 0.3   # learns (chance: 0.1)
 
 
 def _params(trainer):
@@ -108,8 +108,8 @@ def test_random_labels_do_not_depend_on_batching(tiny_cfg):
 def test_raising_lambda_lowers_random_label_accuracy():
     """The sign of eq. 4: L_reg must *suppress* random-label predictions as λ grows."""
     base = Config().replace(**{
-        "data.name": "digits", "data.fraction": 0.25, "model.width": 256, "model.depth": 2, "rlp.n": 8,
-        "optim.lr": 0.1, "run.epochs": 12, "run.batch_size": 64, "run.device": "cpu"})
+        "data.name": "digits", "data.fraction": 0.1, "model.width": 512, "model.depth": 2, "rlp.n": 8,
+        "optim.lr": 0.1, "optim.schedule": "constant", "run.epochs": 30, "run.batch_size": 32, "run.device": "cpu"})
     acc = {}
     for lam in [0.0, 1.0, 10.0]:
         rec = list(Trainer(base.replace(**{"rlp.lam": lam})).fit())[-1]

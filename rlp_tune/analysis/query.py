@@ -8,7 +8,8 @@ Views (docs/results-schema.md has the columns):
 - `metrics`  long format, one row per (sweep, trial_id, epoch, split, layer, head, metric): files are
              read with read_parquet over globs (union_by_name, no hive partitioning) and duplicate
              keys dropped (a crash between compaction and the removal of the per-epoch files leaves
-             the same rows twice; final.parquet wins, as in rlp_tune.results.dedup_table).
+             the same rows twice; final.parquet wins, as in rlp_tune.results.dedup_table). Only
+             trial folders holding both kinds of file pay for a dedup pass (`metrics_sql`).
 - `trials`   one row per trial: status, epochs_done, seed, versions and every flat config key as a
              column named by its dotted key (quote it in SQL: "rlp.lam").
 - `final`    one row per trial: the trial's columns plus its last value of every metric at layer ''
@@ -33,7 +34,7 @@ from ..results import METRIC_KEY, METRIC_SCHEMA, ResultsError
 
 FORMATS = ("table", "csv", "json")
 _DUCK_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "double": "DOUBLE"}
-_ROOTS: "weakref.WeakKeyDictionary[Any, Path]" = weakref.WeakKeyDictionary()  # connection → its ROOT
+_ROOTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()  # connection → root, layout
 
 
 class QueryError(ValueError):
@@ -65,28 +66,75 @@ def _empty_metrics_sql() -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def _raw_metrics_sql(root: Path) -> str:
-    if not _files(root, "metrics"):
+def _read(src: str) -> str:
+    return f"read_parquet({src}, union_by_name=true, hive_partitioning=false)"
+
+
+def metrics_sql(root: Path) -> str:
+    """The deduplicated `metrics` relation for ROOT's current file layout.
+
+    Duplicate keys arise only in a trial folder holding both final.parquet and epoch_*.parquet (a
+    crash between compaction and the removal of the per-epoch files, or a resumed trial still
+    running): there, epoch-file rows whose key is already in final.parquet are dropped (final wins,
+    as in rlp_tune.results.dedup_table). Folders without overlap need no dedup pass, which keeps a
+    finished sweep a plain scan (see bench/analysis.py). The layout is listed when the SQL is made;
+    `_fetch` re-lists before each query on connections made by `connect`.
+    """
+    files = _files(root, "metrics")
+    finals = {f.parent for f in files if f.name == "final.parquet"}
+    epoch_dirs = {f.parent for f in files if f.name.startswith("epoch_")}
+    if not files:
         return _empty_metrics_sql()
-    glob = _sql_str(str(root / "parquet" / "metrics" / "*" / "*.parquet"))
-    return (f"SELECT * FROM read_parquet({glob}, union_by_name=true, hive_partitioning=false, "
-            f"filename='_file')")
+    cols = ", ".join(METRIC_SCHEMA.names)
+    base = root / "parquet" / "metrics"
+    parts = []
+    if finals:
+        parts.append(f"SELECT {cols} FROM {_read(_sql_str(str(base / '*' / 'final.parquet')))}")
+    if epoch_dirs:
+        ep = f"SELECT {cols} FROM {_read(_sql_str(str(base / '*' / 'epoch_*.parquet')))}"
+        overlap = sorted(finals & epoch_dirs)
+        if overlap:
+            key = ", ".join(METRIC_KEY)
+            lst = "[" + ", ".join(_sql_str(str(d / "final.parquet")) for d in overlap) + "]"
+            ep = (f"SELECT {', '.join('e.' + c for c in METRIC_SCHEMA.names)} FROM ({ep}) e "
+                  f"ANTI JOIN (SELECT {key} FROM {_read(lst)}) f USING ({key})")
+        parts.append(ep)
+    return "\nUNION ALL\n".join(parts)
 
 
-def dedup_sql(raw: str) -> str:
-    """SQL keeping one row per METRIC_KEY from `raw` (which has a `_file` column): the row from the
-    file that sorts last (final.parquet after epoch_*.parquet, as the pyarrow reader does)."""
-    key = ", ".join(METRIC_KEY)
-    return (f"SELECT {', '.join(METRIC_SCHEMA.names)} FROM ({raw}) "
-            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _file DESC) = 1")
+def _layout(root: Path) -> tuple:
+    files = _files(root, "metrics")
+    finals = frozenset(f.parent.name for f in files if f.name == "final.parquet")
+    epochs = frozenset(f.parent.name for f in files if f.name.startswith("epoch_"))
+    return (bool(finals), bool(epochs), finals & epochs, bool(_files(root, "trials")))
 
 
-def headmean_sql(src: str, where: str = "true") -> str:
+def multi_head_groups(con, src: str = "metrics") -> list[tuple[str, str, str]]:
+    """(split, metric, layer) combinations that have rows with head != 0 (several heads or a -1 mean).
+    Files where every head is 0 are skipped by their Parquet statistics, so this is cheap."""
+    rows = _fetch(con, f"SELECT DISTINCT split, metric, layer FROM {src} WHERE head <> 0", "rows")
+    return sorted(rows)
+
+
+def headmean_sql(src: str, multi: list[tuple[str, str, str]] | None = None, where: str = "true") -> str:
     """Collapse heads: the head = -1 row (mean over heads) where present, else the mean of all heads.
-    Output columns: sweep, trial_id, epoch, split, layer, metric, value."""
-    return (f"SELECT sweep, trial_id, epoch, split, layer, metric, "
-            f"coalesce(max(value) FILTER (WHERE head = -1), avg(value) FILTER (WHERE head <> -1)) AS value "
-            f"FROM {src} WHERE {where} GROUP BY sweep, trial_id, epoch, split, layer, metric")
+    Output columns: sweep, trial_id, epoch, split, layer, metric, value.
+
+    `multi` (from multi_head_groups) limits the GROUP BY to the combinations that have several heads;
+    every other row passes through (one head, head 0), which is most rows and much cheaper. None =
+    group everything."""
+    cols = "sweep, trial_id, epoch, split, layer, metric"
+    agg = (f"SELECT {cols}, coalesce(max(value) FILTER (WHERE head = -1), "
+           f"avg(value) FILTER (WHERE head <> -1)) AS value FROM {src} WHERE ({where}) {{cond}} "
+           f"GROUP BY {cols}")
+    if multi is None:
+        return agg.format(cond="")
+    if not multi:
+        return f"SELECT {cols}, value FROM {src} WHERE ({where})"
+    lst = ", ".join(f"({_sql_str(s)}, {_sql_str(m)}, {_sql_str(l)})" for s, m, l in multi)
+    in_multi = f"(split, metric, layer) IN ({lst})"
+    return (f"SELECT {cols}, value FROM {src} WHERE ({where}) AND NOT {in_multi}\nUNION ALL\n"
+            + agg.format(cond=f"AND {in_multi}"))
 
 
 def final_metric_names(con, src: str = "metrics") -> list[tuple[str, str]]:
@@ -96,10 +144,12 @@ def final_metric_names(con, src: str = "metrics") -> list[tuple[str, str]]:
     return [(s, m) for s, m in rows if s is not None and m is not None]
 
 
-def final_sql(names: list[tuple[str, str]], src: str = "metrics", trials: str = "trials",
-              has_trials: bool = True) -> str:
-    """The `final` view: trials ⟕ last value per (split, metric) at layer ''/'penultimate', head-mean."""
-    hm = headmean_sql(src, "layer IN ('', 'penultimate')")
+def final_sql(names: list[tuple[str, str]], src: str = "metrics", trials: str | None = "trials",
+              multi: list[tuple[str, str, str]] | None = None, collapsed: bool = False) -> str:
+    """The `final` view: trials ⟗ last value per (split, metric) at layer ''/'penultimate', head-mean.
+    `collapsed`: `src` already has one row per head group (headmean_sql output, no `head` column)."""
+    where = "layer IN ('', 'penultimate')"
+    hm = f"SELECT * FROM {src} WHERE {where}" if collapsed else headmean_sql(src, multi, where)
     cols = ",\n  ".join(
         f"max(value) FILTER (WHERE split = {_sql_str(s)} AND metric = {_sql_str(m)}) AS \"{s}.{m}\""
         for s, m in names)
@@ -111,73 +161,96 @@ def final_sql(names: list[tuple[str, str]], src: str = "metrics", trials: str = 
            f"FROM last GROUP BY ALL)\n"
            f"SELECT sweep, trial_id, max(epoch) AS final_epoch{',' if cols else ''}\n  {cols}\n"
            f"FROM one GROUP BY sweep, trial_id")
-    if not has_trials:
+    if trials is None:
         return piv
-    return (f"SELECT t.*, p.* EXCLUDE (sweep, trial_id) FROM {trials} t "
-            f"LEFT JOIN ({piv}) p ON t.sweep = p.sweep AND t.trial_id = p.trial_id")
+    # a full join: a trial whose trials/ row is missing still shows its metrics
+    return (f"SELECT coalesce(t.sweep, p.sweep) AS sweep, coalesce(t.trial_id, p.trial_id) AS trial_id, "
+            f"t.* EXCLUDE (sweep, trial_id), p.* EXCLUDE (sweep, trial_id) FROM {trials} t "
+            f"FULL JOIN ({piv}) p ON t.sweep = p.sweep AND t.trial_id = p.trial_id")
+
+
+def _trials_sql(root: Path) -> str:
+    if not _files(root, "trials"):
+        return ("SELECT NULL::VARCHAR AS sweep, NULL::VARCHAR AS trial_id, NULL::VARCHAR AS status, "
+                "NULL::BIGINT AS epochs_done WHERE false")
+    return f"SELECT * FROM {_read(_sql_str(str(root / 'parquet' / 'trials' / '*.parquet')))}"
+
+
+def _make_views(con, r: Path) -> None:
+    con.execute(f"CREATE OR REPLACE VIEW metrics AS {metrics_sql(r)}")
+    con.execute(f"CREATE OR REPLACE VIEW trials AS {_trials_sql(r)}")
 
 
 def connect(root: str | Path, *, final: bool = True, materialize: bool = False):
     """A DuckDB connection with the views `metrics`, `trials` and (if `final`) `final`.
 
-    materialize=True reads the metrics once into a temporary table (deduplicated), which pays when
-    several queries follow (rlp_tune.analysis.curves does this); views re-read the files each query.
+    materialize=True reads the (deduplicated) metrics once into a temporary table, which pays when
+    several queries follow (rlp_tune.analysis.curves does this); views re-read the files per query.
     """
     import duckdb
 
     r = _root(root)
     con = duckdb.connect()
-    _ROOTS[con] = r  # remembered to name a bad file when a query fails
-    metrics_src = dedup_sql(_raw_metrics_sql(r))
+    con.execute("SET enable_progress_bar = false")
+    _ROOTS[con] = {"root": r, "layout": _layout(r), "live": not materialize}
     if materialize:
-        _fetch(con, f"CREATE TEMP TABLE metrics AS {metrics_src}", "none")
+        _fetch(con, lambda: f"CREATE TEMP TABLE metrics AS {metrics_sql(r)}", "none")
+        con.execute(f"CREATE OR REPLACE VIEW trials AS {_trials_sql(r)}")
     else:
-        con.execute(f"CREATE VIEW metrics AS {metrics_src}")
-    has_trials = bool(_files(r, "trials"))
-    if has_trials:
-        glob = _sql_str(str(r / "parquet" / "trials" / "*.parquet"))
-        con.execute(f"CREATE VIEW trials AS SELECT * FROM read_parquet({glob}, union_by_name=true, "
-                    f"hive_partitioning=false)")
-    else:
-        con.execute("CREATE VIEW trials AS SELECT NULL::VARCHAR AS sweep, NULL::VARCHAR AS trial_id, "
-                    "NULL::VARCHAR AS status, NULL::BIGINT AS epochs_done WHERE false")
+        _make_views(con, r)
     if final:
         names = final_metric_names(con)
-        con.execute(f"CREATE VIEW final AS {final_sql(names)}")
+        con.execute(f"CREATE VIEW final AS {final_sql(names, multi=multi_head_groups(con))}")
     return con
 
 
 # ---- executing with retry and diagnosis ------------------------------------------------------
-def _fetch(con, sql: str, kind: str = "df", params: Any = None):
-    """Run `sql` and fetch the result as 'df' (pandas), 'arrow', 'rows' or 'none'.
+def _fetch(con, sql, kind: str = "df", params: Any = None):
+    """Run `sql` (a string, or a callable making it afresh for a retry) and fetch the result as 'df' (pandas), 'arrow', 'rows' or 'none'.
 
-    A file that vanished between listing and reading (a sweep still running) → one retry; a file
-    that cannot be read → ResultsError naming it; a parse/bind error → QueryError (one line).
+    On connections from `connect`, the views are remade first if the file layout changed (a trial
+    compacted, a new trial started). A file that vanished between listing and reading (a sweep still
+    running) → the views are remade and the query retried once; a file that cannot be read →
+    ResultsError naming it; a parse / bind error → QueryError (one line).
     """
     import duckdb
 
+    state = _ROOTS.get(con)
     for attempt in (0, 1):
         try:
-            res = con.execute(sql, params) if params is not None else con.execute(sql)
+            if state is not None and state["live"]:
+                layout = _layout(state["root"])
+                if layout != state["layout"]:
+                    _make_views(con, state["root"])
+                    state["layout"] = layout
+            text = sql() if callable(sql) else sql
+            if kind == "none":
+                con.execute(text, params) if params is not None else con.execute(text)
+                return None
+            rel = con.execute(text, params) if params is not None else con.sql(text)
+            if rel is None:  # a statement without a result (CREATE, SET, ...)
+                return None
             if kind == "df":
-                return res.df()
+                return rel.df()
             if kind == "arrow":
-                return res.fetch_arrow_table()
+                return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
             if kind == "rows":
-                return res.fetchall()
-            return None
+                return rel.fetchall()
+            raise ValueError(f"kind: {kind!r}")
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
             raise QueryError(f"query failed: {_one_line(e)}") from None
         except duckdb.Error as e:
             if attempt == 0 and _vanished(e):
                 time.sleep(0.05)
+                if state is not None:
+                    state["layout"] = None  # force new views on the retry
                 continue
-            root = _ROOTS.get(con)
-            bad = find_bad_file(root) if root is not None else None
+            root = state["root"] if state else None
+            bad = find_bad_file(root)
             if bad:
                 raise ResultsError(bad) from None
             if _vanished(e):  # vanished twice: the sweep is churning; say so
-                raise ResultsError(f"{root}: results files changed while reading twice; try again "
+                raise ResultsError(f"{root}: results files changed while reading, twice; try again "
                                    f"({_one_line(e)})") from None
             raise ResultsError(f"{root}: query over the results failed: {_one_line(e)}") from None
     raise AssertionError("unreachable")  # pragma: no cover

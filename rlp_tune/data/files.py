@@ -58,7 +58,7 @@ def _root(dcfg, name: str, expected: str) -> Path:
 def _locate(root: Path, inner: Sequence[str], marker: str) -> Path | None:
     """The first of root/<inner>/, root itself that holds `marker` (a file, maybe also marker.gz)."""
     for d in [root / i for i in inner] + [root]:
-        if (d / marker).exists() or (d / (marker + ".gz")).exists():
+        if (d / marker).is_file() or (d / (marker + ".gz")).is_file():
             return d
     return None
 

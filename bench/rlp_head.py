@@ -1,0 +1,170 @@
+"""Benchmark: the fused one-pass RLP head step vs the naive two-pass reference, side by side.
+
+    .venv/bin/python bench/rlp_head.py                 # full table (takes a few minutes)
+    .venv/bin/python bench/rlp_head.py --quick         # smaller sizes, seconds
+
+Per configuration (d = 512, B = 256, fp32, torch.set_num_threads(2) unless --threads):
+- time of forward+backward of one head step (loss = L_rnd + λ·L_reg; grads to W, b and z),
+  fused (`rlp_tune.heads.rlp_head_losses`) vs naive (dense logits computed twice: z detached for
+  L_rnd, W/b detached for L_reg), medians of repeats taken alternately in this one process;
+- peak memory of one step: each variant runs in a fresh subprocess; peak RSS (ru_maxrss) minus
+  RSS after the inputs are allocated. Both variants must return dW (h·n·d floats) and dz; the
+  line also shows the peak with those unavoidable gradient outputs subtracted ("work");
+- achieved GFLOP/s of the fused step (matmul flops it performs: 6·B·n·d·h dense, 8·B·n·d·h
+  chunked, which recomputes the logits in backward) against this machine's fp32 matmul rate
+  (a 2048³ matmul at the same thread count).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from rlp_tune.heads import plan_chunk, rlp_head_losses  # noqa: E402
+
+LAM = 1e3
+
+
+def make_inputs(B, d, n, h, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W = ((torch.rand(h, n, d, generator=g) * 2 - 1) / d ** 0.5).requires_grad_()
+    b = ((torch.rand(h, n, generator=g) * 2 - 1) / d ** 0.5).requires_grad_()
+    z = torch.randn(B, d, generator=g).requires_grad_()
+    y = torch.randint(0, n, (B, h), generator=g)
+    return W, b, z, y
+
+
+def step_fused(W, b, z, y, chunk=0):
+    l_rnd, l_reg, _ = rlp_head_losses(z.detach(), z, W, b, y, "log1m", chunk)
+    (l_rnd.sum() + LAM * l_reg.mean()).backward()
+
+
+def step_naive(W, b, z, y, chunk=0):
+    # the straightforward two-pass version: dense (h, B, n) logits twice
+    h, n, _ = W.shape
+    yt = y.t()                                                      # (h, B)
+    zd = z.detach().unsqueeze(0).expand(h, -1, -1)                  # (h, B, d)
+    s1 = torch.baddbmm(b.unsqueeze(1), zd, W.transpose(1, 2))       # (h, B, n), grads → W, b
+    l_rnd = F.cross_entropy(s1.reshape(-1, n), yt.reshape(-1), reduction="none").view(h, -1).mean(1)
+    zf = z.unsqueeze(0).expand(h, -1, -1)
+    s2 = torch.baddbmm(b.detach().unsqueeze(1), zf, W.detach().transpose(1, 2))   # grads → z
+    excl = s2.scatter(2, yt.unsqueeze(2), float("-inf"))
+    l_reg = (torch.logsumexp(s2, 2) - torch.logsumexp(excl, 2)).mean(1)
+    (l_rnd.sum() + LAM * l_reg.mean()).backward()
+
+
+STEPS = {"fused": step_fused, "naive": step_naive}
+
+
+def clear(*ts):
+    for t in ts:
+        t.grad = None
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(variant, B, d, n, h, chunk):
+    """Runs in a fresh process: one step, peak RSS over the post-input baseline (bytes)."""
+    W, b, z, y = make_inputs(B, d, n, h)
+    base = rss_bytes()
+    STEPS[variant](W, b, z, y, chunk)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    grads = sum(t.grad.numel() * t.grad.element_size() for t in (W, b, z))
+    print(json.dumps({"peak_delta": peak - base, "grads": grads}))
+
+
+def measure_memory(variant, B, d, n, h, chunk, threads):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, "--threads", str(threads),
+           "--shape", f"{B},{d},{n},{h},{chunk}"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def matmul_gflops(repeats=5):
+    a, c = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ c
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ c
+        ts.append(time.perf_counter() - t0)
+    return 2 * 2048 ** 3 / statistics.median(ts) / 1e9
+
+
+def time_side_by_side(B, d, n, h, chunk, repeats):
+    W, b, z, y = make_inputs(B, d, n, h)
+    times = {k: [] for k in STEPS}
+    for r in range(repeats + 1):                                    # r = 0 is the warm-up
+        for name, fn in STEPS.items():
+            clear(W, b, z)
+            t0 = time.perf_counter()
+            fn(W, b, z, y, chunk)
+            dt = time.perf_counter() - t0
+            if r:
+                times[name].append(dt)
+    clear(W, b, z)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--repeats", type=int, default=0, help="timed repeats per variant (0 = by size)")
+    ap.add_argument("--chunk", type=int, default=0, help="fused chunk size (0 = auto)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the subprocess memory runs")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--shape", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        B, d, n, h, chunk = map(int, args.shape.split(","))
+        memory_child(args.child, B, d, n, h, chunk)
+        return
+    B, d = 256, 512
+    configs = [(2_000, 1), (20_000, 2)] if args.quick else [(10_000, 1), (100_000, 10)]
+    peak = matmul_gflops()
+    print(f"torch {torch.__version__}, {args.threads} threads, fp32, B={B}, d={d}, λ={LAM:g}")
+    print(f"machine fp32 matmul (2048³): {peak:.1f} GFLOP/s")
+    print("memory: peak RSS (ru_maxrss) of one step in a fresh subprocess minus RSS after inputs;"
+          " 'work' = that minus the gradient outputs (dW, db, dz) both variants return")
+    hdr = (f"{'n':>8} {'h':>3} {'chunk':>6} | {'fused s':>8} {'naive s':>8} {'ratio':>6} | "
+           f"{'fused MB':>9} {'naive MB':>9} {'ratio':>6} | {'work f':>8} {'work n':>8} {'ratio':>6} | "
+           f"{'GFLOP/s':>7} {'of mm':>6}")
+    print(hdr)
+    print("-" * len(hdr))
+    for n, h in configs:
+        c = plan_chunk(h, B, n, 4, args.chunk)
+        reps = args.repeats or (3 if B * n * h >= 10 ** 8 else 7)
+        t = time_side_by_side(B, d, n, h, args.chunk, reps)
+        units = 6 if c >= n else 8
+        gflops = units * B * n * d * h / t["fused"] / 1e9
+        mem = "" if args.no_memory else None
+        if mem is None:
+            mf = measure_memory("fused", B, d, n, h, args.chunk, args.threads)
+            mn = measure_memory("naive", B, d, n, h, args.chunk, args.threads)
+            wf, wn = mf["peak_delta"] - mf["grads"], mn["peak_delta"] - mn["grads"]
+            mem = (f"{mf['peak_delta'] / 2**20:9.0f} {mn['peak_delta'] / 2**20:9.0f} "
+                   f"{mf['peak_delta'] / mn['peak_delta']:6.3f} | {wf / 2**20:8.0f} {wn / 2**20:8.0f} "
+                   f"{wf / wn:6.3f} |")
+        else:
+            mem = f"{'-':>9} {'-':>9} {'-':>6} | {'-':>8} {'-':>8} {'-':>6} |"
+        print(f"{n:8d} {h:3d} {min(c, n):6d} | {t['fused']:8.3f} {t['naive']:8.3f} {t['fused'] / t['naive']:6.3f} | "
+              f"{mem} {gflops:7.1f} {gflops / peak:6.2f}", flush=True)
+    print("time ratio = fused / naive (goal ≤ 0.6); memory ratio = fused / naive (goal ≤ 0.1)")
+
+
+if __name__ == "__main__":
+    main()
