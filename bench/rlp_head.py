@@ -7,8 +7,8 @@ Per configuration (d = 512, B = 256, fp32, torch.set_num_threads(2) unless --thr
 - time of forward+backward of one head step (loss = L_rnd + λ·L_reg; grads to W, b and z),
   fused (`rlp_tune.heads.rlp_head_losses`) vs naive (dense logits computed twice: z detached for
   L_rnd, W/b detached for L_reg), medians of repeats taken alternately in this one process;
-- peak memory of one step: each variant runs in a fresh subprocess; peak RSS (ru_maxrss) minus
-  RSS after the inputs are allocated. Both variants must return dW (h·n·d floats) and dz; the
+- peak memory of one step: each variant runs in a fresh subprocess; peak RSS (VmHWM, reset through
+  /proc/self/clear_refs once the inputs are allocated) minus the RSS at that point. Both variants must return dW (h·n·d floats) and dz; the
   line also shows the peak with those unavoidable gradient outputs subtracted ("work");
 - achieved GFLOP/s of the fused step (matmul flops it performs: 6·B·n·d·h dense, 8·B·n·d·h
   chunked, which recomputes the logits in backward) against this machine's fp32 matmul rate
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -70,17 +69,23 @@ def clear(*ts):
         t.grad = None
 
 
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_kb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {key} (Linux only)")
 
 
 def memory_child(variant, B, d, n, h, chunk):
-    """Runs in a fresh process: one step, peak RSS over the post-input baseline (bytes)."""
+    """Runs in a fresh process: one step; peak RSS over the RSS after the inputs (bytes).
+    The peak (VmHWM) is reset by writing 5 to /proc/self/clear_refs once the inputs exist."""
     W, b, z, y = make_inputs(B, d, n, h)
-    base = rss_bytes()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_kb("VmRSS")
     STEPS[variant](W, b, z, y, chunk)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_kb("VmHWM")
     grads = sum(t.grad.numel() * t.grad.element_size() for t in (W, b, z))
     print(json.dumps({"peak_delta": peak - base, "grads": grads}))
 
@@ -138,7 +143,7 @@ def main():
     peak = matmul_gflops()
     print(f"torch {torch.__version__}, {args.threads} threads, fp32, B={B}, d={d}, λ={LAM:g}")
     print(f"machine fp32 matmul (2048³): {peak:.1f} GFLOP/s")
-    print("memory: peak RSS (ru_maxrss) of one step in a fresh subprocess minus RSS after inputs;"
+    print("memory: peak RSS (VmHWM) of one step in a fresh subprocess minus RSS after inputs;"
           " 'work' = that minus the gradient outputs (dW, db, dz) both variants return")
     hdr = (f"{'n':>8} {'h':>3} {'chunk':>6} | {'fused s':>8} {'naive s':>8} {'ratio':>6} | "
            f"{'fused MB':>9} {'naive MB':>9} {'ratio':>6} | {'work f':>8} {'work n':>8} {'ratio':>6} | "

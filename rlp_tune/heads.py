@@ -35,7 +35,7 @@ LAYOUTS = ("shared", "per_class")
 #   DENSE_BYTES; that saves a quarter of the head's matmul flops;
 # - otherwise walk n in tiles of about TILE_BYTES of logits (h·B·chunk floats) and recompute.
 DENSE_BYTES = 64 << 20
-TILE_BYTES = 8 << 20
+TILE_BYTES = 4 << 20
 
 
 def plan_chunk(heads: int, batch: int, n: int, itemsize: int = 4, chunk: int = 0) -> int:
@@ -57,26 +57,28 @@ class _FusedRLPLoss(torch.autograd.Function):
     y (H, B) int64; w (H, B) per-sample weights (1/B for a batch mean, 0 for padding).
     Internal logits layout is (H, c, B) (a chunk of labels × batch), so a chunk of W is a
     contiguous (c, d) slice per head and every GEMM runs on plain row-major operands.
+    Per-(head, sample) statistics kept across chunks: the target logit s_t, lse_ex = logsumexp
+    over j != t and max_ex = max over j != t; from them L_rnd = softplus(lse_ex - s_t),
+    -log(1 - p_t) = softplus(s_t - lse_ex), correct = s_t > max_ex.
     """
 
     @staticmethod
     def forward(ctx, x_head, x_feat, W, b, y, w, reg, chunk):
         H, n, d = W.shape
-        shared = x_head.dim() == 2
         B = x_head.shape[-2]
-        xT = x_head.transpose(-1, -2)                                  # (d, B) | (H, d, B)
-        xT = xT.unsqueeze(0).expand(H, d, B) if shared else xT
+        xT = _batched(x_head.transpose(-1, -2), H)                      # (H, d, B)
         c = plan_chunk(H, B, n, W.element_size(), chunk)
         dense = c >= n
         neg_inf = float("-inf")
-        lse_ex = x_head.new_full((H, B), neg_inf)                       # logsumexp over j != target
-        max_ex = x_head.new_full((H, B), neg_inf)                       # max over j != target
-        s_t = x_head.new_zeros((H, B))                                  # target logit
+        lse_ex = x_head.new_full((H, B), neg_inf)
+        max_ex = x_head.new_full((H, B), neg_inf)
+        s_t = x_head.new_zeros((H, B))
         s_sum = x_head.new_zeros((H, B)) if reg == "uniform" else None
-        saved_s = None
+        buf = x_head.new_empty(H * min(c, n) * B)                       # one scratch tile, reused
         for j0 in range(0, n, c):
             j1 = min(n, j0 + c)
-            s = torch.baddbmm(b[:, j0:j1].unsqueeze(2), W[:, j0:j1], xT)   # (H, cj, B)
+            s = torch.baddbmm(b[:, j0:j1].unsqueeze(2), W[:, j0:j1], xT,
+                              out=buf[:H * (j1 - j0) * B].view(H, j1 - j0, B))   # (H, cj, B)
             if s_sum is not None:
                 s_sum += s.sum(1)
             idx, inside = _target_slot(y, j0, j1)
@@ -84,21 +86,19 @@ class _FusedRLPLoss(torch.autograd.Function):
             s_t = torch.where(inside, st, s_t)
             # mask the target out: s now holds exactly the terms of lse_{j != t}
             s.scatter_(1, idx, torch.where(inside, neg_inf, st).unsqueeze(1))
-            cm = s.amax(1)                                              # (H, B), -inf if only target
-            cm_safe = torch.where(torch.isfinite(cm), cm, 0.0)
-            if dense:
-                e = torch.exp(s - cm_safe.unsqueeze(1))
-                saved_s = s                                             # kept (target = -inf)
-            else:
-                e = s.sub_(cm_safe.unsqueeze(1)).exp_()                 # in place: s is scratch
-            lse_ex = torch.logaddexp(lse_ex, cm_safe + e.sum(1).log())
+            cm = s.amax(1)                                              # (H, B); -inf if only target
             max_ex = torch.maximum(max_ex, cm)
-            del e, s
-        # lse_all = logaddexp(lse_ex, s_t), so both losses are softplus-type and stable:
+            cm = torch.where(torch.isfinite(cm), cm, 0.0)
+            e = s.sub_(cm.unsqueeze(1)).exp_()                          # exp(s - cm) in place, 0 at t
+            lse_ex = torch.logaddexp(lse_ex, cm + e.sum(1).log())
+        # dense: keep the one tile e = exp(s - cm) for backward, where q = exp(s - lse_ex) = e·exp(cm - lse_ex)
+        saved_e = buf.view(H, n, B) if dense else None
+        q_scale = torch.exp(cm - lse_ex) if dense else None
         d_ex = s_t - lse_ex                                             # log(p_t / (1 - p_t))
-        l_rnd = torch.logaddexp(torch.zeros_like(d_ex), -d_ex)          # lse_all - s_t
+        zero = torch.zeros_like(d_ex)
+        l_rnd = torch.logaddexp(zero, -d_ex)                            # lse_all - s_t
         if reg == "log1m":
-            l_reg = torch.logaddexp(torch.zeros_like(d_ex), d_ex)       # lse_all - lse_ex = -log(1 - p_t)
+            l_reg = torch.logaddexp(zero, d_ex)                         # lse_all - lse_ex = -log(1 - p_t)
         else:
             l_reg = torch.logaddexp(lse_ex, s_t) - s_sum / n            # CE to uniform
         loss_rnd = (l_rnd * w).sum(1)
@@ -106,14 +106,14 @@ class _FusedRLPLoss(torch.autograd.Function):
         correct = ((s_t > max_ex) & (w > 0)).sum(1)
         ctx.mark_non_differentiable(correct)
         ctx.set_materialize_grads(False)
-        ctx.reg, ctx.c, ctx.shared = reg, c, shared
-        ctx.save_for_backward(x_head, W, b, y, w, s_t, lse_ex, saved_s)
+        ctx.reg, ctx.c = reg, c
+        ctx.save_for_backward(x_head, W, b, y, w, s_t, lse_ex, saved_e, q_scale)
         return loss_rnd, loss_reg, correct
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_rnd, g_reg, _g_correct):
-        x_head, W, b, y, w, s_t, lse_ex, saved_s = ctx.saved_tensors
+        x_head, W, b, y, w, s_t, lse_ex, saved_e, q_scale = ctx.saved_tensors
         need_xh, need_xf, need_W, need_b = ctx.needs_input_grad[:4]
         head = g_rnd is not None and (need_xh or need_W or need_b)
         feat = g_reg is not None and need_xf
@@ -121,47 +121,50 @@ class _FusedRLPLoss(torch.autograd.Function):
         if not (head or feat):
             return dxh, dxf, dW, db, None, None, None, None
         H, n, d = W.shape
-        B = x_head.shape[-2]
-        shared, c, reg = ctx.shared, ctx.c, ctx.reg
-        xT = x_head.transpose(-1, -2)
-        xT = xT.unsqueeze(0).expand(H, d, B) if shared else xT
-        xb = x_head.unsqueeze(0).expand(H, B, d) if shared else x_head     # (H, B, d)
-        p_t = torch.sigmoid(s_t - lse_ex)                                # p̂_target
-        rho = torch.sigmoid(lse_ex - s_t)                                # 1 - p̂_target
-        # both gradients are row-scalings of q = exp(s - lse_ex) (q_t = 0), i.e. of one exp pass:
-        #   rnd:    p - onehot : rho·q_j (j != t),   p_t - 1 at t
-        #   log1m:  p - q      : -p_t·q_j (j != t),  p_t at t        (q = softmax over j != t)
-        #   uniform p - 1/n    : rho·q_j - 1/n,      p_t - 1/n at t
+        B, dx = x_head.shape[-2], x_head.shape[-1]
+        c, reg = ctx.c, ctx.reg
+        xT = _batched(x_head.transpose(-1, -2), H)                      # (H, d, B)
+        xb = _batched(x_head, H)                                        # (H, B, d)
+        p_t = torch.sigmoid(s_t - lse_ex)                               # p̂_target
+        rho = torch.sigmoid(lse_ex - s_t)                               # 1 - p̂_target
+        # Both gradients are row scalings of q = exp(s - lse_ex) (q = 0 at the target), i.e. of one
+        # exp pass, with the target entry set apart:
+        #   rnd:     p - onehot: rho·q_j (j != t),   p_t - 1 at t
+        #   log1m:   p - q:      -p_t·q_j (j != t),  p_t at t      (q: softmax over j != t)
+        #   uniform: p - 1/n:    rho·q_j - 1/n,      p_t - 1/n at t
+        # dense: q = saved_e·q_scale, folded into the row factors.
+        fold = q_scale if saved_e is not None else 1.0
         if head:
-            a = g_rnd.unsqueeze(1) * w                                   # (H, B)
-            alpha, tval_h = (a * rho).unsqueeze(1), a * (p_t - 1.0)
-            if need_W:
-                dW = torch.empty_like(W)
-            if need_b:
-                db = torch.empty_like(b)
-            if need_xh:
-                acc_h = x_head.new_zeros((H, B, x_head.shape[-1]))
+            a = g_rnd.unsqueeze(1) * w                                  # (H, B)
+            alpha, tval_h = (a * rho * fold).unsqueeze(1), a * (p_t - 1.0)
+            dW = torch.empty_like(W) if need_W else None
+            db = torch.empty_like(b) if need_b else None
+            acc_h = x_head.new_zeros((H, B, dx)) if need_xh else None
         if feat:
             bb = g_reg.unsqueeze(1) * w
             if reg == "log1m":
-                beta, tval_f, shift = (-bb * p_t).unsqueeze(1), bb * p_t, None
+                beta, tval_f, shift = (-bb * p_t * fold).unsqueeze(1), bb * p_t, None
             else:
-                beta, tval_f, shift = (bb * rho).unsqueeze(1), bb * (p_t - 1.0 / n), (bb / n).unsqueeze(1)
-            acc_f = x_head.new_zeros((H, B, x_head.shape[-1]))
+                beta, tval_f, shift = (bb * rho * fold).unsqueeze(1), bb * (p_t - 1.0 / n), (bb / n).unsqueeze(1)
+            acc_f = x_head.new_zeros((H, B, dx))
+        cmax = min(c, n)
+        qbuf = x_head.new_empty(H * cmax * B) if saved_e is None else None
+        gbuf = x_head.new_empty(H * cmax * B)
         lse_b = lse_ex.unsqueeze(1)
         for j0 in range(0, n, c):
             j1 = min(n, j0 + c)
+            cj = j1 - j0
             Wc = W[:, j0:j1]
             idx, inside = _target_slot(y, j0, j1)
-            if saved_s is not None:
-                q = torch.sub(saved_s, lse_b)
-            else:
-                q = torch.baddbmm(b[:, j0:j1].unsqueeze(2), Wc, xT)
+            if saved_e is not None:
+                q = saved_e                                             # kept from forward; read only
+            else:                                                       # recompute the tile once
+                q = torch.baddbmm(b[:, j0:j1].unsqueeze(2), Wc, xT, out=qbuf[:H * cj * B].view(H, cj, B))
                 q.scatter_(1, idx, torch.where(inside, float("-inf"), q.gather(1, idx).squeeze(1)).unsqueeze(1))
-                q.sub_(lse_b)
-            q.exp_()                                                    # (H, cj, B); 0 at targets
+                q.sub_(lse_b).exp_()                                    # (H, cj, B); 0 at targets
+            g = gbuf[:H * cj * B].view(H, cj, B)
             if head:
-                gh = q * alpha
+                gh = torch.mul(q, alpha, out=g)
                 _set_target(gh, idx, inside, tval_h)
                 if need_W:
                     _bmm_into(dW[:, j0:j1], gh, xb)                     # (H, cj, B) @ (H, B, d)
@@ -169,19 +172,23 @@ class _FusedRLPLoss(torch.autograd.Function):
                     db[:, j0:j1] = gh.sum(2)
                 if need_xh:
                     acc_h.baddbmm_(gh.transpose(1, 2), Wc)              # (H, B, cj) @ (H, cj, d)
-                del gh
             if feat:
-                gf = q.mul_(beta)
+                # the kept dense tile is read-only (backward may run twice with retain_graph)
+                gf = torch.mul(q, beta, out=g) if saved_e is not None else q.mul_(beta)
                 if shift is not None:
                     gf.sub_(shift)
                 _set_target(gf, idx, inside, tval_f)
                 acc_f.baddbmm_(gf.transpose(1, 2), Wc)
-            del q
         if head and need_xh:
-            dxh = acc_h.sum(0) if shared else acc_h
+            dxh = acc_h.sum(0) if x_head.dim() == 2 else acc_h
         if feat:
-            dxf = acc_f.sum(0) if shared else acc_f
+            dxf = acc_f.sum(0) if x_head.dim() == 2 else acc_f
         return dxh, dxf, dW, db, None, None, None, None
+
+
+def _batched(t: Tensor, H: int) -> Tensor:
+    """A (r, c) matrix shared by H heads as an (H, r, c) stride-0 view; (H, r, c) passes through."""
+    return t.unsqueeze(0).expand(H, *t.shape) if t.dim() == 2 else t
 
 
 def _target_slot(y: Tensor, j0: int, j1: int) -> tuple[Tensor, Tensor]:
@@ -197,11 +204,13 @@ def _set_target(g: Tensor, idx: Tensor, inside: Tensor, val: Tensor) -> None:
 
 
 def _bmm_into(dst: Tensor, a: Tensor, b: Tensor) -> None:
-    """dst = a @ b for a strided destination view (a chunk of dW)."""
+    """dst = a @ b batched over heads, written in place. A chunk of dW (H > 1) is strided across
+    heads but contiguous per head: one mm per head avoids a temporary and a copy."""
     if dst.is_contiguous():
         torch.bmm(a, b, out=dst)
     else:
-        dst.copy_(torch.bmm(a, b))
+        for k in range(dst.shape[0]):
+            torch.mm(a[k], b[k], out=dst[k])
 
 
 def rlp_head_losses(h_head: Tensor, h_feat: Tensor, W: Tensor, b: Tensor, y: Tensor,

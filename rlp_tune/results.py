@@ -103,6 +103,16 @@ class ResultWriter:
         table = pa.Table.from_pylist([row])
         atomic_write_table(table, f"{self.base}/parquet/trials/{self.trial_id}.parquet", self.fs)
 
+    def trial_status(self) -> str | None:
+        """The status in this trial's row, or None if it has none (or it cannot be read)."""
+        path = f"{self.base}/parquet/trials/{self.trial_id}.parquet"
+        if not self._exists(path):
+            return None
+        try:
+            return pq.read_table(path, columns=["status"], filesystem=self.fs).column(0)[0].as_py()
+        except (pa.ArrowInvalid, OSError, IndexError):
+            return None
+
     def compact(self) -> None:
         """Merge this trial's per-epoch files into final.parquet, then remove them."""
         files = self._epoch_files()
@@ -124,9 +134,10 @@ class ResultWriter:
                 self._remove(f)
         final = f"{self.metrics_dir}/final.parquet"
         if self._exists(final):
-            t = pq.read_table(final, filesystem=self.fs)
             import pyarrow.compute as pc
-            atomic_write_table(t.filter(pc.less_equal(t["epoch"], epoch)), final, self.fs)
+            t = pq.read_table(final, filesystem=self.fs)
+            if (pc.max(t["epoch"]).as_py() or 0) > epoch:   # rewrite only when there is something to drop
+                atomic_write_table(t.filter(pc.less_equal(t["epoch"], epoch)), final, self.fs)
 
     # small filesystem shims (local or pyarrow.fs)
     def _epoch_files(self) -> list[str]:

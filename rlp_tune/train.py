@@ -150,7 +150,7 @@ def lr_lambda(cfg: Config, steps_per_epoch: int):
 class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path | None = None, data: DataBundle | None = None,
                  sweep: str = "", trial_id: str | None = None, progress: bool = False,
-                 results_root: str | Path | None = None):
+                 results_root: str | Path | None = None, trial_extra: dict | None = None):
         """out_dir: checkpoints (and Parquet unless results_root is given: a sweep's shared folder/URI)."""
         self.cfg = cfg
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -193,12 +193,13 @@ class Trainer:
         self.steps_per_epoch = -(-self.data.m // cfg.run.batch_size)
         self.opt = make_optimizer(cfg, self.net.parameters())
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps_per_epoch))
-        self.augment = make_augment(cfg.data.augment, self.data.in_shape)
+        self.augment = make_augment(cfg.data.augment, self.data.in_shape, mean=self.data.mean, std=self.data.std)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
         self.epoch = 0
         self.tables: dict[str, torch.Tensor] = {}
         self.t0 = time.time()
         self.trial_id = trial_id or cfg.run.name or (self.out_dir.name if self.out_dir else "run")
+        self.trial_extra = {"world_size": self.world, "device": str(self.device), **(trial_extra or {})}
         root = results_root or self.out_dir
         self.writer = ResultWriter(root, sweep, self.trial_id) if root and self.rank == 0 else None
         if self.out_dir and (self.out_dir / "checkpoints" / "last.pt").exists():
@@ -216,10 +217,15 @@ class Trainer:
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> Iterator[EpochRecord]:
         cfg = self.cfg
+        if self.epoch >= cfg.run.epochs:   # resumed after the last epoch: finish the bookkeeping only
+            if self.writer and self.writer.trial_status() != "TERMINATED":
+                self.writer.compact()
+                self.writer.write_trial(cfg.to_flat(), "TERMINATED", self.epoch, self.trial_extra)
+            return
         if self.writer and self.epoch == 0:
             self.writer.truncate_after(0)
         if self.writer:
-            self.writer.write_trial(cfg.to_flat(), "RUNNING", self.epoch)
+            self.writer.write_trial(cfg.to_flat(), "RUNNING", self.epoch, self.trial_extra)
         if self.epoch == 0 and self.out_dir and cfg.run.keep_checkpoints == "all":
             self.save_checkpoint(tag="epoch_00000")
         try:
@@ -233,17 +239,17 @@ class Trainer:
                     if cfg.run.keep_checkpoints == "all":
                         self.save_checkpoint(tag=f"epoch_{self.epoch:05d}")
                 if self.writer:
-                    self.writer.write_trial(cfg.to_flat(), "RUNNING", self.epoch)
+                    self.writer.write_trial(cfg.to_flat(), "RUNNING", self.epoch, self.trial_extra)
                 yield rec
                 if rec.stop:
                     break
         except (KeyboardInterrupt, GeneratorExit):   # Ctrl-C, or the consumer stopped early (e.g. ASHA)
             if self.writer:
-                self.writer.write_trial(cfg.to_flat(), "STOPPED", self.epoch)
+                self.writer.write_trial(cfg.to_flat(), "STOPPED", self.epoch, self.trial_extra)
             raise
         if self.writer:
             self.writer.compact()
-            self.writer.write_trial(cfg.to_flat(), "TERMINATED", self.epoch)
+            self.writer.write_trial(cfg.to_flat(), "TERMINATED", self.epoch, self.trial_extra)
 
     def run_epoch(self, epoch: int) -> EpochRecord:
         cfg, t_start = self.cfg, time.time()

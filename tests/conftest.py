@@ -1,6 +1,8 @@
 import os
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# local test clusters advertise 127.0.0.1 only (read by Ray at import time)
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

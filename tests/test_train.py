@@ -116,7 +116,7 @@ def test_raising_lambda_lowers_random_label_accuracy():
         acc[lam] = rec.get("train", "rand_acc", layer="penultimate")
     chance = 1 / 8
     assert acc[0.0] > chance + 0.15, acc        # memorization is measured without λ
-    assert acc[10.0] < acc[1.0] < acc[0.0], acc
+    assert acc[1.0] < acc[0.0] - 0.1 and acc[10.0] <= acc[1.0] + 0.02, acc   # monotone (to sampling noise)
     assert acc[10.0] < chance + 0.1, acc
 
 

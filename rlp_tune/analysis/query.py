@@ -144,19 +144,23 @@ def final_metric_names(con, src: str = "metrics") -> list[tuple[str, str]]:
     return [(s, m) for s, m in rows if s is not None and m is not None]
 
 
+def last_sql(src: str = "metrics", multi: list[tuple[str, str, str]] | None = None, where: str = "true") -> str:
+    """Per (sweep, trial_id, split, layer, metric): the latest epoch and its value, heads collapsed."""
+    return (f"SELECT sweep, trial_id, split, layer, metric, max(epoch) AS epoch, arg_max(value, epoch) AS value "
+            f"FROM ({headmean_sql(src, multi, where)}) GROUP BY ALL")
+
+
 def final_sql(names: list[tuple[str, str]], src: str = "metrics", trials: str | None = "trials",
-              multi: list[tuple[str, str, str]] | None = None, collapsed: bool = False) -> str:
+              multi: list[tuple[str, str, str]] | None = None, last: str | None = None) -> str:
     """The `final` view: trials ⟗ last value per (split, metric) at layer ''/'penultimate', head-mean.
-    `collapsed`: `src` already has one row per head group (headmean_sql output, no `head` column)."""
-    where = "layer IN ('', 'penultimate')"
-    hm = f"SELECT * FROM {src} WHERE {where}" if collapsed else headmean_sql(src, multi, where)
+    `last`: a relation already holding last_sql's rows (then `src`/`multi` are not used)."""
+    layers = "layer IN ('', 'penultimate')"
+    lst = f"SELECT * FROM {last} WHERE {layers}" if last else last_sql(src, multi, layers)
     cols = ",\n  ".join(
         f"max(value) FILTER (WHERE split = {_sql_str(s)} AND metric = {_sql_str(m)}) AS \"{s}.{m}\""
         for s, m in names)
-    # per (trial, split, metric, layer) the latest epoch; then layer '' before 'penultimate'
-    piv = (f"WITH hm AS ({hm}),\n"
-           f"last AS (SELECT sweep, trial_id, split, metric, layer, max(epoch) AS epoch, "
-           f"arg_max(value, epoch) AS value FROM hm GROUP BY ALL),\n"
+    # layer '' before 'penultimate' (arg_min over the layer name) when a metric has both
+    piv = (f"WITH last AS ({lst}),\n"
            f"one AS (SELECT sweep, trial_id, split, metric, max(epoch) AS epoch, arg_min(value, layer) AS value "
            f"FROM last GROUP BY ALL)\n"
            f"SELECT sweep, trial_id, max(epoch) AS final_epoch{',' if cols else ''}\n  {cols}\n"
@@ -192,15 +196,19 @@ def connect(root: str | Path, *, final: bool = True, materialize: bool = False):
     r = _root(root)
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    _ROOTS[con] = {"root": r, "layout": _layout(r), "live": not materialize}
+    # footers read when a view binds are reused by the scans that follow (1000s of small files)
+    con.execute("SET parquet_metadata_cache = true")
+    # views bind (and read every file's schema) when made: _fetch makes them, so a bad file is named
+    _ROOTS[con] = {"root": r, "layout": None, "live": not materialize}
     if materialize:
         _fetch(con, lambda: f"CREATE TEMP TABLE metrics AS {metrics_sql(r)}", "none")
-        con.execute(f"CREATE OR REPLACE VIEW trials AS {_trials_sql(r)}")
+        _fetch(con, lambda: f"CREATE OR REPLACE VIEW trials AS {_trials_sql(r)}", "none")
     else:
-        _make_views(con, r)
+        _fetch(con, "SELECT 1", "none")
     if final:
         names = final_metric_names(con)
-        con.execute(f"CREATE VIEW final AS {final_sql(names, multi=multi_head_groups(con))}")
+        multi = multi_head_groups(con)
+        _fetch(con, lambda: f"CREATE OR REPLACE VIEW final AS {final_sql(names, multi=multi)}", "none")
     return con
 
 
@@ -224,11 +232,12 @@ def _fetch(con, sql, kind: str = "df", params: Any = None):
                     _make_views(con, state["root"])
                     state["layout"] = layout
             text = sql() if callable(sql) else sql
-            if kind == "none":
-                con.execute(text, params) if params is not None else con.execute(text)
+            # con.sql runs statements without a result (CREATE, SET) at once and returns None
+            rel = con.sql(text, params=params) if params is not None else con.sql(text)
+            if rel is None:
                 return None
-            rel = con.execute(text, params) if params is not None else con.sql(text)
-            if rel is None:  # a statement without a result (CREATE, SET, ...)
+            if kind == "none":
+                rel.fetchall()
                 return None
             if kind == "df":
                 return rel.df()

@@ -87,7 +87,7 @@ class DataBundle:
         """Shuffled (x, y, idx) batches of the global batch `batch_size`; rank r of `world` gets its
         contiguous 1/world share of every global batch, so the union over ranks is the 1-process batch."""
         if self.streamed is not None:
-            yield from self.streamed.train_batches(self, epoch, batch_size, seed, rank, world)
+            yield from self.streamed.train_batches(self, epoch, batch_size, seed, rank, world, drop_last)
             return
         m = self.m
         g = torch.Generator().manual_seed(L.derive_seed(seed, "order", epoch))

@@ -15,7 +15,8 @@ pools it (the CLS token, timm's global_pool="token"), *before* the final LayerNo
 `token_taps` (RLP heads put a LayerNorm first, as the paper does). "penultimate" — the final-normed
 pooled token the head sees (`forward_head(..., pre_logits=True)`). `classifier` is timm's `head`.
 The forward replays timm 1.0's forward_features/forward_head step by step (one pass, same ops and
-dropout RNG order), so the logits equal a plain timm model's `forward(x)` with the same weights.
+dropout RNG order), so the logits equal a plain timm model's `forward(x)` with the same weights:
+`VisionTransformer(**model.timm_kwargs)` builds that twin. (timm's grad_checkpointing is not honoured.)
 """
 from __future__ import annotations
 

@@ -51,7 +51,8 @@ def run_probes(names: Iterable[str], train_feats: torch.Tensor, train_labels: to
     names = list(names)
     bad = [n for n in names if n not in PROBES]
     if bad:
-        hint = " ('invariance' needs a model and augmentation: use rlp_tune.probes.invariance)" if "invariance" in bad else ""
+        hint = (" ('invariance' needs a model and augmentation: use rlp_tune.probes.invariance)"
+                if "invariance" in bad else "")
         raise ValueError(f"unknown probe(s) {', '.join(bad)} (known: {', '.join(PROBES)}){hint}")
     opts = dict(k=k, masc_threshold=masc_threshold, linear_C=linear_C, linear_max_iter=linear_max_iter)
     return {f"{n}_acc": PROBES[n](train_feats, train_labels, test_feats, test_labels, num_classes, **opts)

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 
-def class_means(train_feats: torch.Tensor, train_labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def class_means(train_feats: torch.Tensor, train_labels: torch.Tensor,
+                num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(means (C, d) of the L2-normalized rows, counts (C,))."""
     dt = torch.float64 if train_feats.dtype == torch.float64 else torch.float32
     x = F.normalize(train_feats.to(dt), dim=1)

@@ -22,6 +22,18 @@ from .trainable import META, train_trial
 SPACE_FILE = "space.toml"
 
 
+def loopback_only() -> None:
+    """Make an embedded (single-machine) Ray advertise 127.0.0.1, not the interface address.
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported; the environment variable
+    reaches the processes Ray starts, the module constant covers a Ray imported already. It also
+    keeps other machines from joining, which is what an embedded cluster wants."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if "ray" in sys.modules:
+        from ray._private import ray_constants
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to a cluster (`address`), or start an embedded one bound to 127.0.0.1."""
     import ray
@@ -32,9 +44,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")   # clusters started with token auth need it too
         ray.init(address=address, log_to_driver=False)
         return
-    # single-node embedded cluster: advertise loopback, not the interface address (also keeps other
-    # nodes from joining); token authentication stays on (Ray's default); dashboard on localhost
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    loopback_only()
     ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 

@@ -76,8 +76,9 @@ def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int
         cfg = cfg.replace(**{"run.device": "cpu"})
     if not cfg.run.threads:  # a trial uses the CPUs Ray gave it, not every core of the node
         cfg = cfg.replace(**{"run.threads": max(1, int(meta["cpus"]))})
+    import ray
     trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), sweep=meta["sweep"], trial_id=trial_id,
-                      results_root=meta["root"])
+                      results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id()})
     for rec in trainer.fit():
         metrics = rec.flat()
         ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out))) if rank == 0 else None

@@ -1,0 +1,19 @@
+"""Memorization vs generalization across trials: test accuracy and the train − test gap against
+the final random-label accuracy, with the fitted curve, Spearman ρ and the verdict (did
+suppressing memorization help or hurt?).
+
+    .venv/bin/python analysis/fig_memgen.py runs/sweep1 figs/      # → figs/memgen.png, .svg
+"""
+import sys
+
+from _common import run
+
+
+def build(tables, doc):
+    from rlp_tune.analysis.curves import per_trial
+    from rlp_tune.analysis.plots import _get_memgen_info
+    return [_get_memgen_info(per_trial(tables), doc["fits"].get("memorization_vs_generalization"))]
+
+
+if __name__ == "__main__":
+    sys.exit(run(__doc__, build))

@@ -1,0 +1,401 @@
+"""Analysis of Parquet results: DuckDB views (dedup, corrupt files, files changing underneath),
+curve fits recovering known parameters, "not fitted" paths, figure infos, and the HTML report.
+
+Synthetic sweeps are written with rlp_tune.results.ResultWriter from known curves:
+  rand_acc(λ)  = 0.1 + 0.7 / (1 + exp(2 (log10 λ − 1.5)))         (λ50 = 10^1.5, chance 1/n = 0.1)
+  test_acc(λ)  = 0.60 + 0.05 exp(−½ ((log10 λ − 1) / 0.7)²)        (peak at λ = 10)
+  train_acc    = 0.98                                              (so the gap is smallest at λ = 10)
+on the grid λ ∈ {0} ∪ 10^{−2, −1.5, …, 4} × 3 seeds, 6 epochs; rand_acc sits at chance until epoch 3
+(memorization onset 3) and train/test split apart from epoch 2 (divergence 2).
+"""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlp_tune.analysis import analyze, format_analysis, run_query, write_report
+from rlp_tune.analysis import curves, plots, query
+from rlp_tune.config import Config
+from rlp_tune.results import ResultsError, ResultWriter
+
+X_GRID = np.arange(-2.0, 4.01, 0.5)          # log10 λ, step 0.5 decade
+LAMS = [0.0] + [float(10 ** x) for x in X_GRID]
+SEEDS = 3
+EPOCHS = 6
+LOG10_L50 = 1.5
+
+
+def true_rand(x):
+    return 0.1 + 0.7 / (1 + np.exp(2.0 * (x - LOG10_L50)))
+
+
+def true_test(x):
+    return 0.60 + 0.05 * np.exp(-0.5 * ((x - 1.0) / 0.7) ** 2)
+
+
+def _cfg(**kw):
+    flat = Config().to_flat()
+    flat.update({"rlp.n": 10, "rlp.heads": 2, "rlp.layers": ["layer1", "penultimate"], "run.epochs": EPOCHS})
+    flat.update(kw)
+    return flat
+
+
+def _write_trial(root, tid, lam, seed, rng, *, rand_final=None, test_final=None, n=10, compact=True, cfg=None):
+    x = np.log10(lam) if lam > 0 else -np.inf
+    r = true_rand(x) + rng.normal(0, 0.01) if rand_final is None else rand_final
+    te = true_test(x) + rng.normal(0, 0.003) if test_final is None else test_final
+    chance = 1.0 / n
+    w = ResultWriter(root, "syn", tid)
+    for e in range(1, EPOCHS + 1):
+        re_ = chance if e < 3 else r                      # onset at epoch 3
+        train, test = (0.47, 0.45) if e == 1 else (0.98, te)  # divergence at epoch 2
+        rows = [{"split": "train", "metric": "acc", "value": train},
+                {"split": "test", "metric": "acc", "value": test},
+                {"split": "test", "metric": "loss_class", "value": 1.0 - test}]
+        # penultimate: two heads (±0.01 around the mean) and the head -1 mean row
+        for h, off in ((0, -0.01), (1, 0.01)):
+            rows.append({"split": "train", "metric": "rand_acc", "layer": "penultimate", "head": h, "value": re_ + off})
+        rows.append({"split": "train", "metric": "rand_acc", "layer": "penultimate", "head": -1, "value": re_})
+        # layer1: two heads and no -1 row, so readers must average the heads themselves
+        l1 = chance + 0.2 * (re_ - chance) / 0.7
+        for h, off in ((0, -0.02), (1, 0.02)):
+            rows.append({"split": "train", "metric": "rand_acc", "layer": "layer1", "head": h, "value": l1 + off})
+        w.write_epoch(e, rows)
+    w.write_trial(cfg or _cfg(**{"rlp.lam": lam, "run.seed": seed, "rlp.n": n}), status="TERMINATED",
+                  epochs_done=EPOCHS)
+    if compact:
+        w.compact()
+    return w, r, te
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The λ sweep; half the trials compacted, one with a crash leftover (final.parquet + epoch files)."""
+    root = tmp_path_factory.mktemp("sweep")
+    rng = np.random.default_rng(0)
+    truth = {}
+    for i, lam in enumerate(LAMS):
+        for s in range(SEEDS):
+            tid = f"t{i:02d}s{s}"
+            w, r, te = _write_trial(root, tid, lam, s, rng, compact=(i + s) % 2 == 0)
+            truth[tid] = (lam, r, te)
+    # crash between compaction and the removal of the per-epoch files: same rows twice on disk
+    w = ResultWriter(root, "syn", "t00s0")
+    final = root / "parquet/metrics/t00s0/final.parquet"
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    t = pq.read_table(final)
+    for e in (5, 6):
+        pq.write_table(t.filter(pc.equal(t["epoch"], e)), root / f"parquet/metrics/t00s0/epoch_{e:05d}.parquet")
+    assert final.exists() and w.trial_id == "t00s0"
+    return root, truth
+
+
+@pytest.fixture(scope="module")
+def doc(sweep):
+    return analyze(sweep[0], n_boot=100)
+
+
+# ---- query -------------------------------------------------------------------------------------
+ROWS_PER_EPOCH = 3 + 3 + 2    # acc ×2, loss_class, penultimate heads 0/1/-1, layer1 heads 0/1
+
+
+def test_metrics_view_dedups_final_and_epoch_files(sweep):
+    root, _ = sweep
+    n = json.loads(run_query(root, "SELECT trial_id, count(*) AS n FROM metrics GROUP BY trial_id", "json"))
+    counts = {r["trial_id"]: r["n"] for r in n}
+    assert len(counts) == len(LAMS) * SEEDS
+    assert set(counts.values()) == {EPOCHS * ROWS_PER_EPOCH}     # t00s0 has epochs 5, 6 twice on disk
+    key = ", ".join(query.METRIC_KEY)
+    dup = run_query(root, f"SELECT count(*) AS d FROM (SELECT {key}, count(*) c FROM metrics GROUP BY ALL) WHERE c > 1",
+                    "csv")
+    assert dup.split() == ["d", "0"]
+
+
+def test_metrics_view_equals_the_pyarrow_reader(sweep):
+    from rlp_tune.results import read_metrics
+    root, _ = sweep
+    key = list(query.METRIC_KEY)
+    duck = query.query_df(root, "SELECT * FROM metrics").sort_values(key).reset_index(drop=True)
+    ref = read_metrics(root).sort_values(key).reset_index(drop=True)
+    assert len(duck) == len(ref) == len(LAMS) * SEEDS * EPOCHS * ROWS_PER_EPOCH
+    pd.testing.assert_frame_equal(duck[key + ["value"]], ref[key + ["value"]], check_dtype=False)
+
+
+def test_final_view_pivots_last_epoch_head_mean(sweep):
+    root, truth = sweep
+    df = query.query_df(root, 'SELECT trial_id, "rlp.lam", "rlp.n", "train.acc", "test.acc", "train.rand_acc", '
+                              '"test.loss_class", final_epoch FROM final')
+    assert len(df) == len(truth)
+    for r in df.itertuples():
+        lam, rand, te = truth[r.trial_id]
+        assert r._2 == lam and r._3 == 10 and r.final_epoch == EPOCHS
+        assert r._6 == pytest.approx(rand, abs=1e-12)          # the head -1 row, not a head
+        assert r._5 == pytest.approx(te, abs=1e-12) and r._4 == pytest.approx(0.98)
+        assert r._7 == pytest.approx(1 - te, abs=1e-12)
+
+
+def test_run_query_formats_and_bad_sql(sweep):
+    root, _ = sweep
+    sql = 'SELECT trial_id, "rlp.lam" AS lam FROM trials ORDER BY trial_id LIMIT 2'
+    table = run_query(root, sql)
+    assert table.splitlines()[0].split() == ["trial_id", "lam"] and "t00s0" in table
+    csv = run_query(root, sql, "csv").splitlines()
+    assert csv[0] == "trial_id,lam" and csv[1] == "t00s0,0.0"
+    assert json.loads(run_query(root, sql, "json"))[1] == {"trial_id": "t00s1", "lam": 0.0}
+    with pytest.raises(query.QueryError, match="query failed"):
+        run_query(root, "SELEC nonsense")
+    with pytest.raises(query.QueryError, match="format"):
+        run_query(root, sql, "xml")
+    with pytest.raises(ResultsError, match="not found"):
+        run_query(root / "nope", sql)
+
+
+def _small_sweep(root, n_trials=3):
+    rng = np.random.default_rng(1)
+    for i in range(n_trials):
+        _write_trial(root, f"s{i}", 10.0 ** i, 0, rng, compact=i % 2 == 0)
+
+
+@pytest.mark.parametrize("which", ["metrics", "trials"])
+def test_corrupt_parquet_names_the_file(tmp_path, which):
+    _small_sweep(tmp_path)
+    bad = (tmp_path / "parquet/metrics/s1/epoch_00003.parquet" if which == "metrics"
+           else tmp_path / "parquet/trials/s2.parquet")
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])                      # truncated mid-file
+    with pytest.raises(ResultsError) as ei:
+        run_query(tmp_path, "SELECT count(*) FROM metrics JOIN trials USING (trial_id)")
+    assert str(bad) in str(ei.value) and "\n" not in str(ei.value)
+    with pytest.raises(ResultsError, match=re.escape(str(bad))):
+        analyze(tmp_path, n_boot=10)
+
+
+def test_views_follow_files_changing_while_a_sweep_runs(tmp_path, monkeypatch):
+    _small_sweep(tmp_path)                                       # s1 still has per-epoch files
+    con = query.connect(tmp_path, final=False)
+    count = "SELECT count(*) FROM metrics"
+    assert query._fetch(con, count, "rows")[0][0] == 3 * EPOCHS * ROWS_PER_EPOCH
+    ResultWriter(tmp_path, "syn", "s1").compact()                # epoch files vanish, final.parquet appears
+    assert query._fetch(con, count, "rows")[0][0] == 3 * EPOCHS * ROWS_PER_EPOCH
+    # a file listed when the views were made vanishes before the read: one retry with fresh views
+    _write_trial(tmp_path, "s3", 1e3, 0, np.random.default_rng(2), compact=False)
+    query._fetch(con, count, "rows")                             # views now list s3's epoch files
+    state = query._ROOTS[con]
+    frozen = state["layout"]
+    monkeypatch.setattr(query, "_layout", lambda root: frozen)   # hide the next change from the refresh
+    ResultWriter(tmp_path, "syn", "s3").compact()
+    calls = []
+    real_make = query._make_views
+    monkeypatch.setattr(query, "_make_views", lambda c, r: (calls.append(1), real_make(c, r)))
+    assert query._fetch(con, count, "rows")[0][0] == 4 * EPOCHS * ROWS_PER_EPOCH
+    assert calls == [1]                                          # the retry remade the views once
+
+
+def test_empty_results_folder(tmp_path):
+    (tmp_path / "parquet").mkdir()
+    assert run_query(tmp_path, "SELECT count(*) AS n FROM metrics", "csv").split() == ["n", "0"]
+    d = analyze(tmp_path, n_boot=10)
+    assert d["n_trials"] == 0
+    assert d["fits"]["memorization_vs_lambda"]["fitted"] is False
+
+
+# ---- fits ----------------------------------------------------------------------------------------
+def test_memorization_logistic_recovers_lambda50(doc):
+    f = doc["fits"]["memorization_vs_lambda"]
+    assert f["fitted"], f
+    p = f["params"]
+    assert abs(p["log10_lambda50"] - LOG10_L50) < 0.05 * LOG10_L50   # within 5% in log10 space
+    lo, hi = f["ci"]["log10_lambda50"]
+    assert lo < LOG10_L50 < hi and hi - lo < 0.5
+    assert p["rand_acc_high"] == pytest.approx(0.8, abs=0.02)
+    assert p["rand_acc_low"] == pytest.approx(0.1, abs=0.02)
+    assert p["slope"] == pytest.approx(2.0, rel=0.25) and f["direction"] == "decreasing"
+    assert p["chance"] == pytest.approx(0.1) and doc["chance"] == pytest.approx(0.1)
+    assert f["baseline"]["n"] == SEEDS and f["baseline"]["mean"] == pytest.approx(0.8, abs=0.02)
+    assert f["n_points"] == (len(LAMS) - 1) * SEEDS                  # λ = 0 not in the log-x fit
+
+
+def test_generalization_peak_within_one_grid_step(doc):
+    g = doc["fits"]["generalization_vs_lambda"]
+    assert g["fitted"], g
+    step = X_GRID[1] - X_GRID[0]
+    assert abs(g["params"]["log10_lambda_star"] - 1.0) <= step
+    assert g["params"]["test_acc_star"] == pytest.approx(0.65, abs=0.01)
+    assert g["baseline_kind"] == "lambda=0"
+    assert g["params"]["test_acc_gain"] == pytest.approx(0.05, abs=0.01)
+    assert g["ci"]["test_acc_gain"][0] > 0
+    gap = doc["fits"]["gap_vs_lambda"]
+    assert abs(gap["params"]["log10_gap_lambda_star"] - 1.0) <= step
+    assert gap["params"]["gap_change"] == pytest.approx(-0.05, abs=0.01)
+    assert gap["params"]["gap_at_test_lambda_star"] == pytest.approx(gap["params"]["gap_star"], abs=0.005)
+
+
+def test_per_layer_fits_profiles_and_onset(doc):
+    assert doc["primary_layer"] == "penultimate"
+    assert list(doc["per_layer"]) == ["layer1", "penultimate"]
+    l1 = doc["per_layer"]["layer1"]["memorization_vs_lambda"]
+    assert l1["fitted"] and abs(l1["params"]["log10_lambda50"] - LOG10_L50) < 0.15
+    assert l1["params"]["rand_acc_high"] == pytest.approx(0.3, abs=0.02)   # heads averaged (no -1 row)
+    prof = doc["fits"]["layer_profile"]
+    assert prof["layers"] == ["layer1", "penultimate"]
+    first = prof["by_lambda"][0]
+    assert first["lam"] == 0 and first["argmax_layer"] == "penultimate"
+    assert first["mean"][1] == pytest.approx(0.8, abs=0.02) and first["count"] == [SEEDS, SEEDS]
+    ob = doc["fits"]["onset"]["baseline"]
+    assert ob["n_trials"] == SEEDS
+    assert ob["params"]["onset_median"] == 3 and ob["params"]["divergence_median"] == 2
+    assert ob["params"]["lag_median"] == 1 and ob["params"]["frac_onset_before_divergence"] == 0.0
+    # heavily regularized trials never leave chance: no onset
+    on = pd.DataFrame(doc["onset_per_trial"])
+    assert on.loc[on.trial_id == f"t{len(LAMS) - 1:02d}s0", "onset"].isna().all()
+
+
+def test_doc_is_json_and_prints(doc):
+    text = json.dumps(doc)
+    assert "NaN" not in text
+    out = format_analysis(doc)
+    assert "λ50 = 3" in out and "memorization_vs_generalization" in out and "per layer" in out
+
+
+def test_mem_gen_sign_and_verdicts():
+    rng = np.random.default_rng(3)
+    rand = rng.uniform(0.1, 0.9, 60)
+    test_down = 0.7 - 0.2 * rand + rng.normal(0, 0.01, 60)       # less memorization → better test
+    f = curves.fit_mem_gen(rand, test_down, 0.98 - test_down, n_boot=200)
+    assert f["params"]["spearman_rho"] < -0.8 and f["ci"]["spearman_rho"][1] < 0
+    assert f["verdict"] == "helped" and f["gap_verdict"] == "narrowed"
+    assert f["params"]["delta_test_acc"] == pytest.approx(0.2 * (f["params"]["rand_acc_high_q90"]
+                                                                 - f["params"]["rand_acc_low_q10"]), rel=0.1)
+    test_up = 0.5 + 0.2 * rand + rng.normal(0, 0.01, 60)
+    f = curves.fit_mem_gen(rand, test_up, 0.98 - test_up, n_boot=200)
+    assert f["params"]["spearman_rho"] > 0.8 and f["verdict"] == "hurt"
+    noise = 0.6 + rng.normal(0, 0.01, 60)
+    f = curves.fit_mem_gen(rand, noise, 0.98 - noise, n_boot=200)
+    assert f["verdict"] == "inconclusive" and f["ci"]["spearman_rho"][0] < 0 < f["ci"]["spearman_rho"][1]
+
+
+def test_not_fitted_reasons():
+    two = curves.fit_logistic([1.0, 10.0], [0.8, 0.2], n_boot=10)
+    assert two["fitted"] is False and "too few points" in two["reason"]
+    flat = curves.fit_logistic(np.logspace(-2, 4, 13), np.full(13, 0.1), n_boot=10)
+    assert flat["fitted"] is False and "flat" in flat["reason"]
+    assert "too few" in curves.fit_peak([1.0, 10.0], [0.6, 0.7], n_boot=10)["reason"]
+    assert "flat" in curves.fit_peak(np.logspace(-2, 4, 13), np.full(13, 0.6), n_boot=10)["reason"]
+    assert "flat" in curves.fit_mem_gen(np.full(9, 0.1), np.linspace(0.5, 0.6, 9), np.zeros(9))["reason"]
+    assert "too few" in curves.fit_mem_gen([0.1, 0.2], [0.5, 0.6], [0, 0])["reason"]
+    # transition outside the sampled range: no λ50 to report
+    x = np.linspace(-2, 0.5, 11)                                  # λ50 = 10^1.5 lies beyond the grid
+    out = curves.fit_logistic(10 ** x, true_rand(x), n_boot=10)
+    assert out["fitted"] is False and "outside" in out["reason"]
+    text = curves.format_fit("memorization_vs_lambda", two)
+    assert text == [f"memorization_vs_lambda: not fitted: {two['reason']}"]
+
+
+@pytest.fixture(scope="module")
+def n_sweep(tmp_path_factory):
+    """λ = 0 everywhere, rlp.n swept (A.3): rand_acc has its minimum at n = 100."""
+    root = tmp_path_factory.mktemp("nsweep")
+    rng = np.random.default_rng(4)
+    for n in (10, 30, 100, 300, 1000, 3000):
+        for s in range(SEEDS):
+            r = 0.3 + 0.1 * (np.log10(n) - 2) ** 2 + rng.normal(0, 0.005)
+            _write_trial(root, f"n{n}s{s}", 0.0, s, rng, rand_final=r, test_final=0.6, n=n)
+    return root
+
+
+def test_factor_curve_minimum_over_n_and_not_fitted_printing(n_sweep):
+    d = analyze(n_sweep, n_boot=100)
+    f = d["fits"]["rand_acc_vs_n"]
+    assert f["fitted"] and f["levels"] == [10, 30, 100, 300, 1000, 3000]
+    assert f["params"]["n_at_min"] == 100 and f["interior"]
+    assert f["chance"] == pytest.approx([0.1, 1 / 30, 0.01, 1 / 300, 0.001, 1 / 3000])
+    assert d["fits"]["memorization_vs_lambda"]["fitted"] is False     # λ not swept
+    assert "memorization_vs_lambda: not fitted: too few points" in format_analysis(d)
+    info = plots._get_factor_info(f)
+    p = info.panels[0]
+    assert info.name == "factor_n" and p.xscale == "log" and "(%)" in p.ylabel
+    chance = next(s for s in p.series if s.label.startswith("chance"))
+    assert chance.y == pytest.approx([10.0, 100 / 30, 1.0, 100 / 300, 0.1, 100 / 3000])
+    assert p.vlines[0].value == 100
+
+
+# ---- figures -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tables(sweep):
+    return curves.load_tables(sweep[0])
+
+
+def test_lambda_figure_info(tables, doc):
+    d = curves.per_trial(tables)
+    info = plots._get_lambda_info(d, doc["fits"])
+    assert [p.xscale for p in info.panels] == ["log", "log", "log"]
+    rand = info.panel("Random-label")
+    assert any(h.value == pytest.approx(10.0) and "chance" in h.label for h in rand.hlines)
+    assert any(h.label.startswith("λ = 0") and h.value == pytest.approx(80, abs=2) for h in rand.hlines)
+    means = next(s for s in rand.series if s.kind == "errorbar")
+    assert means.x == pytest.approx(LAMS[1:])                       # λ = 0 is a reference line, not a log-x point
+    expect = [100 * d.rand_acc[d.lam == lam].mean() for lam in LAMS[1:]]
+    assert means.y == pytest.approx(expect)
+    fit = next(s for s in rand.series if s.label == "logistic fit")
+    assert fit.y[0] > 75 and fit.y[-1] < 15
+    test = info.panel("Test")
+    assert any(s.label == "spline fit" for s in test.series) and "(%)" in test.ylabel
+    paths = plots.plot_lambda(info, tables.root + "/figs/lambda")
+    assert all(p.exists() and p.stat().st_size > 1000 for p in paths) and {p.suffix for p in paths} == {".png", ".svg"}
+
+
+def test_layers_epochs_and_memgen_infos(tables, doc):
+    d = curves.per_trial(tables)
+    li = plots._get_layers_info(doc["fits"], doc["chance"])
+    p = li.panels[0]
+    assert p.xticklabels == ["layer1", "penultimate"] and p.hlines[0].value == pytest.approx(10.0)
+    lam0 = next(s for s in p.series if s.label == "λ = 0")
+    assert lam0.y[1] == pytest.approx(80, abs=2) and lam0.y[0] == pytest.approx(30, abs=2)
+    ei = plots._get_epochs_info(tables.epochs, d, doc["fits"]["onset"])
+    a = ei.panels[0]
+    train = next(s for s in a.series if s.label == "train")
+    assert train.x == list(range(1, EPOCHS + 1)) and train.y[0] == pytest.approx(47) and train.y[-1] == pytest.approx(98)
+    assert sorted(v.value for v in a.vlines) == [2, 3]               # divergence, onset
+    mg = plots._get_memgen_info(d, doc["fits"]["memorization_vs_generalization"])
+    pts = mg.panels[0].series[0]
+    assert len(pts.x) == len(d) and mg.panels[0].xlabel == "random-label accuracy (%)"
+
+
+def test_report_writes_index_with_existing_figures(sweep, tmp_path):
+    root, _ = sweep
+    (root / "space.toml").write_text('[params]\n"rlp.lam" = {loguniform = [1e-2, 1e4]}\n')
+    try:
+        index = write_report(root, tmp_path / "rep", n_boot=50)
+    finally:
+        (root / "space.toml").unlink()
+    html = index.read_text()
+    imgs = re.findall(r"<img src='([^']+)'", html)
+    assert {"lambda.png", "epochs.png", "layers.png", "memgen.png"} <= set(imgs)
+    for src in imgs:
+        assert (index.parent / src).is_file() and (index.parent / src).with_suffix(".svg").is_file()
+    assert "lambda50" in html and "loguniform" in html and "t00s0" in html
+    assert json.loads((index.parent / "analysis.json").read_text())["n_trials"] == len(LAMS) * SEEDS
+
+
+def test_layer_order():
+    assert curves.layer_order(["penultimate", "block10", "block2", "input", "encoder", "block1"]) == \
+        ["input", "block1", "block2", "block10", "encoder", "penultimate"]
+
+
+def test_batched_bootstrap_fits_equal_scipy_on_resampled_data():
+    """The bootstrap's batched Levenberg–Marquardt (counts as weights) reaches the same optimum as
+    scipy's least_squares on the explicitly resampled (duplicated) points."""
+    rng = np.random.default_rng(5)
+    x = np.repeat(X_GRID, 3)
+    y = curves.logistic4(x, 0.8, 0.1, 1.5, 2.0) + rng.normal(0, 0.02, len(x))
+    bounds = (np.array([-1.0, -1.0, -3.0, 0.0]), np.array([2.0, 2.0, 5.0, 30.0]))
+    full = curves._fit4(x, y, [np.array([0.8, 0.1, 1.0, 2.0])], bounds)
+    W = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=4).astype(float)
+    batched = curves._fit4_weighted(x, y, W, full.x, bounds)
+    for w, b in zip(W, batched):
+        idx = np.repeat(np.arange(len(x)), w.astype(int))
+        ref = curves._fit4(x[idx], y[idx], [full.x], bounds).x
+        assert b == pytest.approx(ref, abs=1e-4)
