@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[all]"
 	touch $(STAMP)
 
+# the demo sweep: Optuna + ASHA over λ, heads, hidden width and n on digits, embedded local Ray
 demo: $(STAMP)
-	$(BIN)/rlp-tune train configs/digits_mlp.toml --out runs/demo
+	rm -rf results/demo
+	$(BIN)/rlp-tune sweep search_spaces/demo.toml --storage results
+	$(BIN)/rlp-tune report results/demo --out reports/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

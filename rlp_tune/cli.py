@@ -103,8 +103,9 @@ def _dispatch(args) -> int:
         return 0
     if args.cmd == "probe":
         from .probes.offline import probe_checkpoints
+        layers = args.layers.split(",")
         probe_checkpoints(args.root, epochs=args.epochs, probes=args.probes.split(","),
-                          layers=args.layers.split(","), labels=args.labels)
+                          layers=["all"] if layers == ["all"] else layers, labels=args.labels)
         return 0
     if args.cmd == "offline-rlp":
         from .probes.offline_rlp import offline_rlp

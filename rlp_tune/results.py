@@ -82,14 +82,18 @@ class ResultWriter:
         self.metrics_dir = f"{self.base}/parquet/metrics/{trial_id}"
         self.started = time.time()
 
-    def write_epoch(self, epoch: int, rows: Iterable[dict[str, Any]]) -> None:
+    def write_epoch(self, epoch: int, rows: Iterable[dict[str, Any]], kind: str = "epoch") -> None:
+        """Atomically (re)write one epoch's rows. kind "epoch": the training rows; other kinds
+        ("probe", "offline") are rows added after training, in files of their own."""
         cols = {c: [] for c in METRIC_SCHEMA.names}
+        wall = time.time() - self.started
         for r in rows:
-            full = {"sweep": self.sweep, "trial_id": self.trial_id, "epoch": epoch, **r}
+            full = {"sweep": self.sweep, "trial_id": self.trial_id, "epoch": epoch, "wall_s": wall, **r}
             for c in cols:
                 cols[c].append(full.get(c, _DEFAULTS.get(c)))
         table = pa.table(cols, schema=METRIC_SCHEMA)
-        atomic_write_table(table, f"{self.metrics_dir}/epoch_{epoch:05d}.parquet", self.fs)
+        name = f"epoch_{epoch:05d}" if kind == "epoch" else f"{kind}_epoch_{epoch:05d}"
+        atomic_write_table(table, f"{self.metrics_dir}/{name}.parquet", self.fs)
 
     def write_trial(self, flat_config: dict[str, Any], status: str, epochs_done: int,
                     extra: dict[str, Any] | None = None) -> None:

@@ -228,6 +228,8 @@ class Trainer:
             self.writer.write_trial(cfg.to_flat(), "RUNNING", self.epoch, self.trial_extra)
         if self.epoch == 0 and self.out_dir and cfg.run.keep_checkpoints == "all":
             self.save_checkpoint(tag="epoch_00000")
+        if self.epoch == 0 and cfg.probe.every and self.writer:   # probes at initialization: the baseline
+            self.writer.write_epoch(0, self.probe_rows())
         try:
             while self.epoch < cfg.run.epochs:
                 rec = self.run_epoch(self.epoch + 1)
@@ -293,8 +295,17 @@ class Trainer:
         rows.append(dict(split="train", layer="", head=-1, metric="samples_per_s", value=train["n"].item() / train_s))
         rows.append(dict(split="train", layer="", head=-1, metric="epoch_s", value=time.time() - t_start))
         rows.append(dict(split="train", layer="", head=-1, metric="lr", value=self.sched.get_last_lr()[0]))
+        if cfg.probe.every and epoch % cfg.probe.every == 0 and self.rank == 0:
+            rows += self.probe_rows()
         stop = cfg.run.stop_train_acc > 0 and train["correct"].item() / train["n"].item() >= cfg.run.stop_train_acc
         return EpochRecord(epoch, rows, time.time() - self.t0, stop)
+
+    def probe_rows(self) -> list[dict]:
+        """k-NN / linear / MASC / NCM probes and invariance on the configured taps (rank 0)."""
+        from .probes.layers import probe_rows
+        aug = self.augment if self.cfg.data.augment != "none" or len(self.data.in_shape) != 3 else \
+            make_augment("crop_flip", self.data.in_shape, mean=self.data.mean, std=self.data.std)
+        return probe_rows(self.net.model, self.data, self.cfg, augment=aug if len(self.data.in_shape) == 3 else None)
 
     def _reduce(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sum the epoch's on-device tallies over ranks (one all_reduce per tally, at the log point)."""
@@ -362,14 +373,7 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-            ok = isinstance(state, dict) and state.get("version") == CKPT_VERSION and "net" in state
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user-facing error
-            raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e}); "
-                                  "remove it or use another --out folder") from None
-        if not ok:
-            raise CheckpointError(f"{path}: not an rlp_tune checkpoint (version {CKPT_VERSION} expected)")
+        state = read_checkpoint(path, self.device)
         mine, theirs = self.cfg.to_flat(), state["config"]
         diff = sorted(k for k in set(mine) | set(theirs) if k not in RESUMABLE_KEYS and mine.get(k) != theirs.get(k))
         if diff:
@@ -392,6 +396,21 @@ class Trainer:
         self.epoch = state["epoch"]
         if self.writer:
             self.writer.truncate_after(self.epoch)   # rows of an epoch the checkpoint does not hold are redone
+
+
+def read_checkpoint(path: str | Path, device="cpu") -> dict:
+    """Load and sanity-check a checkpoint file; any problem is a one-line CheckpointError."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        ok = isinstance(state, dict) and state.get("version") == CKPT_VERSION and "net" in state
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user-facing error
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {msg}); "
+                              "remove it or use another --out folder") from None
+    if not ok:
+        raise CheckpointError(f"{path}: not an rlp_tune checkpoint (version {CKPT_VERSION} expected)")
+    return state
 
 
 def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:

@@ -108,20 +108,24 @@ def load_tables(root: str | Path) -> Tables:
     (last values; per-epoch curves) and one read of the trials."""
     from .query import _fetch, _sql_str, connect, final_sql
 
-    con = connect(root, final=False)
+    con = connect(root, final=False, live=False)
     try:
-        _fetch(con, "CREATE TEMP TABLE tr AS SELECT * FROM trials", "none")   # many small files: read once
+        # fetched results are registered back as relations (zero-copy Arrow): DuckDB temp tables of
+        # wide rows are slow to build, and every relation below is small
+        tr = _fetch(con, "SELECT * FROM trials", "arrow")                # many small files: read once
+        con.register("tr", tr)
         # scan 1: the last value of every (trial, split, layer, metric, head), then heads collapsed
-        # in memory (the head -1 row where present, else the mean of the heads)
-        _fetch(con, "CREATE TEMP TABLE lasth AS SELECT sweep, trial_id, split, layer, metric, head, "
-                    "max(epoch) AS epoch, arg_max(value, epoch) AS value FROM metrics GROUP BY ALL", "none")
-        _fetch(con, "CREATE TEMP TABLE last AS SELECT sweep, trial_id, split, layer, metric, max(epoch) AS epoch, "
-                    "coalesce(max(value) FILTER (WHERE head = -1), avg(value) FILTER (WHERE head <> -1)) AS value "
-                    "FROM lasth GROUP BY sweep, trial_id, split, layer, metric", "none")
+        # (the head -1 row where present, else the mean of the heads)
+        last = _fetch(con, "SELECT sweep, trial_id, split, layer, metric, max(epoch) AS epoch, "
+                           "coalesce(max(value) FILTER (WHERE head = -1), avg(value) FILTER (WHERE head <> -1)) AS value "
+                           "FROM (SELECT sweep, trial_id, split, layer, metric, head, max(epoch) AS epoch, "
+                           "arg_max(value, epoch) AS value FROM metrics GROUP BY ALL) "
+                           "GROUP BY sweep, trial_id, split, layer, metric", "arrow")
+        con.register("last", last)
         names = [tuple(r) for r in _fetch(con, "SELECT DISTINCT split, metric FROM last WHERE layer IN "
                                                "('', 'penultimate') ORDER BY ALL", "rows")]
         final = _fetch(con, final_sql(names, trials="tr", last="last"), "df")
-        trials = _fetch(con, "SELECT * FROM tr", "df")
+        trials = tr.to_pandas()
         layers = _fetch(con, "SELECT trial_id, split, layer, metric, epoch, value FROM last WHERE layer <> ''", "df")
         rand_layers = set(layers.loc[(layers.metric == "rand_acc") & (layers.split == "train"), "layer"])
         primary = None
@@ -136,7 +140,9 @@ def load_tables(root: str | Path) -> Tables:
             cond = f"split = {_sql_str(split)} AND metric = {_sql_str(metric)} AND layer = {layer}"
             cols.append(f"coalesce(max(value) FILTER (WHERE {cond} AND head = -1), "
                         f"avg(value) FILTER (WHERE {cond} AND head <> -1)) AS \"{k}\"")
-        where = f"(layer = '' AND metric = 'acc') OR (metric = 'rand_acc' AND layer = {_sql_str(primary or '')})"
+        # the IN filters are pushed into the Parquet scan; the OR picks the exact pairs
+        where = (f"metric IN ('acc', 'rand_acc') AND layer IN ('', {_sql_str(primary or '')}) AND "
+                 f"((layer = '' AND metric = 'acc') OR (metric = 'rand_acc' AND layer = {_sql_str(primary or '')}))")
         epochs = _fetch(con, f"SELECT trial_id, epoch, {', '.join(cols)} FROM metrics WHERE {where} "
                              f"GROUP BY trial_id, epoch ORDER BY trial_id, epoch", "df")
     finally:
@@ -969,6 +975,11 @@ def format_analysis(doc: dict) -> str:
                     out.append(f"onset ({k}): not fitted: {f.get('reason')}")
                     continue
                 p = f.get("params", {})
+                if not f.get("n_onset"):
+                    out.append(f"onset ({k}, {f.get('n_trials')} trials): rand_acc never rose above chance + "
+                               f"{(doc.get('settings') or {}).get('delta_rand')} in any trial; train/test diverge at "
+                               f"epoch {_num(p.get('divergence_median'))} (median, {f.get('n_divergence')} trials)")
+                    continue
                 out.append(f"onset ({k}, {f.get('n_trials')} trials): rand_acc rises at epoch {_num(p.get('onset_median'))} "
                            f"(median), train/test diverge at {_num(p.get('divergence_median'))}; lag "
                            f"{_with_ci(f, 'lag_median')} epochs; onset first in "

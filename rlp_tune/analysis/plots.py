@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .curves import FACTOR_FITS, LOG_FACTORS, lambda_levels, layer_order
+from .curves import FACTOR_FITS, LOG_FACTORS, lambda_levels
 
 LAM_LABEL = "λ (RLP regularization strength, log scale)"
 PCT = 100.0

@@ -185,11 +185,12 @@ def _make_views(con, r: Path) -> None:
     con.execute(f"CREATE OR REPLACE VIEW trials AS {_trials_sql(r)}")
 
 
-def connect(root: str | Path, *, final: bool = True, materialize: bool = False):
+def connect(root: str | Path, *, final: bool = True, live: bool = True):
     """A DuckDB connection with the views `metrics`, `trials` and (if `final`) `final`.
 
-    materialize=True reads the (deduplicated) metrics once into a temporary table, which pays when
-    several queries follow (rlp_tune.analysis.curves does this); views re-read the files per query.
+    live: re-list the files before each query (through `_fetch`) and remake the views when the
+    layout changed — for a sweep that is still running; one-shot readers (load_tables) pass False
+    and rely on the retry alone. The views re-read the files at every query.
     """
     import duckdb
 
@@ -199,12 +200,8 @@ def connect(root: str | Path, *, final: bool = True, materialize: bool = False):
     # footers read when a view binds are reused by the scans that follow (1000s of small files)
     con.execute("SET parquet_metadata_cache = true")
     # views bind (and read every file's schema) when made: _fetch makes them, so a bad file is named
-    _ROOTS[con] = {"root": r, "layout": None, "live": not materialize}
-    if materialize:
-        _fetch(con, lambda: f"CREATE TEMP TABLE metrics AS {metrics_sql(r)}", "none")
-        _fetch(con, lambda: f"CREATE OR REPLACE VIEW trials AS {_trials_sql(r)}", "none")
-    else:
-        _fetch(con, "SELECT 1", "none")
+    _ROOTS[con] = {"root": r, "layout": None, "live": live}
+    _fetch(con, "SELECT 1", "none")     # layout None → _fetch lists the files and makes the views
     if final:
         names = final_metric_names(con)
         multi = multi_head_groups(con)
@@ -226,7 +223,7 @@ def _fetch(con, sql, kind: str = "df", params: Any = None):
     state = _ROOTS.get(con)
     for attempt in (0, 1):
         try:
-            if state is not None and state["live"]:
+            if state is not None and (state["live"] or state["layout"] is None):
                 layout = _layout(state["root"])
                 if layout != state["layout"]:
                     _make_views(con, state["root"])

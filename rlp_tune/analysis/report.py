@@ -39,7 +39,8 @@ def _fmt(key: str, v) -> str:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return _e(v)
     k = key.lower()
-    if ("acc" in k or "gap" in k or k in ("chance",)) and "lambda" not in k and "rho" not in k:
+    is_lambda = k.startswith(("lambda", "log10_", "gap_lambda"))
+    if ("acc" in k or "gap" in k or k == "chance") and not is_lambda and "rho" not in k:
         return f"{100 * v:.2f}%"
     return f"{v:.4g}"
 
@@ -63,7 +64,8 @@ def _fit_rows(name: str, fit: dict) -> list[list[str]]:
             continue
         c = ci.get(k)
         rows.append([_e(name), _e(k), _fmt(k, v), _fmt(k, c[0]) if c else "—", _fmt(k, c[1]) if c else "—"])
-    for k in ("verdict", "gap_verdict", "direction", "baseline_kind", "at_boundary", "model", "n_points", "r2"):
+    for k in ("verdict", "gap_verdict", "direction", "baseline_kind", "at_boundary", "model", "n_points", "r2",
+              "n_trials", "n_onset", "n_divergence", "n_both"):
         if k in fit:
             rows.append([_e(name), _e(k), _fmt(k, fit[k]), "", ""])
     if fit.get("baseline"):

@@ -1,0 +1,38 @@
+"""Probes wired into runs: during training (probe.every, epoch-0 baseline) and on saved checkpoints."""
+import subprocess
+import sys
+
+from rlp_tune.results import METRIC_KEY, read_metrics
+from rlp_tune.train import Trainer
+
+
+def test_probes_during_training_land_in_parquet(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(**{"probe.every": 2, "probe.probes": ["knn", "ncm", "invariance"],
+                              "probe.layers": ["input", "penultimate"], "run.epochs": 2, "probe.class_heads": True})
+    list(Trainer(cfg, out_dir=tmp_path).fit())
+    df = read_metrics(tmp_path)
+    probes = df[df.metric.isin(["knn_acc", "ncm_acc"])]
+    assert sorted(probes.epoch.unique()) == [0, 2]          # the epoch-0 baseline, then every 2 epochs
+    assert set(probes.layer) == {"input", "penultimate"} and (probes.split == "test").all()
+    assert probes.value.between(0, 1).all() and probes[probes.layer == "input"].value.min() > 0.8
+    inv = df[df.metric == "invariance"]
+    assert len(inv) == 4 and (inv.value > 0).all()          # digits features are not translation invariant
+    ca = df[(df.metric == "class_acc") & (df.epoch == 2)]
+    assert set(ca.split) == {"train", "test"} and set(ca.layer) == {"layer1", "penultimate"}
+    assert not df.duplicated(METRIC_KEY).any()
+
+
+def test_probe_command_on_saved_checkpoints(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(**{"run.keep_checkpoints": "all"})
+    list(Trainer(cfg, out_dir=tmp_path).fit())
+    cmd = [sys.executable, "-m", "rlp_tune.cli", "probe", str(tmp_path), "--probes", "knn,masc", "--layers", "all"]
+    for _ in range(2):   # running it twice replaces the rows, never duplicates them
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    df = read_metrics(tmp_path)
+    pr = df[df.metric.isin(["knn_acc", "masc_acc"])]
+    assert sorted(pr.epoch.unique()) == [0, 1, 2]
+    assert set(pr.layer) == {"input", "layer1", "penultimate"}
+    assert not df.duplicated(METRIC_KEY).any()
+    bad = subprocess.run(cmd[:5] + ["--epochs", "9"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no epoch_*.pt for epochs 9" in bad.stderr
