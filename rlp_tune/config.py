@@ -39,8 +39,14 @@ class Data:
     label_noise: float = _f(0.0, lo=0.0, hi=1.0, doc="p: each train label replaced by a uniform class w.p. p")
     fraction: float = _f(1.0, lo=0.0, hi=1.0, lo_open=True, doc="seeded stratified subset of the train set")
     val_fraction: float = _f(0.0, lo=0.0, hi=0.5, doc="stratified validation split held out of train")
-    augment: str = _f("none", choices=("none", "flip", "crop_flip", "crop", "benign"),
-                      doc="batched on-device augmentation")
+    augment: str = _f("none", choices=("none", "flip", "crop_flip", "crop", "benign", "randaugment"),
+                      doc="batched on-device augmentation (benign = 003's suite)")
+    augment_strength: float = _f(0.5, lo=0.0, hi=1.0, doc="RandAugment-style magnitude (augment = randaugment)")
+    augment_sets: int = _f(0, lo=0, doc="B fixed augmentations per sample, drawn once (0 = fresh every step)")
+    augment_labels: str = _f("shared", choices=("shared", "independent"),
+                             doc="with augment_sets: views share the sample's label, or noisy samples get one per view")
+    mixup: float = _f(0.0, lo=0.0, doc="mixup Beta(α, α) on the class loss (0 = off)")
+    random_classes: int = _f(0, lo=0, doc="label noise draws from this many classes (0 = the dataset's)")
     seed: int = _f(-1, lo=-1, doc="data seed (noise, fraction, val split); -1 = run.seed")
     synthetic_size: int = _f(512, lo=8, doc="train samples of the `synthetic` dataset")
     image_size: int = _f(0, lo=0, doc="resize images to this (0 = native); streamed folders need it")

@@ -30,7 +30,7 @@ from torch import nn
 
 from .config import Config, ConfigError
 from .data import DataBundle, build_data
-from .data.augment import make_augment
+from .data.augment import FixedAugmentSets, make_augment, mixup
 from .data.labels import derive_seed, random_label_table
 from .heads import RLPHeads
 from .models import create_model, resolve_taps
@@ -85,9 +85,12 @@ class RLPNet(nn.Module):
         self.taps = tuple(sorted(set(heads.keys()) | set(class_heads.keys()),
                                  key=lambda t: model.tap_names.index(t)))
 
-    def forward(self, x, y, y_rand: dict[str, torch.Tensor], scale: float = 1.0):
+    def forward(self, x, y, y_rand: dict[str, torch.Tensor], scale: float = 1.0, mix=None):
         logits, feats = self.model(x, taps=self.taps)
         loss_class = class_loss(logits, y, self.class_loss, self.smoothing)
+        if mix is not None:   # mixup: the class loss is the same mix of the two samples' losses
+            perm, lam = mix
+            loss_class = lam * loss_class + (1 - lam) * class_loss(logits, y[perm], self.class_loss, self.smoothing)
         stats = {"loss_class": loss_class.detach() * len(y), "correct": (logits.argmax(1) == y).sum()}
         loss = loss_class
         for tap, head in self.heads.items():
@@ -193,7 +196,16 @@ class Trainer:
         self.steps_per_epoch = -(-self.data.m // cfg.run.batch_size)
         self.opt = make_optimizer(cfg, self.net.parameters())
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps_per_epoch))
-        self.augment = make_augment(cfg.data.augment, self.data.in_shape, mean=self.data.mean, std=self.data.std)
+        self.augment = make_augment(cfg.data.augment, self.data.in_shape, mean=self.data.mean, std=self.data.std,
+                                    strength=cfg.data.augment_strength)
+        d = cfg.data
+        self.aug_sets = FixedAugmentSets(self.data.m, d.augment_sets, derive_seed(self.seed, "views")) \
+            if d.augment_sets else None
+        # independent view labels: a noisy sample's label is drawn per (sample, view), 003's setting
+        self.view_labels = FixedAugmentSets(self.data.m, d.augment_sets, derive_seed(self.seed, "view-labels")) \
+            if d.augment_sets and d.augment_labels == "independent" else None
+        self.noisy = (self.data.y["train"] != self.data.y_clean) if d.label_noise < 1 else \
+            torch.ones_like(self.data.y_clean, dtype=torch.bool)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
         self.epoch = 0
         self.tables: dict[str, torch.Tensor] = {}
@@ -268,14 +280,14 @@ class Trainer:
                            leave=False, dynamic_ncols=True)
         m, gb = self.data.m, cfg.run.batch_size
         for i, (x, y, idx) in enumerate(batches):
-            x = self.augment(x, gen)
+            x, y, mix = self.augment_batch(x, y, idx, gen)
             if cfg.model.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             # DDP averages gradients over ranks: weight each rank's batch mean by its share of this
             # global batch so the result is exactly the global-batch mean (also for uneven shards)
             share = len(y) * self.world / min(gb, m - i * gb)
             with torch.autocast(**self.autocast):
-                loss, stats = self.step_fn(x, y, {t: tab[idx] for t, tab in tables.items()}, share)
+                loss, stats = self.step_fn(x, y, {t: tab[idx] for t, tab in tables.items()}, share, mix)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.clip > 0:
@@ -299,6 +311,23 @@ class Trainer:
             rows += self.probe_rows()
         stop = cfg.run.stop_train_acc > 0 and train["correct"].item() / train["n"].item() >= cfg.run.stop_train_acc
         return EpochRecord(epoch, rows, time.time() - self.t0, stop)
+
+    def augment_batch(self, x, y, idx, gen):
+        """Augmentation (fresh, or one of B fixed views per sample), then optional mixup."""
+        if self.aug_sets is None:
+            x = self.augment(x, gen)
+        else:
+            b = self.aug_sets.pick(len(idx), gen, x.device)
+            x = self.aug_sets.apply(self.augment, x, idx, b=b)
+            if self.view_labels is not None:
+                u = self.view_labels.params(idx, b, 1)[:, 0]
+                C = self.cfg.data.random_classes or self.data.num_classes
+                y = torch.where(self.noisy[idx], (u * C).long().clamp_max(C - 1), y)
+        mix = None
+        if self.cfg.data.mixup > 0:
+            x, _, lam, perm = mixup(x, None, self.cfg.data.mixup, gen)
+            mix = (perm, lam)
+        return x, y, mix
 
     def probe_rows(self) -> list[dict]:
         """k-NN / linear / MASC / NCM probes and invariance on the configured taps (rank 0)."""

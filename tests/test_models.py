@@ -303,3 +303,19 @@ def test_small_models_fit_a_fixed_batch(name, extra):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet18_cifar"])
+def test_projector_wraps_any_model(name):
+    """003's encoder + MLP projector (model.projector_hidden): new taps, every parameter trained."""
+    from rlp_tune.config import Model
+    from rlp_tune.models import create_model
+    shape = (3, 16, 16)
+    m = create_model(Model(name=name, projector_hidden=32, width=48), shape, 7)
+    assert m.tap_names[-2:] == ["encoder", "penultimate"] and m.tap_dims["penultimate"] == 32
+    x = torch.randn(4, *shape)
+    logits, feats = m(x, taps=("encoder", "penultimate"))
+    assert logits.shape == (4, 7) and feats["penultimate"].shape == (4, 32)
+    torch.testing.assert_close(m.classifier(feats["penultimate"]), logits)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())

@@ -37,11 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+
 AUGMENTS = ("none", "flip", "crop", "crop_flip", "benign", "randaugment")
 GREY = (0.2989, 0.587, 0.114)  # torchvision's luma weights
 
 
-class AugmentError(ValueError):
+class AugmentError(UserError, ValueError):
     """A bad augmentation name or an augmentation that does not fit the input shape."""
 
 

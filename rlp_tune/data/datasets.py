@@ -137,7 +137,9 @@ def build_data(cfg, raw: RawData | None = None) -> DataBundle:
         val_keep, keep = keep[val_pos], keep[tr_pos]
     x = {"train": _take(x_tr, keep, raw.streamed)}
     y_clean = y_tr[keep]
-    y_noisy = L.label_noise(y_clean, cfg.data.label_noise, raw.num_classes, L.derive_seed(seed, "noise"))
+    n_cls = max(raw.num_classes, cfg.data.random_classes)   # noisy labels may use extra classes (003)
+    y_noisy = L.label_noise(y_clean, cfg.data.label_noise, cfg.data.random_classes or raw.num_classes,
+                            L.derive_seed(seed, "noise"))
     y = {"train": y_noisy}
     if cfg.data.val_fraction > 0:
         x["val"], y["val"] = _take(x_tr, val_keep, raw.streamed), y_tr[val_keep]
@@ -145,7 +147,7 @@ def build_data(cfg, raw: RawData | None = None) -> DataBundle:
     streamed = raw.streamed.subset(keep, val_keep if cfg.data.val_fraction > 0 else None) if raw.streamed else None
     in_shape = tuple(raw.x_train.shape[1:]) if raw.streamed is None else raw.streamed.in_shape
     as_t = lambda v: None if v is None else torch.tensor(v, dtype=torch.float32)  # noqa: E731
-    return DataBundle(cfg.data.name, x, y, y_clean, raw.num_classes, in_shape,
+    return DataBundle(cfg.data.name, x, y, y_clean, n_cls, in_shape,
                       as_t(raw.mean), as_t(raw.std), streamed)
 
 

@@ -41,7 +41,34 @@ def create_model(mcfg, in_shape: tuple[int, ...], num_classes: int) -> TapModel:
     """`mcfg` is the `Model` config section; `in_shape` excludes the batch dimension."""
     model = MODELS.create(mcfg.name, mcfg, tuple(in_shape), num_classes)
     assert model.tap_names[-1] == "penultimate", f"{mcfg.name}: penultimate must be the last tap"
-    return model
+    return WithProjector(model, mcfg.projector_hidden, num_classes) if mcfg.projector_hidden else model
+
+
+class WithProjector(TapModel):
+    """003's encoder + MLP projector: encoder features (tap "encoder") → Linear → ReLU (tap
+    "penultimate", width `model.projector_hidden`) → classifier. Works on every registered model."""
+
+    def __init__(self, encoder: TapModel, hidden: int, num_classes: int):
+        super().__init__()
+        d = encoder.tap_dims["penultimate"]
+        encoder.classifier = nn.Identity()   # its class head is replaced by projector + classifier
+        self.encoder = encoder
+        self.projector = nn.Linear(d, hidden)
+        self.classifier = nn.Linear(hidden, num_classes)
+        self.tap_names = [t for t in encoder.tap_names if t != "penultimate"] + ["encoder", "penultimate"]
+        self.tap_dims = {**{t: encoder.tap_dims[t] for t in encoder.tap_names}, "encoder": d, "penultimate": hidden}
+        self.token_taps = encoder.token_taps
+
+    def forward(self, x, taps=()):
+        inner = tuple(t for t in taps if t not in ("encoder", "penultimate")) + ("penultimate",)
+        z, feats = self.encoder(x, taps=inner)   # encoder "logits" = its penultimate features
+        feats.pop("penultimate")
+        h = torch.relu(self.projector(z))
+        if "encoder" in taps:
+            feats["encoder"] = z
+        if "penultimate" in taps:
+            feats["penultimate"] = h
+        return self.classifier(h), feats
 
 
 def resolve_taps(model: TapModel, names) -> list[str]:

@@ -13,17 +13,13 @@ from .base import TapModel, register_model
 
 
 class MLP(TapModel):
-    def __init__(self, in_dim: int, width: int, depth: int, num_classes: int, dropout: float = 0.0,
-                 projector_hidden: int = 0):
+    def __init__(self, in_dim: int, width: int, depth: int, num_classes: int, dropout: float = 0.0):
         super().__init__()
         dims = [in_dim] + [width] * depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.drop = nn.Dropout(dropout)
-        # optional MLP projector (003's encoder + projector): its output is the penultimate tap
-        self.projector = (nn.Sequential(nn.Linear(width, projector_hidden), nn.ReLU(), nn.Linear(projector_hidden, width))
-                          if projector_hidden else None)
         self.classifier = nn.Linear(width, num_classes)
-        self.tap_names = [f"layer{i + 1}" for i in range(depth - 1)] + (["encoder"] if projector_hidden else []) + ["penultimate"]
+        self.tap_names = [f"layer{i + 1}" for i in range(depth - 1)] + ["penultimate"]
         self.tap_dims = {t: width for t in self.tap_names}
 
     def forward(self, x, taps=()):
@@ -31,16 +27,12 @@ class MLP(TapModel):
         feats = {}
         for i, layer in enumerate(self.layers):
             h = self.drop(torch.relu(layer(h)))
-            name = f"layer{i + 1}" if i < len(self.layers) - 1 else ("encoder" if self.projector else "penultimate")
+            name = f"layer{i + 1}" if i < len(self.layers) - 1 else "penultimate"
             if name in taps:
                 feats[name] = h
-        if self.projector is not None:
-            h = self.projector(h)
-            if "penultimate" in taps:
-                feats["penultimate"] = h
         return self.classifier(h), feats
 
 
 @register_model("mlp")
 def mlp(mcfg, in_shape, num_classes):
-    return MLP(math.prod(in_shape), mcfg.width, mcfg.depth, num_classes, mcfg.dropout, mcfg.projector_hidden)
+    return MLP(math.prod(in_shape), mcfg.width, mcfg.depth, num_classes, mcfg.dropout)
