@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--labels", choices=["clean", "train"], default=None)
     o = sub.add_parser("offline-rlp", help="train fresh RLP heads on frozen saved checkpoints (paper 5.1)")
     o.add_argument("root")
-    o.add_argument("--epochs", type=int, default=5, help="head training epochs per checkpoint (K)")
+    o.add_argument("--head-epochs", type=int, default=5, help="head training epochs per checkpoint (K)")
+    o.add_argument("--epochs", default="all", help="comma list of checkpoint epochs or all")
 
     args = p.parse_args(argv)
     try:
@@ -109,7 +110,7 @@ def _dispatch(args) -> int:
         return 0
     if args.cmd == "offline-rlp":
         from .probes.offline_rlp import offline_rlp
-        offline_rlp(args.root, head_epochs=args.epochs)
+        offline_rlp(args.root, head_epochs=args.head_epochs, epochs=args.epochs)
         return 0
     raise AssertionError(args.cmd)
 

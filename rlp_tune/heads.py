@@ -35,7 +35,7 @@ LAYOUTS = ("shared", "per_class")
 #   DENSE_BYTES; that saves a quarter of the head's matmul flops;
 # - otherwise walk n in tiles of about TILE_BYTES of logits (h·B·chunk floats) and recompute.
 DENSE_BYTES = 64 << 20
-TILE_BYTES = 4 << 20
+TILE_BYTES = 8 << 20
 
 
 def plan_chunk(heads: int, batch: int, n: int, itemsize: int = 4, chunk: int = 0) -> int:

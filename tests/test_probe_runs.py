@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import torch
+
 from rlp_tune.results import METRIC_KEY, read_metrics
 from rlp_tune.train import Trainer
 
@@ -36,3 +38,24 @@ def test_probe_command_on_saved_checkpoints(tiny_cfg, tmp_path):
     assert not df.duplicated(METRIC_KEY).any()
     bad = subprocess.run(cmd[:5] + ["--epochs", "9"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no epoch_*.pt for epochs 9" in bad.stderr
+
+
+def test_offline_rlp_writes_offline_rows(tiny_cfg, tmp_path):
+    """Paper 5.1: fresh heads (same init for every checkpoint) on frozen features, split 'offline'."""
+    from rlp_tune.probes.offline_rlp import offline_rlp
+    cfg = tiny_cfg.replace(**{"run.keep_checkpoints": "all", "rlp.heads": 2})
+    list(Trainer(cfg, out_dir=tmp_path).fit())
+    assert offline_rlp(tmp_path, head_epochs=2) == 3
+    assert offline_rlp(tmp_path, head_epochs=2, epochs="2") == 1      # rerun: rows replaced
+    df = read_metrics(tmp_path)
+    off = df[df.split == "offline"]
+    assert sorted(off.epoch.unique()) == [0, 1, 2] and set(off.metric) == {"rand_acc"}
+    assert set(off["head"]) == {-1, 0, 1} and off.value.between(0, 1).all()
+    assert not df.duplicated(METRIC_KEY).any()
+    # the same init and labels for every checkpoint: identical frozen features give identical accuracy
+    from rlp_tune.probes.offline_rlp import train_offline_head
+    f = torch.randn(64, 8)
+    lab = torch.randint(0, 4, (64, 2))
+    a = train_offline_head(f, lab, cfg.replace(**{"rlp.n": 4}), 4, False, 3, seed=7)
+    b = train_offline_head(f, lab, cfg.replace(**{"rlp.n": 4}), 4, False, 3, seed=7)
+    assert torch.equal(a, b) and a.shape == (2,)

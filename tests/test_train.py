@@ -109,7 +109,8 @@ def test_raising_lambda_lowers_random_label_accuracy():
     """The sign of eq. 4: L_reg must *suppress* random-label predictions as λ grows."""
     base = Config().replace(**{
         "data.name": "digits", "data.fraction": 0.1, "model.width": 512, "model.depth": 2, "rlp.n": 8,
-        "optim.lr": 0.1, "optim.schedule": "constant", "run.epochs": 30, "run.batch_size": 32, "run.device": "cpu"})
+        "optim.lr": 0.1, "optim.schedule": "constant", "run.epochs": 30, "run.batch_size": 32, "run.device": "cpu",
+        "run.threads": 1})
     acc = {}
     for lam in [0.0, 1.0, 10.0]:
         rec = list(Trainer(base.replace(**{"rlp.lam": lam})).fit())[-1]

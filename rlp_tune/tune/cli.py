@@ -1,20 +1,33 @@
-"""`rlp-tune sweep | resume | status` (wired from rlp_tune/cli.py)."""
+"""`rlp-tune sweep | resume | status` (wired from rlp_tune/cli.py).
+
+sweep and resume stop cleanly on SIGUSR1 / SIGTERM / Ctrl-C (rlp_tune/tune/signals.py) and then exit
+with 3 (RESUME_EXIT: "stopped before the end, `rlp-tune resume` continues") or 130 (Ctrl-C); a
+finished sweep exits 0. Env RLP_TUNE_PIDFILE / RLP_TUNE_STOPFILE: see signals.py.
+"""
 from __future__ import annotations
 
+from .signals import StopRequest
 from .space import load_space
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_sweep
-    space = load_space(args.target, args.overrides)   # validated before Ray starts
-    run_sweep(space, storage=args.storage or "results", name=args.name, address=args.address)
-    return 0
+    stop = StopRequest().install()     # first: a wall-time signal during start-up is not fatal
+    try:
+        from .sweep import run_sweep
+        space = load_space(args.target, args.overrides)   # validated before Ray starts
+        out = run_sweep(space, storage=args.storage or "results", name=args.name, address=args.address, stop=stop)
+        return out["exit_code"]
+    finally:
+        stop.uninstall()
 
 
 def cmd_resume(args) -> int:
-    from .sweep import resume_sweep
-    resume_sweep(args.target, address=args.address)
-    return 0
+    stop = StopRequest().install()
+    try:
+        from .sweep import resume_sweep
+        return resume_sweep(args.target, address=args.address, stop=stop)["exit_code"]
+    finally:
+        stop.uninstall()
 
 
 def cmd_status(args) -> int:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .signals import StopRequest
 from .space import SearchSpace, load_space
 from .trainable import META, train_trial
 
@@ -80,7 +81,11 @@ def _meta(space: SearchSpace, root: str, name: str) -> dict:
             "train_storage": str(Path(root) / "train") if "://" not in root else root + "/train"}
 
 
-def build_tuner(space: SearchSpace, storage: str, name: str, raw):
+def expected_trials(space: SearchSpace) -> int:
+    return space.num_samples * len(space.seeds)
+
+
+def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=()):
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -108,7 +113,7 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw):
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=space.metric, mode=space.mode,
                                     num_samples=space.num_samples * n_rep),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0, callbacks=[ProgressPrinter(space, root)],
+            name=name, storage_path=storage, verbose=0, callbacks=[ProgressPrinter(space, root), *callbacks],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
@@ -118,7 +123,10 @@ def _join(storage: str, name: str) -> str:
     return f"{storage.rstrip('/')}/{name}" if "://" in storage else str(Path(storage).resolve() / name)
 
 
-def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = None, address: str | None = None):
+def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = None, address: str | None = None,
+              stop: StopRequest | None = None):
+    """Run a sweep to its end, or until `stop` (SIGUSR1/SIGTERM/Ctrl-C) asks for a clean stop; the
+    returned dict's `exit_code` is 0, RESUME_EXIT (3: stopped, `rlp-tune resume` continues) or 130."""
     name = name or space.name
     storage = storage if "://" in storage else str(Path(storage).resolve())
     root = _join(storage, name)
@@ -129,21 +137,64 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     _write_space(space, root)
     print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
           f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
-    grid = build_tuner(space, storage, name, raw).fit()
-    return finish(space, root, grid)
+    with _stopping(stop) as stop:
+        grid = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))]).fit()
+    return finish(space, root, grid, stop)
 
 
-def resume_sweep(root: str, address: str | None = None):
+def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None = None):
+    """Continue a stopped or crashed sweep from its folder (trials from their checkpoints, the searcher
+    from its saved state). A folder whose sweep was stopped before Tune saved any state (it holds the
+    search space but no tuner state) starts that sweep afresh from the stored space."""
     from ray import tune
+    root = root if "://" in root else str(Path(root).resolve())
     space = load_space(_space_path(root))
     init_ray(address)
     raw = _load_shared_raw(space)
-    if not tune.Tuner.can_restore(root):
-        raise SystemExit(f"rlp-tune: {root} holds no restorable sweep")
-    print(f"resuming sweep {root}", file=sys.stderr)
-    tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
-    grid = tuner.fit()
-    return finish(space, root, grid)
+    with _stopping(stop) as stop:
+        if tune.Tuner.can_restore(root):
+            print(f"resuming sweep {root}", file=sys.stderr)
+            tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
+            # the restored run config holds the callbacks pickled at the first start (the stop callback
+            # pickles to a no-op): add this process's stop callback (no public API for that)
+            tuner._local_tuner.get_run_config().callbacks.append(stop.callback(expected_trials(space)))
+        elif _has_trial_results(root):
+            raise SystemExit(f"rlp-tune: {root} holds trial results but no restorable sweep state")
+        else:   # stopped (or killed) between writing space.toml and Tune's first state: start it now
+            print(f"{root} holds no sweep state yet: starting the sweep", file=sys.stderr)
+            storage, name = _split(root)
+            tuner = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))])
+        grid = tuner.fit()
+    return finish(space, root, grid, stop)
+
+
+class _stopping:
+    """`with _stopping(stop) as s:` a StopRequest for the Tune run (a fresh one, handlers installed
+    for the run only, when none was given); uninstalled afterwards only if created here."""
+
+    def __init__(self, stop: StopRequest | None):
+        self.given, self.stop = stop is not None, stop or StopRequest(pidfile="", stopfile="")
+
+    def __enter__(self) -> StopRequest:
+        if not self.given:
+            self.stop.install()
+        return self.stop
+
+    def __exit__(self, *exc) -> None:
+        if not self.given:
+            self.stop.uninstall()
+
+
+def _has_trial_results(root: str) -> bool:
+    return "://" not in root and any(Path(root, "parquet", "trials").glob("*.parquet"))
+
+
+def _split(root: str) -> tuple[str, str]:
+    if "://" in root:
+        storage, _, name = root.rstrip("/").rpartition("/")
+        return storage, name
+    p = Path(root)
+    return str(p.parent), p.name
 
 
 def _space_path(root: str) -> str:
@@ -172,8 +223,9 @@ def _write_space(space: SearchSpace, root: str) -> None:
         Path(root, SPACE_FILE).write_text(content)
 
 
-def finish(space: SearchSpace, root: str, grid) -> dict:
+def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None) -> dict:
     from ..results import read_trials
+    code = stop.exit_code() if stop is not None else 0
     df = read_trials(root) if "://" not in root else None
     best = None
     try:
@@ -183,7 +235,11 @@ def finish(space: SearchSpace, root: str, grid) -> dict:
     except Exception:  # noqa: BLE001 - no finished trial reported the metric
         pass
     print(format_best(space, root), file=sys.stdout)
-    return {"root": root, "best": best, "n_trials": 0 if df is None else len(df)}
+    if code:
+        print(f"rlp-tune: sweep stopped by {stop.signame} before its end; its state is saved. Continue it with:\n"
+              f"  rlp-tune resume {root}", file=sys.stderr, flush=True)
+    return {"root": root, "best": best, "n_trials": 0 if df is None else len(df), "exit_code": code,
+            "stopped_by": stop.signame if code else None}
 
 
 def format_best(space: SearchSpace, root: str, top: int = 5) -> str:
