@@ -207,7 +207,7 @@ class Trainer:
         self.noisy = (self.data.y["train"] != self.data.y_clean) if d.label_noise < 1 else \
             torch.ones_like(self.data.y_clean, dtype=torch.bool)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
-        self.epoch = 0
+        self.epoch, self.finished = 0, False
         self.tables: dict[str, torch.Tensor] = {}
         self.t0 = time.time()
         self.trial_id = trial_id or cfg.run.name or (self.out_dir.name if self.out_dir else "run")
@@ -229,7 +229,7 @@ class Trainer:
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> Iterator[EpochRecord]:
         cfg = self.cfg
-        if self.epoch >= cfg.run.epochs:   # resumed after the last epoch: finish the bookkeeping only
+        if self.finished or self.epoch >= cfg.run.epochs:   # resumed after the end: bookkeeping only
             if self.writer and self.writer.trial_status() != "TERMINATED":
                 self.writer.compact()
                 self.writer.write_trial(cfg.to_flat(), "TERMINATED", self.epoch, self.trial_extra)
@@ -242,28 +242,28 @@ class Trainer:
             self.save_checkpoint(tag="epoch_00000")
         if self.epoch == 0 and cfg.probe.every and self.writer:   # probes at initialization: the baseline
             self.writer.write_epoch(0, self.probe_rows())
+        done = False
         try:
-            while self.epoch < cfg.run.epochs:
+            while not done:
                 rec = self.run_epoch(self.epoch + 1)
                 self.epoch += 1
+                done = self.finished = rec.stop or self.epoch >= cfg.run.epochs
                 if self.writer:
                     self.writer.write_epoch(self.epoch, rec.rows)     # rows first, then the checkpoint
                 if self.out_dir:
                     self.save_checkpoint()
                     if cfg.run.keep_checkpoints == "all":
                         self.save_checkpoint(tag=f"epoch_{self.epoch:05d}")
-                if self.writer:
-                    self.writer.write_trial(cfg.to_flat(), "RUNNING", self.epoch, self.trial_extra)
+                if self.writer:   # finished before the last yield: a consumer may stop at it (Tune, ASHA max_t)
+                    if done:
+                        self.writer.compact()
+                    self.writer.write_trial(cfg.to_flat(), "TERMINATED" if done else "RUNNING", self.epoch,
+                                            self.trial_extra)
                 yield rec
-                if rec.stop:
-                    break
         except (KeyboardInterrupt, GeneratorExit):   # Ctrl-C, or the consumer stopped early (e.g. ASHA)
-            if self.writer:
+            if self.writer and not done:
                 self.writer.write_trial(cfg.to_flat(), "STOPPED", self.epoch, self.trial_extra)
             raise
-        if self.writer:
-            self.writer.compact()
-            self.writer.write_trial(cfg.to_flat(), "TERMINATED", self.epoch, self.trial_extra)
 
     def run_epoch(self, epoch: int) -> EpochRecord:
         cfg, t_start = self.cfg, time.time()
@@ -383,7 +383,7 @@ class Trainer:
     # ---- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "version": CKPT_VERSION, "epoch": self.epoch, "config": self.cfg.to_flat(),
+            "version": CKPT_VERSION, "epoch": self.epoch, "finished": self.finished, "config": self.cfg.to_flat(),
             "net": self.net.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -423,6 +423,7 @@ class Trainer:
             torch.cuda.set_rng_state_all([r.cpu() for r in rng["cuda"]])
         self.tables = {t: v.to(self.device) for t, v in state.get("tables", {}).items()}
         self.epoch = state["epoch"]
+        self.finished = bool(state.get("finished", False))   # e.g. stopped at run.stop_train_acc
         if self.writer:
             self.writer.truncate_after(self.epoch)   # rows of an epoch the checkpoint does not hold are redone
 

@@ -151,3 +151,12 @@ def test_ddp_two_processes_equal_one(tiny_cfg, tmp_path):
     ref = one.net.state_dict()
     for k in ref:
         torch.testing.assert_close(ddp[k], ref[k], rtol=1e-5, atol=1e-5, msg=k)
+
+
+def test_stop_train_acc_ends_the_run_for_good(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(**{"run.epochs": 10, "run.stop_train_acc": 0.2})
+    recs = list(Trainer(cfg, out_dir=tmp_path).fit())
+    assert recs[-1].stop and len(recs) < 10
+    assert read_trials(tmp_path).status.tolist() == ["TERMINATED"]
+    again = Trainer(cfg, out_dir=tmp_path)
+    assert list(again.fit()) == [] and again.epoch == len(recs)     # a resume does not train on
