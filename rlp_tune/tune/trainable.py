@@ -10,6 +10,7 @@ that is retried or resumed restores the newest of Tune's checkpoint and its own 
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ import torch
 
 META = "__rlp__"        # trial-config key holding sweep metadata (not a Config key)
 REPLICATE = "__trial_index__"  # set by Tune's Repeater: which replicate seed this trial runs
+MANIFEST = "checkpoint.json"    # a Tune checkpoint that names the trial folder's last.pt
 
 
 def trial_cfg(config: dict[str, Any]):
@@ -81,23 +83,30 @@ def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int
                       results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id()})
     for rec in trainer.fit():
         metrics = rec.flat()
-        ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out))) if rank == 0 else None
+        ckpt = None
+        if rank == 0:
+            ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
         report(metrics, checkpoint=ckpt)
 
 
-def _tune_ckpt_dir(out: Path) -> Path:
-    """A folder holding only last.pt (a hard link, no copy) for Tune to persist: the trial folder may
-    also keep one checkpoint per epoch (run.keep_checkpoints = "all"), which Tune must not copy."""
+def _tune_ckpt_dir(out: Path, epoch: int, shared: bool) -> Path:
+    """The folder Tune persists as this epoch's checkpoint.
+
+    Shared storage (the sweep folder is a local or network path): the trial folder's own atomic
+    `last.pt` already lives there, so Tune gets a manifest naming it and its epoch — persisting it
+    costs a few bytes per epoch instead of a copy of the model. Object stores (s3://...): the trial
+    folder is node-local, so Tune gets `last.pt` itself (a hard link, no extra serialization)."""
     d = out / "tune_checkpoint"
     d.mkdir(exist_ok=True)
-    dst, tmp = d / "last.pt", d / ".last.pt.tmp"
-    if tmp.exists():
-        tmp.unlink()
+    for f in d.iterdir():
+        f.unlink()
+    if shared:
+        (d / MANIFEST).write_text(json.dumps({"epoch": epoch, "path": str((out / "checkpoints" / "last.pt").resolve())}))
+        return d
     try:
-        os.link(out / "checkpoints" / "last.pt", tmp)
+        os.link(out / "checkpoints" / "last.pt", d / "last.pt")
     except OSError:  # filesystems without hard links
-        shutil.copyfile(out / "checkpoints" / "last.pt", tmp)
-    os.replace(tmp, dst)
+        shutil.copyfile(out / "checkpoints" / "last.pt", d / "last.pt")
     return d
 
 
@@ -116,7 +125,9 @@ def _restore_from_tune(checkpoint, out: Path) -> None:
         return
     with checkpoint.as_directory() as d:
         src = Path(d) / "last.pt"
-        if not src.exists():
+        if (Path(d) / MANIFEST).exists():   # shared storage: the trial folder's own file is the checkpoint
+            src = Path(json.loads((Path(d) / MANIFEST).read_text())["path"])
+        if not src.exists() or src.resolve() == (out / "checkpoints" / "last.pt").resolve():
             return
         dst = out / "checkpoints" / "last.pt"
         if dst.exists() and _epoch_of(dst) >= _epoch_of(src):
