@@ -16,7 +16,11 @@ L_rnd to the parameters/`h_head` and the gradient of L_reg to `h_feat`.
 they fit a small budget (then it keeps them and skips the backward recompute); otherwise it walks
 n in chunks with an online logsumexp and recomputes each chunk once in backward, where that one
 recompute serves dW, db and both input gradients. `reference_losses` is the plain-autograd
-two-pass computation the tests and bench/rlp_head.py compare against.
+two-pass computation the tests and bench/rlp_head.py compare against (bench/rlp_head.py prints
+the speed and memory ratios). torch's `F.linear_cross_entropy` (chunked with `options=`) covers
+L_rnd alone; pairing it with L_reg would compute the logits twice, so it is not used here.
+The heads always run in the parameters' dtype with autocast off: a softmax over 10^5 labels in
+bf16 would lose the small probabilities both losses depend on.
 """
 from __future__ import annotations
 
@@ -236,7 +240,9 @@ def rlp_head_losses(h_head: Tensor, h_feat: Tensor, W: Tensor, b: Tensor, y: Ten
     B = h_head.shape[-2]
     if y.shape != (B, H):
         raise ValueError(f"rlp random labels: expected shape ({B}, {H}); got {tuple(y.shape)}")
-    yt = y.t().contiguous()
+    if weight is not None and weight.shape != (B, H):
+        raise ValueError(f"rlp sample weights: expected shape ({B}, {H}); got {tuple(weight.shape)}")
+    yt = y.t().long().contiguous()
     wt = (h_head.new_full((H, B), 1.0 / B) if weight is None else weight.t().to(h_head.dtype).contiguous())
     return _FusedRLPLoss.apply(h_head, h_feat, W, b, yt, wt, reg, int(chunk))
 
@@ -274,9 +280,8 @@ class _RoutedLinearReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_head, x_feat, W1, b1):
-        H, dh, d = W1.shape
         shared = x_head.dim() == 2
-        xb = x_head.unsqueeze(0).expand(H, *x_head.shape) if shared else x_head
+        xb = _batched(x_head, W1.shape[0])                              # (H, B, d)
         r = torch.baddbmm(b1.unsqueeze(1), xb, W1.transpose(1, 2)).relu_()   # (H, B, dh)
         ctx.save_for_backward(x_head, W1, r)
         ctx.shared = shared
@@ -288,14 +293,12 @@ class _RoutedLinearReLU(torch.autograd.Function):
     def backward(ctx, gh, gf):
         x_head, W1, r = ctx.saved_tensors
         nx = ctx.needs_input_grad
-        H = W1.shape[0]
         mask = r > 0
         dxh = dxf = dW1 = db1 = None
         if gh is not None and (nx[0] or nx[2] or nx[3]):
             gh = gh * mask
             if nx[2]:
-                xb = x_head.unsqueeze(0).expand(H, *x_head.shape) if ctx.shared else x_head
-                dW1 = torch.bmm(gh.transpose(1, 2), xb)                 # (H, dh, B) @ (H, B, d)
+                dW1 = torch.bmm(gh.transpose(1, 2), _batched(x_head, W1.shape[0]))                 # (H, dh, B) @ (H, B, d)
             if nx[3]:
                 db1 = gh.sum(1)
             if nx[0]:
@@ -386,7 +389,10 @@ class RLPHeads(nn.Module):
     def forward(self, z: Tensor, y_rand: Tensor, y_class: Tensor | None = None,
                 regularize: bool = True) -> RLPOut:
         y_rand = self._check(z, y_rand, y_class)
-        B = z.shape[0]
+        with torch.autocast(z.device.type, enabled=False):              # see the module docstring
+            return self._forward(z.to(self.weight.dtype), y_rand, y_class, regularize)
+
+    def _forward(self, z: Tensor, y_rand: Tensor, y_class: Tensor | None, regularize: bool) -> RLPOut:
         zf = z if regularize else z.detach()
         if self.norm is not None:
             xn = F.layer_norm(zf, (self.d,), None, None, self.norm.eps)  # param-free part: routes as z
