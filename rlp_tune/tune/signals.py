@@ -46,7 +46,6 @@ class StopRequest:
         self.signame: str | None = None          # the first stop signal seen (or "stopfile")
         self._tune_handler = None                 # Tune's handler, while Tune runs
         self._previous: dict[int, object] = {}    # handlers before install(), restored by uninstall()
-        self._installed = False
         self.complete = False                     # set by callback(): the sweep ended by itself
 
     @property
@@ -62,7 +61,6 @@ class StopRequest:
             sig = getattr(signal, name, None)
             if sig is not None:
                 self._previous.setdefault(sig, signal.signal(sig, self._handle))
-        self._installed = True
         if self.pidfile:   # written after the handlers: a signal sent to this pid is never fatal
             Path(self.pidfile).parent.mkdir(parents=True, exist_ok=True)
             tmp = f"{self.pidfile}.tmp"
@@ -81,7 +79,6 @@ class StopRequest:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
         self._previous.clear()
         self._tune_handler = None
-        self._installed = False
         if self.pidfile:
             try:
                 if Path(self.pidfile).read_text().strip() == str(os.getpid()):

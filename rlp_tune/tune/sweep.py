@@ -111,7 +111,10 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=()):
         _trainable(space, raw),
         param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=space.metric, mode=space.mode,
-                                    num_samples=space.num_samples * n_rep),
+                                    num_samples=space.num_samples * n_rep,
+                                    # one-process trials reuse their actor: no new Python + torch import
+                                    # per trial (all such trials ask for the same resources)
+                                    reuse_actors=space.workers_per_trial == 1),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=0, callbacks=[ProgressPrinter(space, root), *callbacks],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -152,7 +155,7 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     init_ray(address)
     raw = _load_shared_raw(space)
     with _stopping(stop) as stop:
-        if tune.Tuner.can_restore(root):
+        if _restorable(root):
             print(f"resuming sweep {root}", file=sys.stderr)
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
             # the restored run config holds the callbacks pickled at the first start (the stop callback
@@ -160,8 +163,8 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             tuner._local_tuner.get_run_config().callbacks.append(stop.callback(expected_trials(space)))
         elif _has_trial_results(root):
             raise SystemExit(f"rlp-tune: {root} holds trial results but no restorable sweep state")
-        else:   # stopped (or killed) between writing space.toml and Tune's first state: start it now
-            print(f"{root} holds no sweep state yet: starting the sweep", file=sys.stderr)
+        else:   # stopped before Tune saved a trial (or killed before its first state): start it now
+            print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
             storage, name = _split(root)
             tuner = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))])
         grid = tuner.fit()
@@ -185,6 +188,22 @@ class _stopping:
             self.stop.uninstall()
 
 
+def _restorable(root: str) -> bool:
+    """Tune can restore the folder and its newest experiment state holds a trial (Tune 2.60 cannot
+    restore a state without trials: it raises IndexError, then restarts without the param space)."""
+    from ray import tune
+    if not tune.Tuner.can_restore(root):
+        return False
+    if "://" in root:
+        return True
+    import json
+    states = sorted(Path(root).glob("experiment_state-*.json"))   # names end in a sortable timestamp
+    try:
+        return bool(states) and bool(json.loads(states[-1].read_text()).get("trial_data"))
+    except (OSError, ValueError):
+        return True   # let Tune say what is wrong with it
+
+
 def _has_trial_results(root: str) -> bool:
     return "://" not in root and any(Path(root, "parquet", "trials").glob("*.parquet"))
 
@@ -198,6 +217,20 @@ def _split(root: str) -> tuple[str, str]:
 
 
 def _space_path(root: str) -> str:
+    """The sweep folder's space.toml as a local file (fetched to a temporary file for a URI)."""
+    if "://" in root:
+        import tempfile
+
+        from pyarrow import fs as pafs
+        fs, path = pafs.FileSystem.from_uri(root)
+        try:
+            with fs.open_input_stream(f"{path.rstrip('/')}/{SPACE_FILE}") as f:
+                data = f.read()
+        except (FileNotFoundError, OSError):
+            raise SystemExit(f"rlp-tune: {root} is not a sweep folder (no {SPACE_FILE})") from None
+        local = Path(tempfile.mkdtemp(prefix="rlp_tune_space_")) / SPACE_FILE
+        local.write_bytes(data)
+        return str(local)
     p = Path(root) / SPACE_FILE
     if not p.exists():
         raise SystemExit(f"rlp-tune: {root} is not a sweep folder (no {SPACE_FILE})")
@@ -226,6 +259,7 @@ def _write_space(space: SearchSpace, root: str) -> None:
 def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None) -> dict:
     from ..results import read_trials
     code = stop.exit_code() if stop is not None else 0
+    failed = grid.num_errors if code == 0 else 0
     df = read_trials(root) if "://" not in root else None
     best = None
     try:
@@ -238,6 +272,10 @@ def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None)
     if code:
         print(f"rlp-tune: sweep stopped by {stop.signame} before its end; its state is saved. Continue it with:\n"
               f"  rlp-tune resume {root}", file=sys.stderr, flush=True)
+    elif failed:   # the sweep ended, but not every trial did: say so in the exit code (1)
+        code = 1
+        print(f"rlp-tune: {failed} trial(s) failed (error.txt in their folders under {root}); "
+              f"`rlp-tune resume {root}` retries them", file=sys.stderr, flush=True)
     return {"root": root, "best": best, "n_trials": 0 if df is None else len(df), "exit_code": code,
             "stopped_by": stop.signame if code else None}
 
@@ -287,11 +325,18 @@ class ProgressPrinter:
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 from .status import mark_status
+                from ..results import ResultWriter
                 last = trial.last_result or {}
-                done = last.get("epoch", 0) >= space.base.run.epochs
+                epoch = last.get("epoch", 0)
+                # a trial resumed from a checkpoint of its last epoch (its final report was lost in a
+                # stop) ends without reporting: its own row says it finished
+                if epoch < space.base.run.epochs and "://" not in root and \
+                        ResultWriter(root, "", trial.trial_id).trial_status() == "TERMINATED":
+                    epoch = space.base.run.epochs
+                done = epoch >= space.base.run.epochs
                 mark_status(root, trial.trial_id, "TERMINATED" if done else "STOPPED")
                 print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} "
-                      f"{'finished' if done else 'stopped early (ASHA)'} at epoch {last.get('epoch')}",
+                      f"{'finished' if done else 'stopped early (ASHA)'} at epoch {epoch}",
                       file=sys.stderr, flush=True)
 
             def on_trial_error(self, iteration, trials, trial, **info):

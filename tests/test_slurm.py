@@ -1,0 +1,312 @@
+"""cluster/slurm/sweep.sbatch on a one-node SLURM that this test brings up (marked `slurm`).
+
+A tiny digits sweep (8 trials x 50 epochs, ~1 min of training) is submitted with a 2-minute wall time
+and SIGUSR1 60 s before it, so it needs several allocations: each stops cleanly on the warning,
+requeues itself, and the next resumes. SLURM 22.05 checks time limits every 30 s and sends the
+warning at the last check before "limit - 60 s", i.e. 30-60 s after the start (a one-minute limit
+left too little time after Ray's ~12 s start-up); the time limit's SIGTERM is >= 60 s later.
+Checked: the job completes once (exit 0, at least one requeue), the sweep is complete (every trial,
+every epoch), its Parquet files hold no duplicate row, no finished trial ran twice, and nothing the
+test started is left running.
+
+Needs root, SLURM (slurmctld, slurmd, sbatch, ...), munge and unshare (.ci/run installs slurm-wlm
+and munge with apt-get); skips with the reason otherwise. Isolation on a shared machine:
+* munged, slurmctld and slurmd use their own socket, ports, state and spool folders under tmp;
+* slurmd (and so every job, and every Ray process of a job) runs in its own PID namespace, under a
+  small reaping init: `ray symmetric-run` ends with `ray stop`, which stops every Ray process it can
+  see, and refuses to start when it sees another Ray; in the namespace it sees only the job's own;
+* teardown ends the namespace (all of it) and the two daemons outside it, by pid.
+Takes ~2-4 minutes; measured on a shared 2-core machine: 2 allocations and 108 s from sbatch to the
+end at load ~1.5, 3 and 171 s at ~2, 4 and 232 s at ~3.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rlp_tune.results import METRIC_KEY, read_metrics, read_trials
+
+pytestmark = pytest.mark.slurm
+
+ROOT = Path(__file__).resolve().parents[1]
+SBATCH = ROOT / "cluster" / "slurm" / "sweep.sbatch"
+SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+TOOLS = ["sbatch", "squeue", "scontrol", "sinfo", "slurmctld", "slurmd", "munged", "unshare"]
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (munged runs as munge, slurmd as root, a PID namespace for the jobs)"
+    gone = [t for t in TOOLS if shutil.which(t, path=SBIN) is None]
+    if gone:
+        return f"SLURM/munge not installed ({', '.join(gone)} missing): apt-get install slurm-wlm munge"
+    if not Path("/etc/munge/munge.key").exists():
+        return "no /etc/munge/munge.key (the munge package creates it)"
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    if r.returncode != 0:
+        return f"cannot make a PID namespace here: {r.stderr.decode().strip()}"
+    return None
+
+
+# PID 1 of the namespace: runs slurmd, reaps every orphan (Ray daemons are re-parented here; without
+# reaping they stay zombies and `ray stop` waits its whole grace period for them), passes SIGTERM on.
+INIT = r"""
+import os, signal, subprocess, sys
+child = subprocess.Popen(sys.argv[1:])
+signal.signal(signal.SIGTERM, lambda s, f: child.terminate())
+while True:
+    try:
+        pid, _ = os.wait()
+    except ChildProcessError:
+        break
+    if pid == child.pid:
+        break
+"""
+
+CONF = """\
+ClusterName=rlptest
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+AuthType=auth/munge
+CredType=cred/munge
+# cred_expire is also the wait before a requeued job may start again (default 120 s)
+AuthInfo=socket={tmp}/munge/sock,cred_expire=5
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation={tmp}/state
+SlurmdSpoolDir={tmp}/spool
+SlurmctldPidFile={tmp}/slurmctld.pid
+SlurmdPidFile={tmp}/slurmd.pid
+SlurmctldLogFile={tmp}/log/slurmctld.log
+SlurmdLogFile={tmp}/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SlurmdParameters=config_overrides
+SchedulerType=sched/builtin
+SchedulerParameters=sched_interval=2
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+MailProg=/bin/true
+ReturnToService=2
+NodeName={host} NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
+PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _marked_pids(marker: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if f"{marker}=".encode() in (d / "environ").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def slurm(tmp_path):
+    """A one-node SLURM (munged, slurmctld outside, slurmd in a PID namespace); yields its env."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    tmp = Path(f"/tmp/rlp_slurm_{uuid.uuid4().hex[:8]}")   # short: socket paths have a length limit
+    for d in ("state", "spool", "log", "munge"):
+        (tmp / d).mkdir(parents=True)
+    shutil.chown(tmp / "munge", "munge", "munge")
+    (tmp / "munge").chmod(0o711)   # munged wants its socket's folder reachable by all
+    host = socket.gethostname().split(".")[0]
+    conf = tmp / "slurm.conf"
+    conf.write_text(CONF.format(host=host, tmp=tmp, ctld_port=_free_port(), d_port=_free_port()))
+    env = {**os.environ, "SLURM_CONF": str(conf), "PATH": SBIN}
+    procs = []
+    logs = open(tmp / "log" / "daemons.out", "w")
+
+    def start(cmd, **kw):
+        p = subprocess.Popen(cmd, env=env, stdout=logs, stderr=subprocess.STDOUT, **kw)
+        procs.append(p)
+        return p
+
+    try:
+        munged = shutil.which("munged", path=SBIN)
+        start([munged, "-F", f"--socket={tmp}/munge/sock", f"--pid-file={tmp}/munge/pid",
+               f"--log-file={tmp}/munge/log", f"--seed-file={tmp}/munge/seed"], user="munge", group="munge",
+              extra_groups=[])
+        deadline = time.time() + 20
+        while not (tmp / "munge" / "sock").exists():
+            assert time.time() < deadline, "munged did not start"
+            time.sleep(0.1)
+        start([shutil.which("slurmctld", path=SBIN), "-D", "-i"])
+        start(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, "-c", INIT,
+               shutil.which("slurmd", path=SBIN), "-D"])
+        deadline = time.time() + 60
+        while True:
+            r = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True)
+            if r.stdout.strip() == "idle":
+                break
+            if time.time() > deadline or any(p.poll() is not None for p in procs):
+                pytest.fail(f"one-node SLURM did not come up: {r.stdout} {r.stderr}\n"
+                            + (tmp / "log" / "daemons.out").read_text()[-3000:])
+            time.sleep(0.5)
+        yield env
+    finally:
+        subprocess.run(["scancel", "--full", "-u", "root"], env=env, capture_output=True)  # only this SLURM's jobs
+        # slurmd's namespace first: unshare ignores SIGTERM, and its SIGKILL takes the namespace's
+        # init (--kill-child), so every process in the namespace, with it
+        namespace = procs.pop() if len(procs) == 3 else None
+        if namespace is not None:
+            namespace.kill()
+            namespace.wait()
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        logs.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+SPACE = """
+base = "{root}/configs/digits_mlp.toml"
+[fixed]
+"data.val_fraction" = 0.15
+"run.epochs" = {epochs}
+"model.width" = 256
+"run.batch_size" = 8
+[search]
+"rlp.lam" = {{ dist = "loguniform", low = 1e-2, high = 1e2 }}
+"rlp.n" = {{ dist = "intlog", low = 8, high = 64 }}
+[sweep]
+name = "walltime"
+num_samples = {samples}
+seeds = [0]
+[scheduler]
+type = "fifo"
+[resources]
+workers_per_trial = 1
+cpus_per_worker = 1
+"""
+
+
+def _job(env, job_id: str) -> dict:
+    r = subprocess.run(["scontrol", "show", "job", "-o", job_id], env=env, capture_output=True, text=True)
+    return dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
+
+
+def test_sweep_survives_wall_time(slurm, tmp_path):
+    epochs, samples = 50, 8   # > 1 min of trials on 2 idle CPUs: more than the first allocation holds
+    space = tmp_path / "walltime.toml"
+    space.write_text(SPACE.format(root=ROOT, epochs=epochs, samples=samples))
+    storage, root = tmp_path / "res", tmp_path / "res" / "walltime"
+    marker = f"RLP_SLURM_TEST_{uuid.uuid4().hex}"
+    ray_tmp = Path(f"/tmp/rlp_ray_{uuid.uuid4().hex[:8]}")
+    env = {**slurm, marker: "1", "RLP_STORAGE": str(storage), "RLP_VENV": sys.prefix,
+           "RLP_RAY_HEAD_IP": "127.0.0.1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "RAY_USAGE_STATS_ENABLED": "0", "RLP_RAY_TMPDIR": str(ray_tmp)}
+    out = tmp_path / "job.out"
+    t0 = time.time()
+    sub = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=2", "--time=2", "--signal=B:USR1@60",
+                          f"--output={out}", str(SBATCH), str(space)],
+                         env=env, cwd=ROOT, capture_output=True, text=True)
+    assert sub.returncode == 0, sub.stderr
+    job_id = sub.stdout.strip().split(";")[0]
+    try:
+        while True:
+            info = _job(env, job_id)
+            if info.get("JobState") in {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL",
+                                        "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}:
+                break
+            if time.time() - t0 > 480:
+                pytest.fail(f"job {job_id} still {info.get('JobState')} after 8 min:\n{_tail(out)}")
+            time.sleep(2)
+        wall = time.time() - t0
+        log = (root / "slurm_jobs.log").read_text() if (root / "slurm_jobs.log").exists() else ""
+        assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", f"{info}\n{log}\n{_tail(out)}"
+
+        # --- the allocation chain: started, stopped on the warning, requeued, resumed, ended once
+        starts = re.findall(r"restart=(\d+) start (sweep|resume)", log)
+        ends = re.findall(r"restart=(\d+) end rc=(\d+) (\w+)", log)
+        assert len(starts) >= 2, ("the sweep ended within its first allocation: this machine trains faster "
+                                  f"than assumed, raise epochs or samples\n{log}")    # at least one requeue
+        assert [int(r) for r, _ in starts] == list(range(len(starts))), log
+        assert [m for _, m in starts] == ["sweep"] + ["resume"] * (len(starts) - 1), log
+        assert [(int(r), rc, w) for r, rc, w in ends] == \
+            [(i, "3", "stopped") for i in range(len(starts) - 1)] + [(len(starts) - 1, "0", "finished")], log
+        assert log.count("SIGUSR1") >= len(starts) - 1 and "SIGTERM" not in log, log
+        assert int(info["Restarts"]) == len(starts) - 1
+
+        # --- one complete sweep: every trial, every epoch, nothing twice
+        trials = read_trials(root)
+        assert len(trials) == samples and (trials.status == "TERMINATED").all(), trials
+        assert (trials.epochs_done == epochs).all()
+        assert trials[["rlp.lam", "rlp.n"]].drop_duplicates().shape[0] == samples   # Optuna: no config twice
+        raw = pa.concat_tables([pq.read_table(f) for f in sorted((root / "parquet" / "metrics").rglob("*.parquet"))])
+        files = sorted(p.name for p in (root / "parquet" / "metrics").rglob("*.parquet"))
+        assert files == ["final.parquet"] * samples, files             # every trial compacted, no stray epoch file
+        df = raw.to_pandas()
+        assert not df.duplicated(METRIC_KEY).any()                     # in the files, not only after dedup
+        assert len(read_metrics(root)) == len(df)
+        for t, g in df.groupby("trial_id"):
+            assert sorted(g.epoch.unique()) == list(range(1, epochs + 1)), t
+            per_epoch = g.groupby("epoch").size()
+            assert per_epoch.nunique() == 1, (t, per_epoch)            # the same rows in every epoch
+        text = out.read_text()
+        for t in trials.trial_id:                                      # no finished trial ran again
+            assert len(re.findall(rf"{t} finished at epoch {epochs}", text)) == 1, t
+
+        st = subprocess.run([str(Path(sys.prefix) / "bin" / "rlp-tune"), "status", str(root)], env=env,
+                            capture_output=True, text=True)
+        assert st.returncode == 0 and f"{samples} trials ({samples} terminated)" in st.stdout, st.stdout
+
+        # --- nothing left: no job in the queue, no process of the jobs (Ray included) alive
+        q = subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True)
+        assert q.returncode == 0 and q.stdout.strip() == ""
+        deadline = time.time() + 10
+        while [p for p in _marked_pids(marker) if _alive(p)] and time.time() < deadline:
+            time.sleep(0.5)
+        left = [p for p in _marked_pids(marker) if _alive(p)]
+        assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in left if Path(f"/proc/{p}").exists()]
+        print(f"\nslurm sweep: {len(starts)} allocations, {wall:.0f} s from sbatch to COMPLETED\n{log}")
+    finally:
+        subprocess.run(["scancel", job_id], env=env, capture_output=True)
+        for pid in _marked_pids(marker):   # only after a failure: the namespace teardown ends the rest
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _tail(path: Path, n: int = 6000) -> str:
+    return path.read_text()[-n:] if path.exists() else "(no job output)"
