@@ -157,6 +157,7 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     with _stopping(stop) as stop:
         if _restorable(root):
             print(f"resuming sweep {root}", file=sys.stderr)
+            _quarantine_orphans(root)
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
             # the restored run config holds the callbacks pickled at the first start (the stop callback
             # pickles to a no-op): add this process's stop callback (no public API for that)
@@ -202,6 +203,44 @@ def _restorable(root: str) -> bool:
         return bool(states) and bool(json.loads(states[-1].read_text()).get("trial_data"))
     except (OSError, ValueError):
         return True   # let Tune say what is wrong with it
+
+
+def _quarantine_orphans(root: str) -> list[str]:
+    """Move aside the Parquet rows of trials that Tune's saved state does not know.
+
+    Tune saves its experiment state periodically: a driver killed between creating a trial and the
+    next save leaves a trial that wrote rows (trials write their own) but that the restored sweep
+    will never continue; the searcher proposes a replacement. Its rows would be a partial,
+    duplicate trial, so they go to ROOT/orphans/<trial_id>/ (kept for inspection, out of the results)."""
+    if "://" in root:
+        return []
+    import json
+    import shutil
+    states = sorted(Path(root).glob("experiment_state-*.json"))
+    if not states:
+        return []
+    known = set()
+    for t in json.loads(states[-1].read_text()).get("trial_data", []):
+        try:
+            known.add(json.loads(t[0] if isinstance(t, list) else t)["trial_id"])
+        except (ValueError, KeyError, TypeError, IndexError):
+            return []   # unknown format: move nothing
+    moved = []
+    for f in Path(root, "parquet", "trials").glob("*.parquet"):
+        tid = f.stem
+        if tid in known:
+            continue
+        dest = Path(root, "orphans", tid)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(f), dest / f.name)
+        mdir = Path(root, "parquet", "metrics", tid)
+        if mdir.is_dir():
+            shutil.move(str(mdir), dest / "metrics")
+        moved.append(tid)
+    if moved:
+        print(f"{len(moved)} trial(s) started after Tune's last saved state and will not be continued; "
+              f"their rows moved to {Path(root, 'orphans')}: {', '.join(moved)}", file=sys.stderr)
+    return moved
 
 
 def _has_trial_results(root: str) -> bool:
