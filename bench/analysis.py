@@ -5,7 +5,7 @@
 
 One synthetic sweep is written twice into a temporary folder:
   - as rlp_tune Parquet results: one compacted final.parquet per trial (long format, METRIC_SCHEMA)
-    and one trials/<id>.parquet row per trial, as a finished sweep leaves them;
+    and the trials rows compacted into trials/_all.parquet, as a finished sweep leaves them;
   - as Ray Tune's per-trial `result.json` (ray.air.constants.EXPR_RESULT_FILE, written by
     ray.tune.logger.json.JsonLoggerCallback): one JSON object per reported iteration and line, the
     metrics as flat keys ("train/rand_acc/block3") plus Tune's auto-filled keys
@@ -38,7 +38,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlp_tune.config import Config  # noqa: E402
-from rlp_tune.results import METRIC_SCHEMA, ResultWriter, atomic_write_table  # noqa: E402
+from rlp_tune.results import METRIC_SCHEMA, ResultWriter, atomic_write_table, compact_trials  # noqa: E402
 
 LAYERS = [f"block{i}" for i in range(1, 13)] + ["penultimate"]
 
@@ -102,6 +102,7 @@ def write_parquet(root: Path, sweep) -> int:
         atomic_write_table(table, str(root / "parquet" / "metrics" / tid / "final.parquet"))
         ResultWriter(root, "bench", tid).write_trial(cfg, status="TERMINATED", epochs_done=E)
         rows += k
+    compact_trials(root)   # a finished sweep compacts its trials rows into one file (rlp_tune.tune.sweep.finish)
     return rows
 
 

@@ -209,10 +209,43 @@ def read_metrics(root: str | Path):
     return read_metrics_table(root).to_pandas()
 
 
+TRIALS_COMPACT = "_all.parquet"   # parquet/trials/_all.parquet: a finished sweep's trials in one file
+
+
+def _trials_table(root: str | Path) -> pa.Table | None:
+    tables = _read_all(_parquet_files(root, "trials"))
+    if not tables:
+        return None
+    t = pa.concat_tables(tables, promote_options="permissive")
+    if t.num_rows < 2:
+        return t
+    # a trial row may exist twice (compacted file + a later per-trial rewrite): keep the newest
+    import pyarrow.compute as pc
+    order = pc.sort_indices(t, [("updated", "descending")])
+    t = t.take(order)
+    first = t.append_column("_i", pa.array(range(t.num_rows))).group_by(
+        ["sweep", "trial_id"], use_threads=False).aggregate([("_i", "min")])
+    return t.take(pc.take(first["_i_min"], pc.sort_indices(first["_i_min"])))
+
+
 def read_trials(root: str | Path):
     """One row per trial under ROOT as a pandas DataFrame (columns: flat config keys and status)."""
     import pandas as pd
-    tables = _read_all(_parquet_files(root, "trials"))
-    if not tables:
+    t = _trials_table(root)
+    if t is None:
         return pd.DataFrame(columns=["sweep", "trial_id", "status", "epochs_done"])
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return t.to_pandas()
+
+
+def compact_trials(root: str | Path) -> int:
+    """Merge a finished sweep's one-row trials/<id>.parquet files into trials/_all.parquet (atomic),
+    then remove them: readers open one file instead of thousands. A trial that later rewrites its
+    own file (a resume) wins over its compacted row (readers keep the newest `updated`)."""
+    files = [f for f in _parquet_files(root, "trials") if f.name != TRIALS_COMPACT]
+    if not files:
+        return 0
+    t = _trials_table(root)
+    atomic_write_table(t, str(Path(root) / "parquet" / "trials" / TRIALS_COMPACT))
+    for f in files:
+        f.unlink()
+    return len(files)

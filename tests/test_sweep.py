@@ -219,3 +219,23 @@ def test_orphan_trials_are_moved_out_of_the_results(tmp_path):
     assert read_trials(root).trial_id.tolist() == ["known1"]
     assert set(read_metrics(root).trial_id) == {"known1"}
     assert (root / "orphans" / "orphan" / "orphan.parquet").exists()
+
+
+def test_trials_compaction_keeps_one_newest_row_per_trial(tmp_path):
+    """A finished sweep merges its one-row trials files; a later per-trial rewrite wins."""
+    import time as _t
+
+    from rlp_tune.analysis import run_query
+    from rlp_tune.results import ResultWriter, compact_trials
+    for tid in ["a", "b", "c"]:
+        w = ResultWriter(tmp_path, "s", tid)
+        w.write_epoch(1, [dict(split="test", metric="acc", value=0.5)])
+        w.write_trial({"rlp.lam": 1.0}, "TERMINATED", 1)
+    assert compact_trials(tmp_path) == 3
+    assert [p.name for p in (tmp_path / "parquet" / "trials").iterdir()] == ["_all.parquet"]
+    _t.sleep(0.01)
+    ResultWriter(tmp_path, "s", "b").write_trial({"rlp.lam": 1.0}, "RUNNING", 2)   # e.g. resumed later
+    t = read_trials(tmp_path).set_index("trial_id")
+    assert sorted(t.index) == ["a", "b", "c"] and t.loc["b", "status"] == "RUNNING"
+    out = run_query(tmp_path, "SELECT trial_id, status FROM trials ORDER BY trial_id", "csv")
+    assert out.split() == ["trial_id,status", "a,TERMINATED", "b,RUNNING", "c,TERMINATED"]

@@ -177,7 +177,9 @@ def _trials_sql(root: Path) -> str:
     if not _files(root, "trials"):
         return ("SELECT NULL::VARCHAR AS sweep, NULL::VARCHAR AS trial_id, NULL::VARCHAR AS status, "
                 "NULL::BIGINT AS epochs_done WHERE false")
-    return f"SELECT * FROM {_read(_sql_str(str(root / 'parquet' / 'trials' / '*.parquet')))}"
+    # a trial row may exist twice (compacted _all.parquet + a later per-trial rewrite): newest wins
+    return (f"SELECT * FROM {_read(_sql_str(str(root / 'parquet' / 'trials' / '*.parquet')))} "
+            "QUALIFY row_number() OVER (PARTITION BY sweep, trial_id ORDER BY updated DESC) = 1")
 
 
 def _make_views(con, r: Path) -> None:

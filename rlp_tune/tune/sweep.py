@@ -299,6 +299,9 @@ def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None)
     from ..results import read_trials
     code = stop.exit_code() if stop is not None else 0
     failed = grid.num_errors if code == 0 else 0
+    if code == 0 and "://" not in root:   # the sweep is complete: one trials file instead of one per trial
+        from ..results import compact_trials
+        compact_trials(root)
     df = read_trials(root) if "://" not in root else None
     best = None
     try:
