@@ -136,6 +136,8 @@ def _ddp_worker(rank, world, port, cfg, out):
         list(t.fit())
         if rank == 0:
             torch.save({k: v.cpu() for k, v in t.net.state_dict().items()}, out)
+        del t                 # release DDP's reducer before the group goes away
+        dist.barrier()        # no rank tears gloo down while its peer still talks to it
     finally:
         dist.destroy_process_group()
 
