@@ -76,7 +76,7 @@ class RLPNet(nn.Module):
     forward → (loss, stats); stats are on-device tensors summed over the local batch."""
 
     def __init__(self, model, heads: nn.ModuleDict, class_heads: nn.ModuleDict, regularize: set[str],
-                 cfg: Config, global_batch_scale: bool = True):
+                 cfg: Config):
         super().__init__()
         self.model, self.heads, self.class_heads = model, heads, class_heads
         self.regularize = regularize
@@ -173,7 +173,7 @@ class Trainer:
         model = create_model(cfg.model, self.data.in_shape, self.data.num_classes)
         rlp_taps = resolve_taps(model, cfg.rlp.layers) if cfg.rlp.heads > 0 else []
         reg = list(cfg.rlp.regularize)
-        reg_taps = set(rlp_taps) if reg == ["all"] else set(reg) & set(rlp_taps) if cfg.rlp.heads > 0 else set()
+        reg_taps = set(rlp_taps) if reg == ["all"] else set(reg) & set(rlp_taps)   # empty without heads
         missing = set(reg) - set(rlp_taps) - {"all"}
         if cfg.rlp.heads > 0 and cfg.rlp.lam > 0 and missing:
             raise ConfigError(f"rlp.regularize: {', '.join(sorted(missing))} has no RLP head (rlp.layers = "
@@ -332,9 +332,11 @@ class Trainer:
     def probe_rows(self) -> list[dict]:
         """k-NN / linear / MASC / NCM probes and invariance on the configured taps (rank 0)."""
         from .probes.layers import probe_rows
-        aug = self.augment if self.cfg.data.augment != "none" or len(self.data.in_shape) != 3 else \
-            make_augment("crop_flip", self.data.in_shape, mean=self.data.mean, std=self.data.std)
-        return probe_rows(self.net.model, self.data, self.cfg, augment=aug if len(self.data.in_shape) == 3 else None)
+        aug = None   # invariance needs image inputs; "none" training augmentation → measure under crop_flip
+        if len(self.data.in_shape) == 3:
+            aug = self.augment if self.cfg.data.augment != "none" else \
+                make_augment("crop_flip", self.data.in_shape, mean=self.data.mean, std=self.data.std)
+        return probe_rows(self.net.model, self.data, self.cfg, augment=aug)
 
     def _reduce(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sum the epoch's on-device tallies over ranks (one all_reduce per tally, at the log point)."""
