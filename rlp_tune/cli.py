@@ -20,6 +20,13 @@ from pathlib import Path
 from .errors import UserError
 
 
+def _nonneg_int(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {n}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rlp-tune", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -55,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("report", help="write a self-contained HTML report")
     r.add_argument("root")
     r.add_argument("--out", required=True)
+    for x in (a, r):
+        x.add_argument("--boot", type=_nonneg_int, default=200, metavar="N",
+                       help="bootstrap resamples per fit for the CIs (0: no CIs; default 200)")
+        x.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     pr = sub.add_parser("probe", help="probe saved checkpoints (k-NN, linear, MASC, NCM)")
     pr.add_argument("root")
     pr.add_argument("--epochs", default="all", help="comma list of epochs or 'all'")
@@ -95,12 +106,12 @@ def _dispatch(args) -> int:
         import json
 
         from .analysis import analyze, format_analysis
-        doc = analyze(args.root)
+        doc = analyze(args.root, n_boot=args.boot, seed=args.seed)
         print(json.dumps(doc, indent=2, default=str) if args.json else format_analysis(doc))
         return 0
     if args.cmd == "report":
         from .analysis import write_report
-        print(write_report(args.root, args.out))
+        print(write_report(args.root, args.out, n_boot=args.boot, seed=args.seed))
         return 0
     if args.cmd == "probe":
         from .probes.offline import probe_checkpoints

@@ -260,6 +260,20 @@ def test_doc_is_json_and_prints(doc):
     assert "λ50 = 3" in out and "memorization_vs_generalization" in out and "per layer" in out
 
 
+def test_analysis_is_reproducible(sweep, doc, monkeypatch):
+    """Same results and seed → the same document, CIs included, whatever order DuckDB's threads
+    return rows in (the bootstrap resamples by position, so load_tables orders its frames)."""
+    import duckdb
+    real = duckdb.connect
+
+    def one_thread(*a, **k):       # a different scan schedule than the fixture's run
+        con = real(*a, **k)
+        con.execute("SET threads = 1")
+        return con
+    monkeypatch.setattr(duckdb, "connect", one_thread)
+    assert json.dumps(analyze(sweep[0], n_boot=100), sort_keys=True) == json.dumps(doc, sort_keys=True)
+
+
 def test_mem_gen_sign_and_verdicts():
     rng = np.random.default_rng(3)
     rand = rng.uniform(0.1, 0.9, 60)
@@ -385,6 +399,13 @@ def test_layer_order():
         ["input", "block1", "block2", "block10", "encoder", "penultimate"]
 
 
+def _scipy_fit4(x, y, p0, bounds):
+    """The independent reference: scipy's bounded least squares on the plain residuals."""
+    from scipy.optimize import least_squares
+    return least_squares(lambda p: curves.logistic4(x, *p) - y, p0, bounds=bounds, method="trf",
+                         x_scale="jac", max_nfev=2000, xtol=1e-12, ftol=1e-12, gtol=1e-12)
+
+
 def test_batched_bootstrap_fits_equal_scipy_on_resampled_data():
     """The bootstrap's batched Levenberg–Marquardt (counts as weights) reaches the same optimum as
     scipy's least_squares on the explicitly resampled (duplicated) points."""
@@ -392,10 +413,69 @@ def test_batched_bootstrap_fits_equal_scipy_on_resampled_data():
     x = np.repeat(X_GRID, 3)
     y = curves.logistic4(x, 0.8, 0.1, 1.5, 2.0) + rng.normal(0, 0.02, len(x))
     bounds = (np.array([-1.0, -1.0, -3.0, 0.0]), np.array([2.0, 2.0, 5.0, 30.0]))
-    full = curves._fit4(x, y, [np.array([0.8, 0.1, 1.0, 2.0])], bounds)
-    W = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=4).astype(float)
-    batched = curves._fit4_weighted(x, y, W, full.x, bounds)
-    for w, b in zip(W, batched):
+    full = _scipy_fit4(x, y, np.array([0.8, 0.1, 1.0, 2.0]), bounds)
+    W = curves._boot_counts(rng, len(x), 4)
+    batched, cost = curves._fit4_weighted(x, y, W, full.x, bounds)
+    for w, b, c in zip(W, batched, cost):
         idx = np.repeat(np.arange(len(x)), w.astype(int))
-        ref = curves._fit4(x[idx], y[idx], [full.x], bounds).x
-        assert b == pytest.approx(ref, abs=1e-4)
+        ref = _scipy_fit4(x[idx], y[idx], full.x, bounds)
+        assert b == pytest.approx(ref.x, abs=1e-4)
+        assert c == pytest.approx(2 * ref.cost, rel=1e-6)      # scipy's cost is ½ Σ r²
+
+
+def test_multistart_fit_finds_the_global_optimum_from_bad_starts():
+    """_fit4 runs every start through the batched LM and polishes the best: a start far off (wrong
+    side, flat slope) must not win over one that reaches the optimum."""
+    rng = np.random.default_rng(1)
+    x = np.repeat(X_GRID, 2)
+    y = curves.logistic4(x, 0.7, 0.05, 2.0, 4.0) + rng.normal(0, 0.01, len(x))
+    bounds = (np.array([-1.0, -1.0, -3.0, 0.0]), np.array([2.0, 2.0, 5.0, 30.0]))
+    starts = [np.array([0.05, 0.7, -2.5, 0.01]), np.array([0.7, 0.05, 1.0, 3.0])]
+    got = curves._fit4(x, y, starts, bounds)
+    ref = min((_scipy_fit4(x, y, p, bounds) for p in starts), key=lambda r: r.cost)
+    assert got.cost == pytest.approx(ref.cost, rel=1e-6)
+    assert got.x == pytest.approx(ref.x, abs=1e-4)
+
+
+def test_boot_counts_are_resamples_with_replacement():
+    rng = np.random.default_rng(0)
+    W = curves._boot_counts(rng, 50, 4000)
+    assert W.shape == (4000, 50) and np.all(W.sum(1) == 50) and np.all(W == np.round(W))
+    # each item's count is Binomial(50, 1/50): mean 1, variance 0.98
+    assert W.mean() == pytest.approx(1.0, abs=0.01) and W.var() == pytest.approx(0.98, abs=0.03)
+    assert curves._boot_counts(rng, 5, 0).shape == (0, 5)
+
+
+def test_bspline_design_matches_scipy():
+    from scipy.interpolate import BSpline
+    sp = curves.PSpline(-2.0, 4.0, n_seg=7)
+    x = np.r_[np.linspace(-2, 4, 57), np.random.default_rng(0).uniform(-2, 4, 40), 4.0, -2.0]
+    ref = BSpline.design_matrix(x, sp.t, 3).toarray()
+    got = sp.basis(x)
+    assert got.shape == ref.shape == (len(x), sp.K)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-12)            # partition of unity
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_spearman_matches_scipy(ties):
+    from scipy.stats import rankdata, spearmanr
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(6, 40))
+    Y = X + rng.normal(size=(6, 40))
+    if ties:
+        X, Y = np.round(X), np.round(Y * 2)
+    np.testing.assert_allclose(curves._rank_rows(X), rankdata(X, axis=1))
+    np.testing.assert_allclose(curves._spearman_rows(X, Y), [spearmanr(a, b).statistic for a, b in zip(X, Y)])
+    assert np.isnan(curves._spearman(np.ones(5), np.arange(5)))
+
+
+def test_cli_analyze_boot_and_seed(sweep, capsys):
+    from rlp_tune.cli import main
+    assert main(["analyze", str(sweep[0]), "--json", "--boot", "0"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    fit = d["fits"]["memorization_vs_lambda"]
+    assert d["settings"]["n_boot"] == 0 and fit["fitted"] and fit["ci"]["lambda50"] is None
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(sweep[0]), "--boot", "-3"])
+    assert e.value.code == 2 and "--boot: must be ≥ 0" in capsys.readouterr().err

