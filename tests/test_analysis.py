@@ -479,3 +479,26 @@ def test_cli_analyze_boot_and_seed(sweep, capsys):
     with pytest.raises(SystemExit) as e:
         main(["analyze", str(sweep[0]), "--boot", "-3"])
     assert e.value.code == 2 and "--boot: must be ≥ 0" in capsys.readouterr().err
+
+
+def test_swept_n_gets_a_chance_normalized_memorization_fit():
+    """rlp.n swept → chance differs per trial: the raw fit carries a note and the normalized fit
+    (rand_acc − 1/n)/(1 − 1/n) recovers λ50 of the normalized curve."""
+    import pandas as pd
+    rng = np.random.default_rng(2)
+    x = np.repeat(X_GRID, 6)
+    n = np.resize([8, 32, 128], len(x))
+    chance = 1.0 / n
+    norm = curves.logistic4(x, 0.9, 0.05, 1.5, 3.0) + rng.normal(0, 0.01, len(x))
+    d = pd.DataFrame({"lam": 10 ** x, "chance": chance, "rand_acc": chance + norm * (1 - chance),
+                      "test_acc": 0.9 - 0.01 * x, "gap": 0.05 + 0.01 * x})
+    fits = curves._lam_fits(d, n_boot=50, seed=0)
+    assert "chance varies" in fits["memorization_vs_lambda"]["note"]
+    f = fits["memorization_vs_lambda_normalized"]
+    assert f["fitted"] and f["params"]["log10_lambda50"] == pytest.approx(1.5, abs=0.05)
+    assert f["params"]["rand_acc_high"] == pytest.approx(0.9, abs=0.02)
+    text = "\n".join(curves.format_fit("memorization_vs_lambda_normalized", f))
+    assert "(rand_acc − 1/n) / (1 − 1/n)" in text
+    # one n: no note, no extra fit
+    d1 = d.assign(chance=0.1)
+    assert "memorization_vs_lambda_normalized" not in curves._lam_fits(d1, n_boot=0, seed=0)

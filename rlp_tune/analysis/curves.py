@@ -373,8 +373,10 @@ def fit_logistic(lam, y, *, n_boot: int = 200, seed: int = 0, name: str = "memor
     cross = x[order][np.argmin(np.abs(y[order] - mid))]
     yr = float(np.ptp(y))
     # slope ≥ 0 makes the parametrization unique: `high` is always the small-λ asymptote
-    bounds = (np.array([y.min() - yr, y.min() - yr, lo_x - 1.0, 0.0]),
-              np.array([y.max() + yr, y.max() + yr, hi_x + 1.0, 30.0]))
+    a_lo, a_hi = y.min() - yr, y.max() + yr
+    if y.min() >= 0 and y.max() <= 1:   # accuracies: an asymptote outside [0, 1] is meaningless
+        a_lo, a_hi = max(a_lo, 0.0), min(a_hi, 1.0)
+    bounds = (np.array([a_lo, a_lo, lo_x - 1.0, 0.0]), np.array([a_hi, a_hi, hi_x + 1.0, 30.0]))
     p0s = [np.array([y_left, y_right, xc, sc]) for xc in (cross, 0.5 * (lo_x + hi_x)) for sc in (1.0, 3.0, 10.0)]
     r = _fit4(x, y, p0s, bounds)
     if r is None or not np.all(np.isfinite(r.x)):
@@ -832,6 +834,18 @@ def _lam_fits(d, n_boot, seed, tag="") -> dict:
             "generalization_vs_lambda": fit_peak(d.lam, d.test_acc, n_boot=n_boot, seed=seed, name=f"gen{tag}"),
             "gap_vs_lambda": fit_peak(d.lam, d.gap, mode="min", n_boot=n_boot, seed=seed, name=f"gap{tag}",
                                       prefix="gap", lam_key="gap_lambda_star")}
+    if len(chance) > 1:
+        # rlp.n varies: raw rand_acc mixes chance levels (1/8 vs 1/256 is not the same memorization);
+        # fit it also as the fraction of the way from chance to perfect recall
+        lo, hi = float(chance.min()), float(chance.max())
+        fits["memorization_vs_lambda"]["note"] = (
+            f"chance varies across trials ({_pct(lo)} to {_pct(hi)}, rlp.n swept): raw rand_acc mixes chance "
+            "levels; memorization_vs_lambda_normalized fits (rand_acc − chance) / (1 − chance)")
+        norm = (d.rand_acc - d.chance) / (1.0 - d.chance)
+        fits["memorization_vs_lambda_normalized"] = fit_logistic(
+            d.lam, norm, n_boot=n_boot, seed=seed, chance=0.0, name=f"memnorm{tag}",
+            y_name="normalized rand_acc")
+        fits["memorization_vs_lambda_normalized"]["y"] = "(rand_acc − 1/n) / (1 − 1/n)"
     g, gen = fits["gap_vs_lambda"], fits["generalization_vs_lambda"]
     if g.get("fitted") and gen.get("fitted"):
         at = g["_eval"](gen["params"]["log10_lambda_star"])
@@ -1002,8 +1016,12 @@ def format_fit(name: str, fit: dict) -> list[str]:
         lines = [f"{name}: λ50 = {_with_ci(fit, 'lambda50')}; rand_acc {_with_ci(fit, 'rand_acc_high', _pct)} "
                  f"→ {_with_ci(fit, 'rand_acc_low', _pct)}; slope {_num(p.get('slope'))}/decade; "
                  f"chance {_pct(fit.get('chance'))}; R² {_num(fit.get('r2'))}; n = {fit.get('n_points')}"]
+        if fit.get("y"):
+            lines[0] += f"  [y = {fit['y']}]"
         if base:
             lines.append(f"  baseline (λ = 0, {base['n']} trials): rand_acc {_pct(base['mean'])}")
+        if fit.get("note"):
+            lines.append(f"  note: {fit['note']}")
         return lines
     if name.startswith("generalization_vs_lambda"):
         return [f"{name}: λ* = {_with_ci(fit, 'lambda_star')}{' (at the edge of the λ range)' if fit.get('at_boundary') else ''}; "

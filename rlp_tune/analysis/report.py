@@ -64,7 +64,7 @@ def _fit_rows(name: str, fit: dict) -> list[list[str]]:
             continue
         c = ci.get(k)
         rows.append([_e(name), _e(k), _fmt(k, v), _fmt(k, c[0]) if c else "—", _fmt(k, c[1]) if c else "—"])
-    for k in ("verdict", "gap_verdict", "direction", "baseline_kind", "at_boundary", "model", "n_points", "r2",
+    for k in ("y", "note", "verdict", "gap_verdict", "direction", "baseline_kind", "at_boundary", "model", "n_points", "r2",
               "n_trials", "n_onset", "n_divergence", "n_both"):
         if k in fit:
             rows.append([_e(name), _e(k), _fmt(k, fit[k]), "", ""])
