@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         x.add_argument("--boot", type=_nonneg_int, default=200, metavar="N",
                        help="bootstrap resamples per fit for the CIs (0: no CIs; default 200)")
         x.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+        x.add_argument("--at-epoch", type=_nonneg_int, default=None, metavar="E",
+                       help="fit every trial's metrics at epoch E, leaving out trials that ended earlier "
+                            "(default: each trial's last epoch)")
     pr = sub.add_parser("probe", help="probe saved checkpoints (k-NN, linear, MASC, NCM)")
     pr.add_argument("root")
     pr.add_argument("--epochs", default="all", help="comma list of epochs or 'all'")
@@ -106,12 +109,12 @@ def _dispatch(args) -> int:
         import json
 
         from .analysis import analyze, format_analysis
-        doc = analyze(args.root, n_boot=args.boot, seed=args.seed)
+        doc = analyze(args.root, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch)
         print(json.dumps(doc, indent=2, default=str) if args.json else format_analysis(doc))
         return 0
     if args.cmd == "report":
         from .analysis import write_report
-        print(write_report(args.root, args.out, n_boot=args.boot, seed=args.seed))
+        print(write_report(args.root, args.out, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch))
         return 0
     if args.cmd == "probe":
         from .probes.offline import probe_checkpoints

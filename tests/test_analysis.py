@@ -502,3 +502,47 @@ def test_swept_n_gets_a_chance_normalized_memorization_fit():
     # one n: no note, no extra fit
     d1 = d.assign(chance=0.1)
     assert "memorization_vs_lambda_normalized" not in curves._lam_fits(d1, n_boot=0, seed=0)
+
+
+def test_at_epoch_compares_trials_at_one_training_length(tmp_path):
+    """ASHA-style sweep: half the trials stopped at epoch 2. By default the fits use each trial's
+    last epoch and say that lengths differ; at_epoch=E keeps the trials that reached E, at E."""
+    rng = np.random.default_rng(4)
+    for i, lam in enumerate(LAMS):
+        for s in range(2):
+            w, _, _ = _write_trial(tmp_path, f"t{i:02d}s{s}", lam, s, rng)
+            if s == 1:                                    # stopped early: rows beyond epoch 2 gone
+                w.truncate_after(2)
+                w.write_trial(_cfg(**{"rlp.lam": lam, "run.seed": s}), status="STOPPED", epochs_done=2)
+    n = len(LAMS)
+    d_all = analyze(tmp_path, n_boot=0)
+    assert d_all["n_trials"] == 2 * n and d_all["final_epoch"] == {"min": 2, "max": EPOCHS}
+    assert any(f"{n} of {2 * n} stopped before epoch {EPOCHS}" in s and f"2: {2 * n}, {EPOCHS}: {n}" in s
+               for s in d_all["notes"])
+    d_full = analyze(tmp_path, n_boot=0, at_epoch=EPOCHS)
+    assert d_full["n_trials"] == n and d_full["status"] == {"TERMINATED": n}
+    assert d_full["notes"] == [f"metrics at epoch {EPOCHS}: the {n} trials that reached it ({n} of {2 * n} "
+                               "ended earlier and are left out)"]
+    assert d_full["fits"]["memorization_vs_lambda"]["params"]["log10_lambda50"] == pytest.approx(1.5, abs=0.1)
+    # at epoch 2 every trial is there, and rand_acc is still at chance (onset at epoch 3)
+    t2 = curves.load_tables(tmp_path, at_epoch=2)
+    d2 = curves.per_trial(t2)
+    assert len(d2) == 2 * n and (d2.final_epoch == 2).all()
+    assert d2.rand_acc.to_numpy() == pytest.approx(0.1, abs=1e-9)
+    assert t2.epochs.epoch.max() == 2
+    with pytest.raises(ValueError, match="at_epoch"):
+        curves.load_tables(tmp_path, at_epoch=-1)
+
+
+def test_peak_value_and_ci_stay_within_what_trials_reached():
+    """16 trials, a sharp drop at the largest λ (the demo sweep's test accuracies): the spline and
+    its bootstrap resamples must not report an optimum above the best trial (it once said 110%)."""
+    x = np.array([-1.651, -1.444, -1.009, -0.942, -0.562, 0.195, 0.281, 0.471, 0.56, 0.584, 0.651,
+                  0.683, 1.167, 1.649, 1.866, 1.914])
+    y = np.array([0.969, 0.925, 0.969, 0.969, 0.969, 0.969, 0.975, 0.975, 0.975, 0.969, 0.969, 0.975,
+                  0.95, 0.972, 0.936, 0.869])
+    f = curves.fit_peak(10 ** x, y, n_boot=200)
+    assert f["fitted"] and f["params"]["test_acc_star"] <= y.max()
+    lo, hi = f["ci"]["test_acc_star"]
+    assert y.min() <= lo <= hi <= y.max()
+    assert 10 ** x.min() <= f["ci"]["lambda_star"][0] <= f["ci"]["lambda_star"][1] <= 10 ** x.max()

@@ -34,9 +34,9 @@ def format_analysis(doc: dict) -> str:
     return f(doc)
 
 
-def load_tables(root):
+def load_tables(root, at_epoch=None):
     from .curves import load_tables as f
-    return f(root)
+    return f(root, at_epoch=at_epoch)
 
 
 def write_report(root, out_dir, **kw):

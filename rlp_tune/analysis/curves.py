@@ -14,9 +14,11 @@ with heads — head -1 (mean over heads) or the mean of the heads; x = log10 λ)
   params lambda50, log10_lambda50, rand_acc_high (the small-λ asymptote), rand_acc_low (the
   large-λ asymptote), slope (per decade; > 0 = falls with λ), chance (1/rlp.n). λ = 0 trials are
   not in the log-x fit; they are the `baseline`.
-- generalization_vs_lambda: test acc vs x, a penalized cubic spline (P-spline: B-splines on up to
-  20 equal segments of the sampled x range, second-difference penalty, smoothing chosen by
-  generalized cross-validation over all trials). Chosen over a quadratic because test accuracy is
+- generalization_vs_lambda: test acc vs x, a penalized cubic spline (P-spline: B-splines on equal
+  segments of the sampled x range, one per ~3 distinct λ, 4 to 20; second-difference penalty,
+  smoothing chosen by generalized cross-validation over all trials). The optimum's value, and each
+  bootstrap resample's, is capped to the values its trials reached, and a resample's optimum is
+  sought only over the λ range of its own trials (no extrapolated optimum). Chosen over a quadratic because test accuracy is
   usually flat then falls steeply at large λ, which a parabola misplaces. params lambda_star (argmax over the sampled λ range), test_acc_star,
   test_acc_baseline (mean of the λ = 0 trials, else the spline at the smallest λ), test_acc_gain.
 - gap_vs_lambda: the same spline for the train − test gap, minimized: gap_lambda_star, gap_star,
@@ -36,6 +38,10 @@ with heads — head -1 (mean over heads) or the mean of the heads; x = log10 λ)
   train acc − test acc > delta_gap; medians and the median lag (onset − divergence) with a CI.
 - groups: the λ fits repeated for each level of every other swept factor with few levels
   (e.g. data.fraction=0.1), as in fig. 7.
+
+"Final" is each trial's last epoch; trials stopped early (ASHA) thus enter with shorter training,
+which the document's `notes` say. analyze(root, at_epoch=E) (`--at-epoch E`) instead reads every
+metric at epoch E and keeps only the trials that reached it.
 
 Every CI is a percentile bootstrap (2.5 / 97.5) over trials resampled with replacement, with a
 fixed seed per fit. A fit that cannot be made returns {"fitted": False, "reason": ...}.
@@ -76,6 +82,8 @@ class Tables:
              "test.acc" at layer ''; "train.rand_acc", "offline.rand_acc" at the primary layer,
              heads collapsed); NaN where not recorded
     primary_layer: the layer whose rand_acc the trial-level fits use (None: no rand_acc recorded)
+    at_epoch: None = every trial's last epoch; E = rows up to epoch E only, and per_trial keeps the
+             trials that reached E (compares trials at one training length, e.g. across ASHA rungs)
     """
     trials: Any
     final: Any
@@ -83,6 +91,7 @@ class Tables:
     epochs: Any
     primary_layer: str | None
     root: str = ""
+    at_epoch: int | None = None
 
 
 def layer_order(names) -> list[str]:
@@ -103,11 +112,14 @@ def layer_order(names) -> list[str]:
 EPOCH_COLUMNS = ("train.acc", "val.acc", "test.acc", "train.rand_acc", "offline.rand_acc")
 
 
-def load_tables(root: str | Path) -> Tables:
+def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
     """Read ROOT's Parquet results once (DuckDB) into the frames of `Tables`: two scans of the metrics
-    (last values; per-epoch curves) and one read of the trials."""
+    (last values; per-epoch curves) and one read of the trials. at_epoch: see `Tables`."""
     from .query import _fetch, _sql_str, connect, final_sql
 
+    if at_epoch is not None and (isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0):
+        raise ValueError(f"at_epoch must be an epoch number ≥ 0, got {at_epoch!r}")
+    src = "metrics" if at_epoch is None else f"(SELECT * FROM metrics WHERE epoch <= {int(at_epoch)})"
     con = connect(root, final=False, live=False)
     try:
         # fetched results are registered back as relations (zero-copy Arrow): DuckDB temp tables of
@@ -119,7 +131,7 @@ def load_tables(root: str | Path) -> Tables:
         last = _fetch(con, "SELECT sweep, trial_id, split, layer, metric, max(epoch) AS epoch, "
                            "coalesce(max(value) FILTER (WHERE head = -1), avg(value) FILTER (WHERE head <> -1)) AS value "
                            "FROM (SELECT sweep, trial_id, split, layer, metric, head, max(epoch) AS epoch, "
-                           "arg_max(value, epoch) AS value FROM metrics GROUP BY ALL) "
+                           f"arg_max(value, epoch) AS value FROM {src} GROUP BY ALL) "
                            "GROUP BY sweep, trial_id, split, layer, metric", "arrow")
         con.register("last", last)
         names = [tuple(r) for r in _fetch(con, "SELECT DISTINCT split, metric FROM last WHERE layer IN "
@@ -146,12 +158,12 @@ def load_tables(root: str | Path) -> Tables:
         # the IN filters are pushed into the Parquet scan; the OR picks the exact pairs
         where = (f"metric IN ('acc', 'rand_acc') AND layer IN ('', {_sql_str(primary or '')}) AND "
                  f"((layer = '' AND metric = 'acc') OR (metric = 'rand_acc' AND layer = {_sql_str(primary or '')}))")
-        epochs = _fetch(con, f"SELECT trial_id, epoch, {', '.join(cols)} FROM metrics WHERE {where} "
+        epochs = _fetch(con, f"SELECT trial_id, epoch, {', '.join(cols)} FROM {src} WHERE {where} "
                              f"GROUP BY trial_id, epoch ORDER BY trial_id, epoch", "df")
     finally:
         con.close()
     return Tables(trials=trials, final=final, layers=layers, epochs=epochs, primary_layer=primary,
-                  root=str(root))
+                  root=str(root), at_epoch=at_epoch)
 
 
 def _col(df, name):
@@ -202,6 +214,8 @@ def per_trial(t: Tables):
     for c in varying_columns(t.trials if len(t.trials) else f):
         if c in f.columns and c not in out.columns:
             out[c] = f[c].values
+    if t.at_epoch is not None:   # rows were read up to at_epoch: keep the trials that got there
+        out = out[out.final_epoch == t.at_epoch]
     return out.reset_index(drop=True)
 
 
@@ -503,7 +517,9 @@ def fit_peak(lam, y, *, mode: str = "max", n_boot: int = 200, seed: int = 0, nam
     extra = {"n_points": int(len(x)), "n_baseline": int(len(y0))}
     if nx < 5:
         return not_fitted(f"too few points: {nx} distinct λ > 0 (need ≥ 5 for the spline)", **extra)
-    sp = PSpline(x.min(), x.max(), n_seg=int(min(20, max(4, nx - 1))))
+    # about 3 distinct λ per segment: with few trials a knot per point lets GCV pick a curve that
+    # threads every point (and bootstrap resamples overshoot); the penalty smooths the rest
+    sp = PSpline(x.min(), x.max(), n_seg=int(min(20, max(4, nx // 3))))
     B = sp.basis(x)
     grid = np.linspace(x.min(), x.max(), 401)
     Bg = sp.basis(grid)
@@ -518,7 +534,9 @@ def fit_peak(lam, y, *, mode: str = "max", n_boot: int = 200, seed: int = 0, nam
     if np.ptp(v) < FLAT_TOL / 5:
         return not_fitted(f"flat data: the fitted {prefix} varies by {np.ptp(v):.4f} across λ", **extra)
     i = int(np.argmax(sign * v))
-    xs, ys = float(grid[i]), float(v[i])
+    # the optimum's value is not reported beyond what a trial reached: between few points a spline
+    # can overshoot (the same cap applies to each bootstrap resample, over its own trials)
+    xs, ys = float(grid[i]), float(np.clip(v[i], y.min(), y.max()))
     kind = "lambda=0" if len(y0) else "smallest lambda"
     b = float(y0.mean()) if len(y0) else float(v[0])
     # bootstrap: multinomial counts as weights over the λ > 0 trials; λ = 0 trials resampled apart
@@ -526,13 +544,21 @@ def fit_peak(lam, y, *, mode: str = "max", n_boot: int = 200, seed: int = 0, nam
     try:
         V = sp.solve(B, y, W, alpha) @ Bg.T                              # (R, G)
     except np.linalg.LinAlgError:
-        V = np.zeros((0, len(grid)))
-    j = np.argmax(sign * V, axis=1)
-    bx, by = grid[j], V[np.arange(len(V)), j]
+        V, W = np.zeros((0, len(grid))), W[:0]
+    # a resample's curve counts only over the λ range its own trials span: beyond them the spline
+    # merely extrapolates, and its extrapolation would set the CI (e.g. test accuracy above 100%)
+    drawn = W > 0
+    xlo = np.where(drawn, x[None, :], np.inf).min(1)                     # (R,)
+    xhi = np.where(drawn, x[None, :], -np.inf).max(1)
+    inside = (grid[None, :] >= xlo[:, None] - 1e-12) & (grid[None, :] <= xhi[:, None] + 1e-12)   # (R, G)
+    j = np.argmax(np.where(inside, sign * V, -np.inf), axis=1)
+    ylo = np.where(drawn, y[None, :], np.inf).min(1)
+    yhi = np.where(drawn, y[None, :], -np.inf).max(1)
+    bx, by = grid[j], np.clip(V[np.arange(len(V)), j], ylo, yhi)
     if len(y0):
         bb = y0[rng.integers(0, len(y0), size=(len(V), len(y0)))].mean(axis=1)
-    else:
-        bb = V[:, 0]
+    else:                       # the curve at the resample's smallest λ
+        bb = V[np.arange(len(V)), np.argmax(inside, axis=1)]
     change_key = f"{prefix}_gain" if mode == "max" else f"{prefix}_change"
     edge = 0.01 * (grid[-1] - grid[0])
     ci_x = _ci(bx)
@@ -865,6 +891,22 @@ def _grid_factors(d, varying) -> list[str]:
     return out
 
 
+def _epoch_notes(t: Tables, d) -> list[str]:
+    """What a reader must know about the training lengths behind the fits."""
+    if t.at_epoch is not None:
+        n_all = int(t.final["trial_id"].nunique()) if len(t.final) else 0
+        return [f"metrics at epoch {t.at_epoch}: the {len(d)} trials that reached it "
+                f"({n_all - len(d)} of {n_all} ended earlier and are left out)"]
+    fe = d.final_epoch.dropna().astype(int)
+    if fe.nunique() <= 1:
+        return []
+    top = int(fe.max())
+    reached = ", ".join(f"{e}: {int((fe >= e).sum())}" for e in sorted(fe.unique()))
+    return [f"trials end at different epochs ({int((fe < top).sum())} of {len(fe)} stopped before epoch {top}, "
+            f"e.g. by ASHA): the fits use each trial's last epoch, which mixes training lengths. Trials "
+            f"reaching each epoch: {reached}. `--at-epoch E` compares the trials that reached E at E."]
+
+
 def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: float = DELTA_RAND,
                    delta_gap: float = DELTA_GAP) -> dict:
     """The analysis document from loaded tables (see `analyze`)."""
@@ -894,6 +936,7 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
         doc["varying"][c] = info
     if d.final_epoch.notna().any():
         doc["final_epoch"] = {"min": int(d.final_epoch.min()), "max": int(d.final_epoch.max())}
+    doc["notes"] = _epoch_notes(t, d)
     chance = d.chance.dropna().unique()
     doc["chance"] = float(chance[0]) if len(chance) == 1 else None
 
@@ -956,11 +999,11 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
     return _clean(doc)
 
 
-def analyze(root: str | Path, *, n_boot: int = 200, seed: int = 0, **kw) -> dict:
+def analyze(root: str | Path, *, n_boot: int = 200, seed: int = 0, at_epoch: int | None = None, **kw) -> dict:
     """Load ROOT's Parquet results and fit everything: one JSON-serializable document with keys
     schema, root, sweeps, n_trials, status, varying, primary_layer, chance, fits{name: fit},
     groups{"<key>=<value>": {fits}}, per_layer{layer: {fits}}, best_trials, onset_per_trial."""
-    return analyze_tables(load_tables(root), n_boot=n_boot, seed=seed, **kw)
+    return analyze_tables(load_tables(root, at_epoch=at_epoch), n_boot=n_boot, seed=seed, **kw)
 
 
 def _clean(o):
@@ -1062,6 +1105,7 @@ def format_analysis(doc: dict) -> str:
     for c, info in (doc.get("varying") or {}).items():
         rng_ = f" in [{_num(info.get('min'))}, {_num(info.get('max'))}]" if "min" in info else ""
         out.append(f"  swept: {c}: {info['n_values']} values{rng_}")
+    out.extend(f"note: {n}" for n in doc.get("notes") or [])
     out.append("")
     fits = doc.get("fits") or {}
     for name, fit in fits.items():

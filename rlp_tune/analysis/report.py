@@ -23,6 +23,7 @@ h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bott
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0} th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}
 th{background:#f3f3f3} td.l,th.l{text-align:left} .nf{color:#a33} .ok{color:#2a6} pre{background:#f7f7f7;padding:1em;overflow:auto}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee} .muted{color:#777;font-size:.85em}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em}
 .scroll{max-height:40em;overflow:auto}
 """
 
@@ -167,14 +168,15 @@ def _config_section(root: Path, trials, varying: list[str]) -> str:
             + _table(["key", "value (same in every trial)"], rows, left=(0, 1)))
 
 
-def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, seed: int = 0) -> Path:
+def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, seed: int = 0,
+                 at_epoch: int | None = None) -> Path:
     """Analyze ROOT and write OUT_DIR/index.html with its figures beside it; returns the index path."""
     from .curves import analyze_tables, load_tables, per_trial, varying_columns
     from .plots import make_figures
 
     root, out = Path(root), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tables = load_tables(root)
+    tables = load_tables(root, at_epoch=at_epoch)
     doc = analyze_tables(tables, n_boot=n_boot, seed=seed)
     (out / "analysis.json").write_text(json.dumps(doc, indent=1))
     figs = make_figures(tables, doc, out)
@@ -191,6 +193,7 @@ def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, se
              + f"); primary layer: {_e(doc.get('primary_layer'))}; chance 1/n: {_fmt('chance', doc.get('chance'))}</p>",
              "<p class='muted'>Accuracies are in %. Confidence intervals: 95% percentile bootstrap over trials "
              f"({n_boot} resamples, seed {seed}).</p>"]
+    parts += [f"<p class='note'>note: {_e(n)}</p>" for n in doc.get("notes") or []]
     if figs:
         parts.append("<h2>Figures</h2>")
         for name, png in figs.items():
