@@ -333,7 +333,7 @@ def test_factor_curve_minimum_over_n_and_not_fitted_printing(n_sweep):
     assert info.name == "factor_n" and p.xscale == "log" and "(%)" in p.ylabel
     chance = next(s for s in p.series if s.label.startswith("chance"))
     assert chance.y == pytest.approx([10.0, 100 / 30, 1.0, 100 / 300, 0.1, 100 / 3000])
-    assert p.vlines[0].value == 100
+    assert [v.value for v in p.vlines] == [100]       # the level of the minimum only
 
 
 # ---- figures -------------------------------------------------------------------------------------
@@ -546,3 +546,14 @@ def test_peak_value_and_ci_stay_within_what_trials_reached():
     lo, hi = f["ci"]["test_acc_star"]
     assert y.min() <= lo <= hi <= y.max()
     assert 10 ** x.min() <= f["ci"]["lambda_star"][0] <= f["ci"]["lambda_star"][1] <= 10 ** x.max()
+
+
+def test_least_regularized_trials_grid_vs_continuous_lambda():
+    grid = np.repeat([0.01, 0.1, 1.0, 10.0, 100.0], 3)              # a grid with 3 seeds
+    m, r = curves._least_regularized(grid)
+    assert m.tolist() == [True] * 3 + [False] * 12 and r == (0.01, 0.01)
+    cont = 10 ** np.linspace(-2, 2, 16)                             # TPE-like: one trial per λ
+    m, r = curves._least_regularized(np.r_[cont, np.nan])
+    assert m.sum() == 4 and m[:4].all() and not m[-1] and r == pytest.approx((cont[0], cont[3]))
+    assert curves._lam_text(r).startswith("λ in [0.01, ")
+    assert curves._least_regularized(np.full(3, np.nan))[1] is None

@@ -31,7 +31,8 @@ with heads — head -1 (mean over heads) or the mean of the heads; x = log10 λ)
 - rand_acc_vs_<factor> for swept factors (rlp.n → n, A.3: the n of minimum rand_acc;
   model.widen or model.width → width (model.widen → widen when both are swept), A.9; data.fraction → fraction, 7A/B, A.7;
   data.label_noise → label_noise, 7C; rlp.hidden → hidden; rlp.heads → heads): level means with
-  CIs and Spearman ρ, on the least-regularized trials when λ is swept too.
+  CIs and Spearman ρ, on the least-regularized trials when λ is swept too (those at the
+  smallest λ if ≥ 3, else the lowest quarter of the λ values, as TPE draws λ continuously).
 - layer_profile (2C / 8A): final rand_acc per layer for each λ level (and class_acc per layer,
   fig. 9, when recorded); per_layer[layer].memorization_vs_lambda: the logistic at each layer.
 - onset (2A): per trial the first epoch rand_acc > chance + delta_rand and the first epoch
@@ -751,6 +752,25 @@ def factor_curve(x, y, *, factor: str, n_boot: int = 200, seed: int = 0, chance=
 
 
 # ---- per-layer profiles ----------------------------------------------------------------------
+def _least_regularized(lam) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """(mask, (λ lo, λ hi)) of the least-regularized trials: those at the smallest λ when there are
+    ≥ 3 of them (a grid with seeds), else the lowest of 4 λ quantile levels (λ drawn continuously,
+    e.g. by TPE, puts one trial at each value)."""
+    ok = np.isfinite(lam)
+    if not ok.any():
+        return np.zeros(len(lam), bool), None
+    m = lam == lam[ok].min()
+    if m.sum() < 3:
+        lev = lambda_levels(lam[ok], max_levels=4)
+        m = np.zeros(len(lam), bool)
+        m[np.flatnonzero(ok)[lev == lev.min()]] = True
+    return m, (float(lam[m].min()), float(lam[m].max()))
+
+
+def _lam_text(r) -> str:
+    return f"λ = {r[0]:.3g}" if r[0] == r[1] else f"λ in [{r[0]:.3g}, {r[1]:.3g}]"
+
+
 def lambda_levels(lam, max_levels: int = 8) -> np.ndarray:
     """λ grouped for per-λ summaries: distinct values, or (beyond max_levels) quantile bins of
     log10 λ labelled by their geometric mean; λ = 0 stays its own level."""
@@ -944,20 +964,23 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
     fits.update(_lam_fits(d, n_boot, seed))
     fits["memorization_vs_generalization"] = fit_mem_gen(d.rand_acc, d.test_acc, d.gap, n_boot=n_boot, seed=seed)
 
-    # the least-regularized trials (λ = min λ) when λ is swept: factor curves and 2A use them
-    lam_min = d.lam.min() if d.lam.notna().any() else np.nan
-    base_mask = (d.lam == lam_min) if "rlp.lam" in varying else np.ones(len(d), bool)
+    # the least-regularized trials when λ is swept: factor curves and 2A use them
+    base_mask, lam_range = _least_regularized(d.lam.to_numpy(float)) if "rlp.lam" in varying else \
+        (np.ones(len(d), bool), None)
     for c, short in FACTOR_FITS.items():
         if c == "model.widen" and "model.width" not in varying:
             short = "width"          # the model's width factor, whichever key the model uses
         if c in varying and c in d.columns:
             b = d[base_mask]
-            fits[f"rand_acc_vs_{short}"] = factor_curve(
+            f = fits[f"rand_acc_vs_{short}"] = factor_curve(
                 b[c].astype(float), b.rand_acc, factor=c, n_boot=n_boot, seed=seed,
                 find="min" if c == "rlp.n" else None, log=c in LOG_FACTORS,
                 chance=(lambda lv: 1.0 / np.asarray(lv, float)) if c == "rlp.n" else None)
-            if "rlp.lam" in varying:
-                fits[f"rand_acc_vs_{short}"]["restricted_to_lambda"] = float(lam_min)
+            if lam_range is not None:
+                f["restricted_to_lambda"], f["restricted_to_lambda_range"] = lam_range[1], list(lam_range)
+                if f.get("fitted") is False:
+                    f["reason"] += (f" (while λ is swept only the least-regularized trials count: "
+                                    f"{int(base_mask.sum())} at {_lam_text(lam_range)})")
 
     lam_map = dict(zip(d.trial_id, d.lam))
     fits["layer_profile"] = layer_profile(t.layers, lam_map, n_boot=n_boot, seed=seed)
@@ -1083,10 +1106,14 @@ def format_fit(name: str, fit: dict) -> list[str]:
     if name.startswith("rand_acc_vs_"):
         lv = ", ".join(f"{_num(a)}: {_pct(b)}" for a, b in zip(fit["levels"], fit["rand_acc_mean"]))
         extra = ""
-        for k, v in p.items():
-            if k.endswith("_at_min") or k.endswith("_at_max"):
-                extra = f"; {k} = {_with_ci(fit, k)}{'' if fit.get('interior') else ' (at the edge)'}"
-        return [f"{name} ({fit.get('factor')}): ρ = {_with_ci(fit, 'spearman_rho')}{extra}", f"  {lv}"]
+        for k in p:   # "<factor>_at_min" = the level; "rand_acc_at_min" = the value there
+            if k.endswith(("_at_min", "_at_max")) and not k.startswith("rand_acc_"):
+                where = "min" if k.endswith("_at_min") else "max"
+                extra = (f"; {where} at {k[:-7]} = {_with_ci(fit, k)}{'' if fit.get('interior') else ' (at the edge)'}"
+                         f", rand_acc there {_pct(p.get(f'rand_acc_at_{where}'))}")
+        tail = f"; least-regularized trials: {_lam_text(fit['restricted_to_lambda_range'])}" \
+            if fit.get("restricted_to_lambda_range") else ""
+        return [f"{name} ({fit.get('factor')}): ρ = {_with_ci(fit, 'spearman_rho')}{extra}{tail}", f"  {lv}"]
     if "layer_profile" in name:
         lines = [f"{name} ({fit.get('metric')}), layers {', '.join(fit['layers'])}:"]
         for r in fit["by_lambda"]:

@@ -149,12 +149,14 @@ def plot_lambda(info: FigureInfo, path_stem) -> list[Path]:
 # ---- epochs figure (2A, 2B) --------------------------------------------------------------------
 def _get_epochs_info(epochs, d, onset: dict | None = None) -> FigureInfo:
     """epochs: Tables.epochs (one row per trial and epoch); d: per_trial frame."""
-    lam_min = d.lam.min() if d.lam.notna().any() else np.nan
-    base_ids = set(d.trial_id[(d.lam == lam_min)] if np.isfinite(lam_min) else d.trial_id)
+    from .curves import _lam_text, _least_regularized
+    # the same least-regularized trials as the onset fit (the median onset line is theirs)
+    mask, rng_ = _least_regularized(d.lam.to_numpy(float))
+    base_ids = set(d.trial_id[mask] if rng_ else d.trial_id)
     e = epochs[epochs.trial_id.astype(str).isin(set(d.trial_id))]
     lab = {"train.acc": "train", "test.acc": "test", "val.acc": "val", "train.rand_acc": "random labels (online)",
            "offline.rand_acc": "random labels (offline)"}
-    who = f"Least-regularized trials (λ = {lam_min:.3g}" if np.isfinite(lam_min) else "All trials (no rlp.lam"
+    who = f"Least-regularized trials ({_lam_text(rng_)}" if rng_ else "All trials (no rlp.lam"
     pa = Panel(title=f"{who}, mean of {len(base_ids)})", xlabel="epoch", ylabel="accuracy (%)")
     mean_b = e[e.trial_id.astype(str).isin(base_ids)].groupby("epoch").mean(numeric_only=True)
     for k, name in lab.items():
@@ -272,10 +274,12 @@ def _get_factor_info(fit: dict) -> FigureInfo | None:
     if fit.get("chance"):
         p.series.append(Series("chance 1/n", fit["levels"], _pct(fit["chance"]), style=":", color="grey"))
     for k, v in fit["params"].items():
-        if k.endswith("_at_min"):
+        if k.endswith("_at_min") and not k.startswith("rand_acc_"):   # the level, not the value there
             p.vlines.append(RefLine(v, f"minimum at {v:.3g}", style="--", color="tab:red"))
     short = FACTOR_FITS.get(factor, factor)
-    note = f"restricted to λ = {fit['restricted_to_lambda']:.3g}" if "restricted_to_lambda" in fit else ""
+    from .curves import _lam_text
+    r = fit.get("restricted_to_lambda_range") or ([fit["restricted_to_lambda"]] * 2 if "restricted_to_lambda" in fit else None)
+    note = f"least-regularized trials: {_lam_text(r)}" if r else ""
     return FigureInfo(f"factor_{short}", p.title, [p], note=note)
 
 
@@ -324,7 +328,7 @@ def render(info: FigureInfo, path_stem) -> list[Path]:
         ax.grid(alpha=0.3)
         if p.series or p.hlines or p.vlines:
             ax.legend(fontsize=7, loc="best")
-    fig.suptitle(info.title + (f" — {info.note}" if info.note else ""), fontsize=11)
+    fig.suptitle(info.title + (f"\n{info.note}" if info.note else ""), fontsize=11 if n > 1 else 9)
     fig.tight_layout()
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,9 @@ def _fits_section(doc: dict) -> str:
         out.append(_table([fit["factor"], "rand_acc", "CI low", "CI high", "trials", "chance"], trs))
         out.append(_table(["fit", "parameter", "value", "95% CI low", "95% CI high"], _fit_rows(name, fit), left=(0, 1)))
         if "restricted_to_lambda" in fit:
-            out.append(f'<p class="muted">trials at λ = {fit["restricted_to_lambda"]:.3g} only</p>')
+            from .curves import _lam_text
+            r = fit.get("restricted_to_lambda_range") or [fit["restricted_to_lambda"]] * 2
+            out.append(f'<p class="muted">least-regularized trials only: {_e(_lam_text(r))}</p>')
     return "\n".join(out)
 
 
