@@ -17,13 +17,11 @@ Then, side by side in this one run, it times
   C. rlp_tune.analysis.analyze(root)                                   (loading + every fit + bootstrap)
   D. `rlp-tune analyze ROOT --json` as a fresh process               (C + interpreter start + imports)
 and prints the times and the ratios A/B (like for like: loading), A/C (loading alone vs loading
-plus all fits, i.e. the `rlp-tune analyze` code path) and A/D (the command as a user runs it, paying
-~1 s of Python start and imports that A, run in this warm process, does not). The goal (issue 5) is A/C ≥ 10×: the whole
-`analyze` — loading and every fit with its bootstrap — at least ten times faster than merely loading
-the same metrics from result.json. The machine's other load moves every number; the ratios come
-from one run, side by side. Where B's time goes: the
-3.6M metric rows scan in about the time it takes to open the 1,000 one-row trials/*.parquet files
-(per-file and per-column overhead, union_by_name), so the trials files bound it, not the metrics.
+plus all fits, i.e. the `rlp-tune analyze` code path) and A/D (the command as a user runs it,
+paying ~1 s of Python start and imports that A, run in this warm process, does not). The goal
+(issue 5) is A/C ≥ 10×: the whole `analyze` — loading and every fit with its bootstrap — at least
+ten times faster than merely loading the same metrics from result.json. The machine's other load
+moves every number; the ratios come from one run, side by side.
 """
 from __future__ import annotations
 
@@ -194,9 +192,6 @@ def main(argv=None) -> int:
               f"trials {t_tri:.2f} s ({trials.num_rows} rows × {trials.num_columns} cols) = {t_duck:7.2f} s")
         del tab, trials
 
-        import scipy.interpolate  # noqa: F401  (imports warmed: C times the work, not module loading)
-        import scipy.optimize  # noqa: F401
-        import scipy.stats  # noqa: F401
         # analyze(root) is exactly load_tables + analyze_tables; timed in its two parts
         t = time.perf_counter()
         tables = load_tables(pq_root)

@@ -126,6 +126,21 @@ def test_knn_bf16_prefilter_is_exact(monkeypatch):
     assert torch.equal(i1.sort(1).values, i0.sort(1).values)
 
 
+def test_knn_prefilter_steps_aside_when_the_backend_breaks_its_error_bound(monkeypatch):
+    """A bf16-vs-fp32 gap above ε (a backend accumulating in bf16; simulated with a 0 roundoff)
+    drops the prefilter: that chunk and every later one are answered by the exact fp32 path."""
+    import rlp_tune.probes.knn as knn_mod
+    monkeypatch.setattr(knn_mod, "_BF16_U", 0.0)
+    monkeypatch.setattr(knn_mod, "cpu_has_native_bf16", lambda: True)
+    g = torch.Generator().manual_seed(1)
+    xtr, xte = torch.randn(2000, 32, generator=g), torch.randn(120, 32, generator=g)
+    st = {}
+    s1, i1 = knn_neighbors(xtr, xte, k=10, prefilter=True, stats=st, chunk=50)
+    s0, i0 = knn_neighbors(xtr, xte, k=10, prefilter=False)
+    assert st == {"certified": 0, "fallback": 0, "fp32": 120}
+    assert torch.equal(i1, i0) and torch.equal(s1, s0)
+
+
 def test_knn_bad_input_is_named():
     x, y = _blobs(10, 3, 2, seed=0)
     with pytest.raises(ValueError, match="k=11"):

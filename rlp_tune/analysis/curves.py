@@ -116,7 +116,7 @@ EPOCH_COLUMNS = ("train.acc", "val.acc", "test.acc", "train.rand_acc", "offline.
 def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
     """Read ROOT's Parquet results once (DuckDB) into the frames of `Tables`: two scans of the metrics
     (last values; per-epoch curves) and one read of the trials. at_epoch: see `Tables`."""
-    from .query import _fetch, _sql_str, connect, final_sql
+    from .query import _fetch, _sql_str, connect, final_sql, headmean_expr
 
     if at_epoch is not None and (isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0):
         raise ValueError(f"at_epoch must be an epoch number ≥ 0, got {at_epoch!r}")
@@ -129,9 +129,8 @@ def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
         con.register("tr", tr)
         # scan 1: the last value of every (trial, split, layer, metric, head), then heads collapsed
         # (the head -1 row where present, else the mean of the heads)
-        last = _fetch(con, "SELECT sweep, trial_id, split, layer, metric, max(epoch) AS epoch, "
-                           "coalesce(max(value) FILTER (WHERE head = -1), avg(value) FILTER (WHERE head <> -1)) AS value "
-                           "FROM (SELECT sweep, trial_id, split, layer, metric, head, max(epoch) AS epoch, "
+        last = _fetch(con, f"SELECT sweep, trial_id, split, layer, metric, max(epoch) AS epoch, {headmean_expr()} "
+                           "AS value FROM (SELECT sweep, trial_id, split, layer, metric, head, max(epoch) AS epoch, "
                            f"arg_max(value, epoch) AS value FROM {src} GROUP BY ALL) "
                            "GROUP BY sweep, trial_id, split, layer, metric", "arrow")
         con.register("last", last)
@@ -154,8 +153,7 @@ def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
             split, metric = k.split(".")
             layer = _sql_str(primary or "") if metric == "rand_acc" else "''"
             cond = f"split = {_sql_str(split)} AND metric = {_sql_str(metric)} AND layer = {layer}"
-            cols.append(f"coalesce(max(value) FILTER (WHERE {cond} AND head = -1), "
-                        f"avg(value) FILTER (WHERE {cond} AND head <> -1)) AS \"{k}\"")
+            cols.append(f"{headmean_expr(cond)} AS \"{k}\"")
         # the IN filters are pushed into the Parquet scan; the OR picks the exact pairs
         where = (f"metric IN ('acc', 'rand_acc') AND layer IN ('', {_sql_str(primary or '')}) AND "
                  f"((layer = '' AND metric = 'acc') OR (metric = 'rand_acc' AND layer = {_sql_str(primary or '')}))")
@@ -394,7 +392,7 @@ def fit_logistic(lam, y, *, n_boot: int = 200, seed: int = 0, name: str = "memor
     bounds = (np.array([a_lo, a_lo, lo_x - 1.0, 0.0]), np.array([a_hi, a_hi, hi_x + 1.0, 30.0]))
     p0s = [np.array([y_left, y_right, xc, sc]) for xc in (cross, 0.5 * (lo_x + hi_x)) for sc in (1.0, 3.0, 10.0)]
     r = _fit4(x, y, p0s, bounds)
-    if r is None or not np.all(np.isfinite(r.x)):
+    if r is None:                       # every start failed (a row with NaNs never wins: cost inf)
         return not_fitted("fit failed (least squares did not converge)", **extra)
     high, low, x50, slope = (float(v) for v in r.x)
     if abs(high - low) < FLAT_TOL:
@@ -695,14 +693,18 @@ def fit_mem_gen(rand, test, gap, *, n_boot: int = 500, seed: int = 0, name: str 
 
 
 # ---- factor curves (n, width, fraction, noise, ...) ------------------------------------------
+def _quantile_bins(t, k: int) -> np.ndarray:
+    """Bin 0..k-1 of each value of t among t's k quantile bins (ties stay in one bin)."""
+    edges = np.quantile(t, np.linspace(0, 1, k + 1))
+    return np.clip(np.searchsorted(edges, t, side="right") - 1, 0, k - 1)
+
+
 def _levels(x, max_levels: int = 20, log: bool = False):
     """Level of each point: distinct values, or quantile bins (median as the level) beyond max_levels."""
     xu = np.unique(x)
     if len(xu) <= max_levels:
         return x.copy()
-    t = np.log10(np.maximum(x, 1e-300)) if log else x
-    edges = np.quantile(t, np.linspace(0, 1, 11))
-    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, 9)
+    b = _quantile_bins(np.log10(np.maximum(x, 1e-300)) if log else x, 10)
     lev = np.empty_like(x)
     for k in np.unique(b):
         lev[b == k] = np.median(x[b == k])
@@ -779,9 +781,7 @@ def lambda_levels(lam, max_levels: int = 8) -> np.ndarray:
     pos = lam > 0
     if len(np.unique(lam[pos])) > max_levels:
         x = np.log10(lam[pos])
-        k = max_levels - (1 if np.any(lam == 0) else 0)
-        edges = np.quantile(x, np.linspace(0, 1, k + 1))
-        b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, k - 1)
+        b = _quantile_bins(x, max_levels - (1 if np.any(lam == 0) else 0))
         lab = np.empty_like(x)
         for j in np.unique(b):
             lab[b == j] = float(f"{10 ** x[b == j].mean():.3g}")
@@ -977,7 +977,7 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
                 find="min" if c == "rlp.n" else None, log=c in LOG_FACTORS,
                 chance=(lambda lv: 1.0 / np.asarray(lv, float)) if c == "rlp.n" else None)
             if lam_range is not None:
-                f["restricted_to_lambda"], f["restricted_to_lambda_range"] = lam_range[1], list(lam_range)
+                f["restricted_to_lambda_range"] = list(lam_range)
                 if f.get("fitted") is False:
                     f["reason"] += (f" (while λ is swept only the least-regularized trials count: "
                                     f"{int(base_mask.sum())} at {_lam_text(lam_range)})")

@@ -278,7 +278,7 @@ def _get_factor_info(fit: dict) -> FigureInfo | None:
             p.vlines.append(RefLine(v, f"minimum at {v:.3g}", style="--", color="tab:red"))
     short = FACTOR_FITS.get(factor, factor)
     from .curves import _lam_text
-    r = fit.get("restricted_to_lambda_range") or ([fit["restricted_to_lambda"]] * 2 if "restricted_to_lambda" in fit else None)
+    r = fit.get("restricted_to_lambda_range")
     note = f"least-regularized trials: {_lam_text(r)}" if r else ""
     return FigureInfo(f"factor_{short}", p.title, [p], note=note)
 

@@ -116,6 +116,13 @@ def multi_head_groups(con, src: str = "metrics") -> list[tuple[str, str, str]]:
     return sorted(rows)
 
 
+def headmean_expr(cond: str | None = None) -> str:
+    """The head-collapse rule as one aggregate over a group's rows: the head = -1 row (the mean the
+    trainer wrote) where present, else the mean of the heads; `cond` restricts both to its rows."""
+    c = f"{cond} AND " if cond else ""
+    return f"coalesce(max(value) FILTER (WHERE {c}head = -1), avg(value) FILTER (WHERE {c}head <> -1))"
+
+
 def headmean_sql(src: str, multi: list[tuple[str, str, str]] | None = None, where: str = "true") -> str:
     """Collapse heads: the head = -1 row (mean over heads) where present, else the mean of all heads.
     Output columns: sweep, trial_id, epoch, split, layer, metric, value.
@@ -124,9 +131,7 @@ def headmean_sql(src: str, multi: list[tuple[str, str, str]] | None = None, wher
     every other row passes through (one head, head 0), which is most rows and much cheaper. None =
     group everything."""
     cols = "sweep, trial_id, epoch, split, layer, metric"
-    agg = (f"SELECT {cols}, coalesce(max(value) FILTER (WHERE head = -1), "
-           f"avg(value) FILTER (WHERE head <> -1)) AS value FROM {src} WHERE ({where}) {{cond}} "
-           f"GROUP BY {cols}")
+    agg = f"SELECT {cols}, {headmean_expr()} AS value FROM {src} WHERE ({where}) {{cond}} GROUP BY {cols}"
     if multi is None:
         return agg.format(cond="")
     if not multi:

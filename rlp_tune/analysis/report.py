@@ -110,10 +110,10 @@ def _fits_section(doc: dict) -> str:
                         _fmt("acc", fit["chance"][i]) if fit.get("chance") else ""])
         out.append(_table([fit["factor"], "rand_acc", "CI low", "CI high", "trials", "chance"], trs))
         out.append(_table(["fit", "parameter", "value", "95% CI low", "95% CI high"], _fit_rows(name, fit), left=(0, 1)))
-        if "restricted_to_lambda" in fit:
+        if "restricted_to_lambda_range" in fit:
             from .curves import _lam_text
-            r = fit.get("restricted_to_lambda_range") or [fit["restricted_to_lambda"]] * 2
-            out.append(f'<p class="muted">least-regularized trials only: {_e(_lam_text(r))}</p>')
+            out.append(f'<p class="muted">least-regularized trials only: '
+                       f'{_e(_lam_text(fit["restricted_to_lambda_range"]))}</p>')
     return "\n".join(out)
 
 

@@ -172,35 +172,32 @@ def knn_neighbors(train_feats: torch.Tensor, test_feats: torch.Tensor, k: int = 
     out_s, out_i = [], []
     for lo in range(0, test_feats.shape[0], chunk):
         q = F.normalize(test_feats[lo:lo + chunk].to(dt), dim=1)               # (m, d)
-        if not prefilter:
-            s, i = _blockwise_topk(q, raw_block, n, k, train_chunk, buf, inv)
-            counts["fp32"] += q.shape[0]
-        else:
+        s = i = None
+        if prefilter:
             sb, cand = _blockwise_topk(q.to(torch.bfloat16), bf16_block, n, kk, train_chunk, buf)  # (m, kk)
             exact = _rescore(q, x, inv, cand, buf)                                             # (m, kk) fp32
             if float((exact - sb.float()).abs().max()) > eps:   # the backend breaks the error model
                 prefilter, xb = False, None                     # (e.g. bf16 accumulation): stop using it
-                s, i = _blockwise_topk(q, raw_block, n, k, train_chunk, buf, inv)
-                counts["fp32"] += q.shape[0]
-                out_s.append(s)
-                out_i.append(i)
-                continue
-            s, j = exact.topk(k, dim=1)
-            i = cand.gather(1, j)
-            # every non-candidate scores ≤ (kk-th bf16 score) + ε in fp32
-            ok = s[:, -1] > sb[:, -1].float() + eps                                 # (m,) certified rows
-            bad = (~ok).nonzero().squeeze(1)
-            if len(bad):
-                s2, i2 = _blockwise_topk(q[bad], raw_block, n, k, train_chunk, buf, inv)
-                s, i = s.index_copy(0, bad, s2), i.index_copy(0, bad, i2)
-            counts["certified"] += q.shape[0] - len(bad)
-            counts["fallback"] += len(bad)
-            if len(bad) > q.shape[0] // 8:      # too many uncertified rows: widen, or give up on bf16
-                if len(bad) > q.shape[0] // 2 or margin >= margin_cap or kk >= n:
-                    prefilter, xb = False, None
-                else:
-                    margin = min(2 * margin, margin_cap)
-                    kk = min(n, k + margin)
+            else:
+                s, j = exact.topk(k, dim=1)
+                i = cand.gather(1, j)
+                # every non-candidate scores ≤ (kk-th bf16 score) + ε in fp32
+                ok = s[:, -1] > sb[:, -1].float() + eps                                 # (m,) certified rows
+                bad = (~ok).nonzero().squeeze(1)
+                if len(bad):
+                    s2, i2 = _blockwise_topk(q[bad], raw_block, n, k, train_chunk, buf, inv)
+                    s, i = s.index_copy(0, bad, s2), i.index_copy(0, bad, i2)
+                counts["certified"] += q.shape[0] - len(bad)
+                counts["fallback"] += len(bad)
+                if len(bad) > q.shape[0] // 8:      # too many uncertified rows: widen, or give up on bf16
+                    if len(bad) > q.shape[0] // 2 or margin >= margin_cap or kk >= n:
+                        prefilter, xb = False, None
+                    else:
+                        margin = min(2 * margin, margin_cap)
+                        kk = min(n, k + margin)
+        if s is None:                   # plain fp32 (prefilter off, or just dropped for this chunk)
+            s, i = _blockwise_topk(q, raw_block, n, k, train_chunk, buf, inv)
+            counts["fp32"] += q.shape[0]
         out_s.append(s)
         out_i.append(i)
     if stats is not None:
