@@ -1,23 +1,38 @@
-"""`rlp-tune`: the command line.
+"""`rlp-tune`: the command line (`rlp-tune --help`, `rlp-tune COMMAND --help`).
 
-    rlp-tune train configs/digits_mlp.toml --set rlp.lam=10 --out runs/lam10   # resumes if runs/lam10 has a checkpoint
-    rlp-tune keys                                   # every config key with type, default, doc
+    rlp-tune train configs/digits_mlp.toml rlp.lam=10 --out runs/lam10   # resumes if runs/lam10 has a checkpoint
+    rlp-tune train configs/digits_mlp.toml --set rlp.lam=10 --log tensorboard --fresh
+    rlp-tune keys [rlp]                             # every config key: type, default, description, allowed values
     rlp-tune sweep search_spaces/demo.toml          # Optuna + ASHA on an embedded local Ray
     rlp-tune resume STORAGE/NAME | status STORAGE/NAME
     rlp-tune query DIR "SELECT ..." | analyze DIR [--json] | report DIR --out REPORT_DIR
     rlp-tune probe DIR --probes knn,masc | offline-rlp DIR
 
-Bad input (config key, type, range, dataset folder, checkpoint, results file) → one line on
-stderr and exit code 2, before any work starts.
+Overrides: `--set key=value` or Hydra-style `key=value` words after the config (both repeatable;
+`--set` wins over a positional one for the same key). Bad input (config key, type, range, dataset
+folder, checkpoint, results file, missing tracker package) → one line on stderr and exit code 2,
+before any work starts. `rlp-tune` alone prints the overview and exits 0.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
 
+from . import __version__
 from .errors import UserError
+
+COMMANDS = """Run `rlp-tune COMMAND --help` for a command's arguments; `rlp-tune keys` lists the config keys.
+
+exit codes: 0 done; 1 a sweep ended with failed trials; 2 bad input (one line on stderr);
+3 a sweep stopped by a signal (rlp-tune resume continues it); 130 Ctrl-C."""
+OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.\w+=")   # section.key=value
+QUERY_TABLES = ("tables: metrics (one row per measurement: trial_id, epoch, split, layer, head, metric, value), "
+                "trials (one row per trial: status, config keys such as \"rlp.lam\", provenance), "
+                "final (one row per trial: config + last value of each metric as \"test.acc\", \"train.rand_acc\", ...); "
+                "docs/results-schema.md")
 
 
 def _nonneg_int(text: str) -> int:
@@ -27,41 +42,95 @@ def _nonneg_int(text: str) -> int:
     return n
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rlp-tune", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+def _trackers(text: str) -> str:
+    from .config import TRACKERS
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in names if t not in TRACKERS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown tracker {bad[0]!r} (choose from {', '.join(TRACKERS)})")
+    return ",".join(names)
 
-    t = sub.add_parser("train", help="train one run (single process, or DDP under torchrun)")
-    t.add_argument("config", nargs="?", help="TOML config (default: built-in defaults)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--out", help="output folder (checkpoints, Parquet); default runs/<config name>")
-    t.add_argument("--no-progress", action="store_true")
 
-    sub.add_parser("keys", help="list every config key")
+def _sub(sub, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {description}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    for name, helptext in [("sweep", "run a sweep on Ray"), ("resume", "continue an interrupted sweep"),
-                           ("status", "show a sweep's trials")]:
-        s = sub.add_parser(name, help=helptext)
-        s.add_argument("target", help="search-space TOML (sweep) or sweep folder (resume, status)")
-        if name == "sweep":
-            s.add_argument("--address", default=None, help="existing Ray cluster (auto, ray://host:port)")
-            s.add_argument("--storage", default=None, help="storage folder or URI (default ./results)")
-            s.add_argument("--name", default=None, help="sweep name (default: the space file's name)")
-            s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                           help="fixed config override for every trial")
-        if name == "resume":
-            s.add_argument("--address", default=None)
 
-    q = sub.add_parser("query", help="SQL (DuckDB) over a results folder")
-    q.add_argument("root")
-    q.add_argument("sql")
-    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    a = sub.add_parser("analyze", help="fit memorization/generalization curves")
-    a.add_argument("root")
-    a.add_argument("--json", action="store_true")
-    r = sub.add_parser("report", help="write a self-contained HTML report")
-    r.add_argument("root")
-    r.add_argument("--out", required=True)
+def _overrides_args(s: argparse.ArgumentParser, what: str) -> None:
+    s.add_argument("sets", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"Hydra-style config override{what}, e.g. rlp.lam=10 (same as --set; `rlp-tune keys` lists the keys)")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"config override{what} (repeatable); TOML values, lists comma-separated")
+    s.add_argument("--log", type=_trackers, default=None, metavar="TRACKERS",
+                   help="send every epoch's metrics to these trackers, comma-separated: tensorboard, wandb, mlflow "
+                        "(= --set logging.trackers=...; needs pip install 'rlp_tune[track]')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlp-tune", description=(
+                                "Memorization-vs-generalization experiments with random label prediction heads "
+                                "(RLP-heads): train, sweep on Ray, query and analyze the results."),
+                                epilog=COMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=_version_line(),
+                   help="print the rlp_tune, torch and Ray versions and exit")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    t = _sub(sub, "train", "train one run (single process, or DDP under torchrun)",
+             "Writes OUT/checkpoints/last.pt every epoch (atomic), OUT/checkpoints/model.pt (weights only, "
+             "rlp_tune.load_run) when training ends, OUT/parquet/ (every epoch's metrics) and OUT/config.toml "
+             "(the config as run, with a [provenance] table). Running the same command again resumes.\n\n"
+             "  rlp-tune train configs/digits_mlp.toml rlp.lam=10 rlp.heads=3\n"
+             "  rlp-tune train configs/digits_mlp.toml --set rlp.lam=10 --out runs/lam10 --log tensorboard")
+    t.add_argument("config", nargs="?", help="TOML config (default: the built-in defaults, `rlp-tune keys`)")
+    _overrides_args(t, "")
+    t.add_argument("--out", help="output folder (checkpoints, Parquet, trackers); default runs/<config name>, "
+                                 "plus -<hash of the overrides> when there are overrides that change the training")
+    t.add_argument("--fresh", action="store_true",
+                   help="start over: delete the run in --out (checkpoints, Parquet, config.toml, tracker files; "
+                        "each is printed) instead of resuming it")
+    t.add_argument("--no-progress", action="store_true", help="no per-batch progress bar (it shows only on a terminal)")
+
+    k = _sub(sub, "keys", "list every config key with its default, description and allowed values",
+             "The same dotted keys work in TOML files, --set / key=value, search spaces and the Parquet columns.")
+    k.add_argument("prefix", nargs="?", default="", help="show only keys starting with this, e.g. rlp or optim.lr")
+
+    s = _sub(sub, "sweep", "run a hyper-parameter sweep (Optuna TPE + ASHA) on Ray",
+             "Starts an embedded Ray on 127.0.0.1 unless --address names a cluster. The sweep folder STORAGE/NAME "
+             "holds Tune's state, space.toml, parquet/ and each trial's checkpoints (trials/<id>/). Exit 3 after "
+             "a clean stop by SIGUSR1/SIGTERM: `rlp-tune resume STORAGE/NAME` continues.\n\n"
+             "  rlp-tune sweep search_spaces/demo.toml run.epochs=5 --log mlflow")
+    s.add_argument("target", metavar="SPACE", help="search-space TOML (docs/search-spaces.md)")
+    _overrides_args(s, " for every trial")
+    s.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                                                    "(default: start an embedded one)")
+    s.add_argument("--storage", default=None, help="storage folder or URI (s3://...) for sweep folders (default ./results)")
+    s.add_argument("--name", default=None, help="sweep name = folder under --storage (default: [sweep] name of the space)")
+    s.add_argument("--fresh", action="store_true",
+                   help="delete an existing local sweep folder STORAGE/NAME (printed) and start the sweep anew")
+
+    rs = _sub(sub, "resume", "continue a stopped or crashed sweep from its folder",
+              "Trials continue from their checkpoints, the searcher from its saved state; trials that failed are retried.")
+    rs.add_argument("target", metavar="SWEEP_DIR", help="sweep folder STORAGE/NAME (local path or URI)")
+    rs.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                                                    "(default: start an embedded one)")
+    st = _sub(sub, "status", "show a sweep's trials (also while it runs)",
+              "One line per trial: status, epochs, the metric and the searched values, best first.")
+    st.add_argument("target", metavar="SWEEP_DIR", help="sweep folder STORAGE/NAME")
+
+    q = _sub(sub, "query", "SQL (DuckDB) over the Parquet results of a run or sweep", QUERY_TABLES + ".\n\n"
+             "  rlp-tune query results/demo 'SELECT \"rlp.lam\", \"test.acc\" FROM final ORDER BY 1'")
+    q.add_argument("root", metavar="DIR", help="a run folder (--out of train) or a sweep folder")
+    q.add_argument("sql", help="one SQL statement over the views metrics, trials, final (quote dotted columns: \"rlp.lam\")")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="output: an aligned table (default), CSV, or JSON records")
+    a = _sub(sub, "analyze", "fit memorization / generalization curves with bootstrap CIs",
+             "Logistic fit of random-label accuracy vs λ, spline of test accuracy and gap vs λ, their rank "
+             "correlation and verdict, factor curves, layer profiles and onset epochs; each fit or 'not fitted: reason'.")
+    a.add_argument("root", metavar="DIR", help="a run or sweep folder")
+    a.add_argument("--json", action="store_true", help="print the whole analysis document as JSON")
+    r = _sub(sub, "report", "write a self-contained HTML report", "Figures and the analysis in one folder.")
+    r.add_argument("root", metavar="DIR", help="a run or sweep folder")
+    r.add_argument("--out", required=True, help="folder for report.html and its figures (created)")
     for x in (a, r):
         x.add_argument("--boot", type=_nonneg_int, default=200, metavar="N",
                        help="bootstrap resamples per fit for the CIs (0: no CIs; default 200)")
@@ -69,18 +138,57 @@ def main(argv: list[str] | None = None) -> int:
         x.add_argument("--at-epoch", type=_nonneg_int, default=None, metavar="E",
                        help="fit every trial's metrics at epoch E, leaving out trials that ended earlier "
                             "(default: each trial's last epoch)")
-    pr = sub.add_parser("probe", help="probe saved checkpoints (k-NN, linear, MASC, NCM)")
-    pr.add_argument("root")
-    pr.add_argument("--epochs", default="all", help="comma list of epochs or 'all'")
-    pr.add_argument("--probes", default="knn,ncm")
-    pr.add_argument("--layers", default="penultimate")
-    pr.add_argument("--labels", choices=["clean", "train"], default=None)
-    o = sub.add_parser("offline-rlp", help="train fresh RLP heads on frozen saved checkpoints (paper 5.1)")
-    o.add_argument("root")
-    o.add_argument("--head-epochs", type=int, default=5, help="head training epochs per checkpoint (K)")
-    o.add_argument("--epochs", default="all", help="comma list of checkpoint epochs or all")
+    pr = _sub(sub, "probe", "k-NN / linear / MASC / NCM probes on saved checkpoints",
+              "Reads DIR/checkpoints/epoch_*.pt (train with run.keep_checkpoints = \"all\") or last.pt and "
+              "adds rows (split test, metric <probe>_acc) to DIR's Parquet results.")
+    pr.add_argument("root", metavar="DIR", help="a run folder (or a sweep trial folder trials/<id>)")
+    pr.add_argument("--epochs", default="all", help="comma list of checkpoint epochs, or 'all' (default)")
+    pr.add_argument("--probes", default="knn,ncm", help="comma list from knn, linear, masc, ncm, invariance (default knn,ncm)")
+    pr.add_argument("--layers", default="penultimate",
+                    help="comma list of taps (model tap names, 'input'), or 'all' (default penultimate)")
+    pr.add_argument("--labels", choices=["clean", "train"], default=None,
+                    help="fit the probes on the clean or the (noisy) training labels (default: probe.labels of the run)")
+    o = _sub(sub, "offline-rlp", "train fresh RLP heads on frozen saved checkpoints (paper 5.1)",
+             "Adds rows split = offline, metric rand_acc per checkpoint epoch to DIR's Parquet results.")
+    o.add_argument("root", metavar="DIR", help="a run folder trained with run.keep_checkpoints = \"all\"")
+    o.add_argument("--head-epochs", type=int, default=5, help="head training epochs per checkpoint (K, default 5)")
+    o.add_argument("--epochs", default="all", help="comma list of checkpoint epochs, or 'all' (default)")
+    return p
 
-    args = p.parse_args(argv)
+
+def _version_line() -> str:
+    from .provenance import package_version
+    return (f"rlp-tune {__version__} (torch {package_version('torch') or '-'}, ray {package_version('ray') or '-'}, "
+            f"optuna {package_version('optuna') or '-'})")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """argparse, plus Hydra-style `key=value` words anywhere after `train` / `sweep` (they join --set)."""
+    p = build_parser()
+    args, extras = p.parse_known_args(argv)
+    if getattr(args, "cmd", None) not in ("train", "sweep"):
+        if extras:
+            p.error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
+    sub = p._subparsers._group_actions[0].choices[args.cmd]   # noqa: SLF001 - the subcommand's own usage line
+    bad = [x for x in extras if not OVERRIDE.match(x)]
+    if bad:
+        sub.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like section.key=value)")
+    positional = list(args.sets) + extras
+    if args.cmd == "train" and args.config and "=" in args.config and not Path(args.config).is_file():
+        positional.insert(0, args.config)     # `rlp-tune train rlp.lam=10`: overrides of the defaults
+        args.config = None
+    args.overrides = positional + list(args.overrides)
+    if args.log is not None:
+        args.overrides.append(f"logging.trackers={args.log}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.cmd is None:   # `rlp-tune` alone: the overview, not an error
+        build_parser().print_help()
+        return 0
     try:
         return _dispatch(args)
     except UserError as e:
@@ -94,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.cmd == "keys":
         from .config import describe
-        print(describe())
+        lines = describe().split("\n")
+        print("\n".join([lines[0]] + [ln for ln in lines[1:] if ln.startswith(args.prefix)]))
         return 0
     if args.cmd == "train":
         return cmd_train(args)
@@ -129,15 +238,73 @@ def _dispatch(args) -> int:
     raise AssertionError(args.cmd)
 
 
+def default_out(config: str | None, overrides: list[str]) -> Path:
+    """runs/<config stem>, plus -<8 hex of the overrides> when some override changes the training, so
+    runs with different overrides never share a folder; keys that a resume may change (run.epochs,
+    run.device, logging.*, ...) leave it alone, so raising run.epochs continues the same run."""
+    import hashlib
+
+    from .config import parse_overrides
+    from .train import RESUMABLE_KEYS
+    stem = Path(config).stem if config else "default"
+    ov = {k: v for k, v in parse_overrides(overrides).items() if k not in RESUMABLE_KEYS}
+    if not ov:
+        return Path("runs") / stem
+    text = "\n".join(f"{k}={ov[k]!r}" for k in sorted(ov))
+    return Path("runs") / f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+RUN_ENTRIES = ("checkpoints", "parquet", "config.toml", "tracking")   # what `train` writes into --out
+
+
+def fresh_run_dir(out: Path) -> list[str]:
+    """--fresh: delete what rlp-tune wrote into OUT (nothing else), printing each entry; → the removed names."""
+    import shutil
+    removed = []
+    for name in RUN_ENTRIES:
+        p = out / name
+        if not p.exists():
+            continue
+        size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+        print(f"--fresh: deleting {p}{'/' if p.is_dir() else ''} ({size / 1e6:.1f} MB)", file=sys.stderr)
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        removed.append(name)
+    if not removed:
+        print(f"--fresh: {out} holds no earlier run; nothing deleted", file=sys.stderr)
+    return removed
+
+
 def cmd_train(args) -> int:
     from .config import load_config, to_toml
     cfg = load_config(args.config, args.overrides)          # validated before any work
-    out = Path(args.out or Path("runs") / (Path(args.config).stem if args.config else "default"))
+    from .trackers import check_available, open_trackers
+    check_available(cfg.logging.trackers)                   # a missing tracker package: exit 2 before training
+    out = Path(args.out) if args.out else default_out(args.config, args.overrides)
+    if not args.out:
+        print(f"output folder: {out} (--out to choose)", file=sys.stderr)
     from .train import Trainer
+    if args.fresh and out.exists():
+        fresh_run_dir(out)
     trainer = Trainer(cfg, out_dir=out, progress=not args.no_progress and sys.stderr.isatty())
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(to_toml(cfg))
-    start_epoch, t0 = trainer.epoch, time.time()
+    from .provenance import toml_table
+    from .results import versions
+    (out / "config.toml").write_text(to_toml(cfg) + toml_table({**versions(), **trainer.trial_extra}))
+    sinks = open_trackers(cfg, out, trainer.trial_id) if trainer.rank == 0 else None
+    try:
+        last = _train_loop(trainer, cfg, sinks)
+    except BaseException:
+        if sinks:
+            sinks.close("KILLED")
+        raise
+    if sinks:
+        sinks.close("FINISHED")
+    print(summary(trainer, last, time.time() - trainer.t0, out))
+    return 0
+
+
+def _train_loop(trainer, cfg, sinks):
+    start_epoch, out = trainer.epoch, trainer.out_dir
     if start_epoch:
         print(f"resuming {out} from epoch {start_epoch}/{cfg.run.epochs}", file=sys.stderr)
     print(f"train {cfg.model.name} on {cfg.data.name} (m={trainer.data.m}, device={trainer.device}) "
@@ -152,8 +319,9 @@ def cmd_train(args) -> int:
             line += f"  rand acc {rec.get('train', 'rand_acc', layer=trainer.rlp_taps[-1]):.3f}"
         line += f"  {rec.get('train', 'samples_per_s'):.0f} samples/s"
         print(line, file=sys.stderr, flush=True)
-    print(summary(trainer, last, time.time() - t0, out))
-    return 0
+        if sinks:
+            sinks.log(rec.epoch, rec.flat())
+    return last
 
 
 def summary(trainer, rec, wall: float, out: Path) -> str:
@@ -174,7 +342,9 @@ def summary(trainer, rec, wall: float, out: Path) -> str:
                          f"L_rnd {rec.get('train', 'loss_rnd', layer=tap):.3f}  "
                          f"L_reg {rec.get('train', 'loss_reg', layer=tap):.3f}{mark}")
     lines += [f"results: {out / 'parquet'}  (rlp-tune query {out} \"SELECT * FROM metrics LIMIT 5\")",
-              f"checkpoint: {out / 'checkpoints' / 'last.pt'}"]
+              f"checkpoint: {out / 'checkpoints' / 'last.pt'}"
+              + (f"\nweights: {out / 'checkpoints' / 'model.pt'}  (rlp_tune.load_run(\"{out}\"))"
+                 if (out / 'checkpoints' / 'model.pt').exists() else "")]
     return "\n".join(lines)
 
 

@@ -25,8 +25,9 @@ class ConfigError(UserError, ValueError):
     """A bad config value. `str(err)` is one line that names the dotted key."""
 
 
-def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc=""):
-    meta = {"choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "doc": doc}
+def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc="", allowed=""):
+    # allowed: the accepted values in words where neither choices nor a range says it (`rlp-tune keys`)
+    meta = {"choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "doc": doc, "allowed": allowed}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda d=tuple(default): d, metadata=meta)
     return field(default=default, metadata=meta)
@@ -34,8 +35,8 @@ def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc=""):
 
 @dataclass(frozen=True)
 class Data:
-    name: str = _f("digits", doc="registered dataset (rlp_tune.data.list_datasets())")
-    root: str = _f("", doc="folder holding the dataset files; never downloaded")
+    name: str = _f("digits", doc="registered dataset (rlp_tune.data.list_datasets())", allowed="registered:data")
+    root: str = _f("", doc="folder holding the dataset files; never downloaded", allowed="a folder")
     label_noise: float = _f(0.0, lo=0.0, hi=1.0, doc="p: each train label replaced by a uniform class w.p. p")
     fraction: float = _f(1.0, lo=0.0, hi=1.0, lo_open=True, doc="seeded stratified subset of the train set")
     val_fraction: float = _f(0.0, lo=0.0, hi=0.5, doc="stratified validation split held out of train")
@@ -55,7 +56,7 @@ class Data:
 
 @dataclass(frozen=True)
 class Model:
-    name: str = _f("mlp", doc="registered model (rlp_tune.models.list_models())")
+    name: str = _f("mlp", doc="registered model (rlp_tune.models.list_models())", allowed="registered:model")
     dropout: float = _f(0.0, lo=0.0, hi=1.0, doc="dropout probability (model-specific placement)")
     width: int = _f(256, lo=1, doc="mlp hidden width")
     depth: int = _f(2, lo=1, doc="mlp hidden layers; wrn depth for model.name = 'wrn'")
@@ -70,8 +71,10 @@ class RLP:
     heads: int = _f(1, lo=0, doc="parallel heads per tap, each with its own random-label table (0 = no RLP)")
     hidden: int = _f(0, lo=0, doc="hidden width of the head (0 = linear)")
     n: int = _f(10, lo=2, doc="number of random labels (clipped to m for labels='unique')")
-    layers: tuple[str, ...] = _f(("penultimate",), doc="taps with RLP heads, or 'all'")
-    regularize: tuple[str, ...] = _f(("penultimate",), doc="taps whose L_reg is applied ('all' = every head tap)")
+    layers: tuple[str, ...] = _f(("penultimate",), doc="taps with RLP heads, or 'all'",
+                                 allowed="all | tap names of the model")
+    regularize: tuple[str, ...] = _f(("penultimate",), doc="taps whose L_reg is applied ('all' = every head tap)",
+                                     allowed="all | taps in rlp.layers")
     labels: str = _f("fixed", choices=("fixed", "reshuffle", "unique"), doc="random-label mode")
     layout: str = _f("shared", choices=("shared", "per_class"), doc="one head set, or one per class (000)")
     reg: str = _f("log1m", choices=("log1m", "uniform"), doc="L_reg: -log(1-p̂_ŷ) (eq. 4, sign fixed) or CE to uniform")
@@ -80,14 +83,14 @@ class RLP:
 
 @dataclass(frozen=True)
 class Optim:
-    name: str = _f("sgd", choices=("sgd", "adamw"))
-    lr: float = _f(0.1, lo=0.0, lo_open=True)
-    momentum: float = _f(0.9, lo=0.0, hi=1.0)
-    nesterov: bool = _f(False)
-    weight_decay: float = _f(0.0, lo=0.0)
-    betas: tuple[float, ...] = _f((0.9, 0.999), doc="AdamW betas")
+    name: str = _f("sgd", choices=("sgd", "adamw"), doc="optimizer")
+    lr: float = _f(0.1, lo=0.0, lo_open=True, doc="peak learning rate (after warm-up)")
+    momentum: float = _f(0.9, lo=0.0, hi=1.0, doc="SGD momentum")
+    nesterov: bool = _f(False, doc="Nesterov momentum (SGD, momentum > 0)")
+    weight_decay: float = _f(0.0, lo=0.0, doc="L2 weight decay (decoupled for adamw)")
+    betas: tuple[float, ...] = _f((0.9, 0.999), doc="AdamW betas", allowed="two numbers in [0, 1)")
     warmup_epochs: float = _f(0.0, lo=0.0, doc="linear warm-up length (epochs, fractional allowed)")
-    schedule: str = _f("cosine", choices=("cosine", "constant"))
+    schedule: str = _f("cosine", choices=("cosine", "constant"), doc="per-step LR after warm-up: cosine to 0 or constant")
     clip: float = _f(0.0, lo=0.0, doc="max gradient norm (0 = off)")
     label_smoothing: float = _f(0.0, lo=0.0, hi=1.0, doc="class-loss label smoothing")
     class_loss: str = _f("ce", choices=("ce", "mse"), doc="class loss: cross-entropy or MSE on one-hot")
@@ -97,8 +100,10 @@ class Optim:
 class Probe:
     class_heads: bool = _f(False, doc="detached per-tap class heads (paper fig. 9)")
     every: int = _f(0, lo=0, doc="run probes every k epochs (0 = never)")
-    probes: tuple[str, ...] = _f(("knn",), doc="knn, linear, masc, ncm, invariance")
-    layers: tuple[str, ...] = _f(("penultimate",), doc="taps to probe ('all', 'input', tap names)")
+    probes: tuple[str, ...] = _f(("knn",), choices=("knn", "linear", "masc", "ncm", "invariance"),
+                                 doc="probes run every probe.every epochs")
+    layers: tuple[str, ...] = _f(("penultimate",), doc="taps to probe ('all', 'input', tap names)",
+                                 allowed="all | input | tap names")
     labels: str = _f("clean", choices=("clean", "train"), doc="fit probes on clean or training labels")
     k: int = _f(20, lo=1, doc="k-NN neighbours")
     masc_threshold: float = _f(0.99, lo=0.0, hi=1.0, lo_open=True, doc="MASC explained-variance threshold")
@@ -107,20 +112,39 @@ class Probe:
 
 @dataclass(frozen=True)
 class Run:
-    epochs: int = _f(10, lo=1)
+    epochs: int = _f(10, lo=1, doc="training epochs (may be raised to continue a finished run)")
     batch_size: int = _f(128, lo=1, doc="global batch size (split over DDP ranks)")
     eval_batch_size: int = _f(0, lo=0, doc="evaluation batch (0 = 2 × batch_size)")
-    seed: int = _f(0, lo=0)
-    device: str = _f("auto", doc="auto | cpu | cuda | cuda:N")
+    seed: int = _f(0, lo=0, doc="seed of init, data order, augmentation and random labels")
+    device: str = _f("auto", doc="training device", allowed="auto | cpu | cuda | cuda:N")
     precision: str = _f("fp32", choices=("fp32", "bf16"), doc="bf16 autocast")
     compile: bool = _f(False, doc="torch.compile the model")
     threads: int = _f(0, lo=0, doc="torch CPU threads (0 = leave as is)")
-    name: str = _f("", doc="trial id for results (default: output folder name)")
+    name: str = _f("", doc="trial id for results (default: output folder name)", allowed="any text")
     stop_train_acc: float = _f(0.0, lo=0.0, hi=1.0, doc="stop once train accuracy reaches this (0 = off)")
     keep_checkpoints: str = _f("last", choices=("last", "all"), doc="'all' keeps one per epoch (offline RLP, probes)")
 
 
-SECTIONS: dict[str, type] = {"data": Data, "model": Model, "rlp": RLP, "optim": Optim, "probe": Probe, "run": Run}
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+
+
+@dataclass(frozen=True)
+class Logging:
+    """Experiment trackers (rlp_tune/trackers.py); none of these keys changes the training."""
+    trackers: tuple[str, ...] = _f((), choices=TRACKERS, doc="send each epoch's metrics to these (--log)")
+    project: str = _f("rlp_tune", doc="W&B project / MLflow experiment name", allowed="any text")
+    dir: str = _f("", doc="tracker files (TensorBoard events, W&B offline runs) ('' = OUT/tracking)",
+                  allowed="a folder")
+    mlflow_uri: str = _f("", doc="MLflow tracking URI ('' = SQLite file logging.dir/mlflow.db)",
+                         allowed="sqlite:///path | http(s)://host | file:/path")
+    wandb_mode: str = _f("auto", choices=("auto", "online", "offline"),
+                         doc="W&B mode (auto = env WANDB_MODE, else W&B's default)")
+
+
+SECTIONS: dict[str, type] = {"data": Data, "model": Model, "rlp": RLP, "optim": Optim, "probe": Probe, "run": Run,
+                             "logging": Logging}
+# a table of metadata that `rlp-tune train` writes into OUT/config.toml; not a config section
+PROVENANCE_TABLE = "provenance"
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,7 @@ class Config:
     optim: Optim = field(default_factory=Optim)
     probe: Probe = field(default_factory=Probe)
     run: Run = field(default_factory=Run)
+    logging: Logging = field(default_factory=Logging)
 
     # ---- flat view: the dotted keys used everywhere -------------------------------------------
     def to_flat(self) -> dict[str, Any]:
@@ -153,6 +178,8 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         parts = {}
         for sec, values in d.items():
+            if sec == PROVENANCE_TABLE:     # written beside the config (config.toml), not read back
+                continue
             if sec not in SECTIONS:
                 raise ConfigError(f"{sec}: unknown config section{_suggest(sec, SECTIONS)}")
             if not isinstance(values, dict):
@@ -203,7 +230,11 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list of {elem.__name__}, got {value!r}")
-        return tuple(_scalar(key, elem, v) for v in value)
+        items = tuple(_scalar(key, elem, v) for v in value)
+        bad = [v for v in items if meta.get("choices") and v not in meta["choices"]]
+        if bad:
+            raise ConfigError(f"{key}: {bad[0]!r} is not one of {', '.join(map(repr, meta['choices']))}")
+        return items
     v = _scalar(key, t, value)
     if meta.get("choices") and v not in meta["choices"]:
         raise ConfigError(f"{key}: {v!r} is not one of {', '.join(map(repr, meta['choices']))}")
@@ -265,7 +296,7 @@ def parse_value(key: str, text: str) -> Any:
     try:
         num = float(text)
     except ValueError:
-        raise ConfigError(f"{key}: expected a {'integer' if t is int else 'number'}, got {text!r}") from None
+        raise ConfigError(f"{key}: expected {'an integer' if t is int else 'a number'}, got {text!r}") from None
     if t is int:
         if not num.is_integer():
             raise ConfigError(f"{key}: expected an integer, got {text!r}")
@@ -345,14 +376,41 @@ def _toml_literal(v: Any) -> str:
     raise TypeError(v)  # pragma: no cover
 
 
+def allowed(f: dataclasses.Field) -> str:
+    """The values a key accepts, in words: 'fixed | reshuffle | unique', '[0, 1]', '> 0', 'true | false'."""
+    meta, t = f.metadata, field_type(f)
+    if meta.get("allowed", "").startswith("registered:"):   # the registry's names (imports the package)
+        if meta["allowed"] == "registered:data":
+            from .data import list_datasets as names
+        else:
+            from .models import list_models as names
+        return " | ".join(names())
+    if meta.get("allowed"):
+        return meta["allowed"]
+    if meta.get("choices"):
+        text = " | ".join(map(str, meta["choices"]))
+        return f"list of {text}" if typing.get_origin(t) is tuple else text
+    if t is bool:
+        return "true | false"
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and hi is not None:
+        return f"{'(' if meta.get('lo_open') else '['}{lo:g}, {hi:g}]"
+    if lo is not None:
+        return f"{'>' if meta.get('lo_open') else '>='} {lo:g}"
+    if typing.get_origin(t) is tuple:
+        return f"list of {typing.get_args(t)[0].__name__}"
+    return "any " + t.__name__
+
+
 def describe() -> str:
-    """All keys with type, default and doc (for `rlp-tune keys`)."""
-    rows = []
+    """All keys with type, default, allowed values and description (for `rlp-tune keys`)."""
+    rows = [f"{'key':<24} {'type':<6} {'default':<16} description; allowed values"]
     for sec, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
             d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             t = field_type(f)
-            tn = getattr(t, "__name__", str(t))
-            rows.append(f"{sec}.{f.name:<18} {tn:<8} {_toml_literal(d):<22} {f.metadata.get('doc', '')}")
+            tn = "list" if typing.get_origin(t) is tuple else getattr(t, "__name__", str(t))
+            rows.append(f"{sec + '.' + f.name:<24} {tn:<6} {_toml_literal(d):<16} {f.metadata.get('doc', '')}; "
+                        f"{allowed(f)}")
     return "\n".join(rows)
 

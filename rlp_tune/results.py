@@ -70,8 +70,9 @@ def versions() -> dict[str, str]:
     import torch
 
     from . import __version__
+    from .provenance import package_version
     return {"version.rlp_tune": __version__, "version.torch": torch.__version__,
-            "version.python": platform.python_version()}
+            "version.python": platform.python_version(), "version.ray": package_version("ray")}
 
 
 class ResultWriter:

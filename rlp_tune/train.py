@@ -28,13 +28,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, all_keys
 from .data import DataBundle, build_data
 from .data.augment import FixedAugmentSets, make_augment, mixup
 from .data.labels import derive_seed, random_label_table
 from .heads import RLPHeads
 from .models import create_model, resolve_taps
 from .errors import UserError
+from .provenance import provenance
 from .results import ResultWriter
 
 CKPT_VERSION = 1
@@ -42,6 +43,8 @@ CKPT_VERSION = 1
 RESUMABLE_KEYS = {"run.epochs", "run.device", "run.threads", "run.name", "run.eval_batch_size", "data.root",
                   "data.workers", "run.keep_checkpoints", "run.compile", "probe.every", "probe.probes",
                   "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train"}
+RESUMABLE_KEYS |= {k for k in all_keys() if k.startswith("logging.")}   # trackers only watch
+WEIGHTS_FORMAT = "rlp_tune.model"   # checkpoints/model.pt, written when training ends (rlp_tune/load.py reads it)
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -170,22 +173,9 @@ class Trainer:
         self.seed = cfg.run.seed
 
         torch.manual_seed(self.seed)  # same init on every rank
-        model = create_model(cfg.model, self.data.in_shape, self.data.num_classes)
-        rlp_taps = resolve_taps(model, cfg.rlp.layers) if cfg.rlp.heads > 0 else []
-        reg = list(cfg.rlp.regularize)
-        reg_taps = set(rlp_taps) if reg == ["all"] else set(reg) & set(rlp_taps)   # empty without heads
-        missing = set(reg) - set(rlp_taps) - {"all"}
-        if cfg.rlp.heads > 0 and cfg.rlp.lam > 0 and missing:
-            raise ConfigError(f"rlp.regularize: {', '.join(sorted(missing))} has no RLP head (rlp.layers = "
-                              f"{', '.join(rlp_taps)})")
         self.n = self.data.m if cfg.rlp.labels == "unique" else cfg.rlp.n
-        heads = nn.ModuleDict({t: RLPHeads(model.tap_dims[t], self.n, cfg.rlp.heads, cfg.rlp.hidden,
-                                           norm=t in model.token_taps, layout=cfg.rlp.layout,
-                                           num_classes=self.data.num_classes, reg=cfg.rlp.reg, chunk=cfg.rlp.chunk)
-                               for t in rlp_taps})
-        ch_taps = model.tap_names if cfg.probe.class_heads else []
-        class_heads = nn.ModuleDict({t: nn.Linear(model.tap_dims[t], self.data.num_classes) for t in ch_taps})
-        self.net = RLPNet(model, heads, class_heads, reg_taps, cfg).to(self.device)
+        net, rlp_taps, reg_taps = build_net(cfg, self.data.in_shape, self.data.num_classes, self.n)
+        self.net = net.to(self.device)
         if cfg.model.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.ddp = (nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda"
@@ -211,7 +201,8 @@ class Trainer:
         self.tables: dict[str, torch.Tensor] = {}
         self.t0 = time.time()
         self.trial_id = trial_id or cfg.run.name or (self.out_dir.name if self.out_dir else "run")
-        self.trial_extra = {"world_size": self.world, "device": str(self.device), **(trial_extra or {})}
+        self.trial_extra = {"world_size": self.world, "device": str(self.device),
+                            **(provenance(self.device) if self.rank == 0 else {}), **(trial_extra or {})}
         root = results_root or self.out_dir
         self.writer = ResultWriter(root, sweep, self.trial_id) if root and self.rank == 0 else None
         if self.out_dir and (self.out_dir / "checkpoints" / "last.pt").exists():
@@ -233,6 +224,8 @@ class Trainer:
             if self.writer and self.writer.trial_status() != "TERMINATED":
                 self.writer.compact()
                 self.writer.write_trial(cfg.to_flat(), "TERMINATED", self.epoch, self.trial_extra)
+            if self.out_dir and not (self.out_dir / "checkpoints" / "model.pt").exists():
+                self.save_weights()   # runs finished before model.pt existed
             return
         if self.writer and self.epoch == 0:
             self.writer.truncate_after(0)
@@ -254,6 +247,8 @@ class Trainer:
                     self.save_checkpoint()
                     if cfg.run.keep_checkpoints == "all":
                         self.save_checkpoint(tag=f"epoch_{self.epoch:05d}")
+                    if done:
+                        self.save_weights()
                 if self.writer:   # finished before the last yield: a consumer may stop at it (Tune, ASHA max_t)
                     if done:
                         self.writer.compact()
@@ -390,7 +385,32 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "tables": {t: v.cpu() for t, v in self.tables.items()},
+            "net_meta": self.net_meta(),   # rlp_tune.load_run rebuilds the net from last.pt without the data
         }
+
+    def weights(self) -> dict:
+        """The weights-only file's content: plain tensors, numbers, strings and lists, so that
+        `torch.load(path, weights_only=True)` reads it; enough to rebuild the net without the data."""
+        return {"format": WEIGHTS_FORMAT, "version": CKPT_VERSION, "epoch": self.epoch, "config": self.cfg.to_flat(),
+                "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}, **self.net_meta()}
+
+    def net_meta(self) -> dict:
+        """What rebuilding the net needs besides the config: input shape, classes, random labels n,
+        and the input normalization (model input = (x - mean) / std, data.prepare)."""
+        d = self.data
+        return {"in_shape": list(d.in_shape), "num_classes": d.num_classes, "n": self.n,
+                "mean": None if d.mean is None else d.mean.cpu(), "std": None if d.std is None else d.std.cpu()}
+
+    def save_weights(self) -> Path | None:
+        """OUT/checkpoints/model.pt (atomic): the trained net and its flat config, for rlp_tune.load_run."""
+        if self.rank != 0 or not self.out_dir:
+            return None
+        path = self.out_dir / "checkpoints" / "model.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".model.pt.tmp-{os.getpid()}")
+        torch.save(self.weights(), tmp)
+        os.replace(tmp, path)
+        return path
 
     def save_checkpoint(self, tag: str = "last") -> Path | None:
         if self.rank != 0 or not self.out_dir:
@@ -428,6 +448,26 @@ class Trainer:
         self.finished = bool(state.get("finished", False))   # e.g. stopped at run.stop_train_acc
         if self.writer:
             self.writer.truncate_after(self.epoch)   # rows of an epoch the checkpoint does not hold are redone
+
+
+def build_net(cfg: Config, in_shape, num_classes: int, n: int) -> tuple[RLPNet, list[str], set[str]]:
+    """The network, its RLP heads (n random labels per head) and detached class heads, as the Trainer
+    trains them and rlp_tune.load_run rebuilds them → (net on CPU, RLP taps, regularized taps)."""
+    model = create_model(cfg.model, in_shape, num_classes)
+    rlp_taps = resolve_taps(model, cfg.rlp.layers) if cfg.rlp.heads > 0 else []
+    reg = list(cfg.rlp.regularize)
+    reg_taps = set(rlp_taps) if reg == ["all"] else set(reg) & set(rlp_taps)   # empty without heads
+    missing = set(reg) - set(rlp_taps) - {"all"}
+    if cfg.rlp.heads > 0 and cfg.rlp.lam > 0 and missing:
+        raise ConfigError(f"rlp.regularize: {', '.join(sorted(missing))} has no RLP head (rlp.layers = "
+                          f"{', '.join(rlp_taps)})")
+    heads = nn.ModuleDict({t: RLPHeads(model.tap_dims[t], n, cfg.rlp.heads, cfg.rlp.hidden,
+                                       norm=t in model.token_taps, layout=cfg.rlp.layout,
+                                       num_classes=num_classes, reg=cfg.rlp.reg, chunk=cfg.rlp.chunk)
+                           for t in rlp_taps})
+    ch_taps = model.tap_names if cfg.probe.class_heads else []
+    class_heads = nn.ModuleDict({t: nn.Linear(model.tap_dims[t], num_classes) for t in ch_taps})
+    return RLPNet(model, heads, class_heads, reg_taps, cfg), rlp_taps, reg_taps
 
 
 def read_checkpoint(path: str | Path, device="cpu") -> dict:

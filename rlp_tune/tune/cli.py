@@ -1,4 +1,4 @@
-"""`rlp-tune sweep | resume | status` (wired from rlp_tune/cli.py).
+"""`rlp-tune sweep | resume | status` (wired from rlp_tune/cli.py; `rlp-tune sweep --help`).
 
 sweep and resume stop cleanly on SIGUSR1 / SIGTERM / Ctrl-C (rlp_tune/tune/signals.py) and then exit
 with 3 (RESUME_EXIT: "stopped before the end, `rlp-tune resume` continues") or 130 (Ctrl-C); a
@@ -13,8 +13,12 @@ from .space import load_space
 def cmd_sweep(args) -> int:
     stop = StopRequest().install()     # first: a wall-time signal during start-up is not fatal
     try:
+        from ..trackers import check_available
         from .sweep import run_sweep
         space = load_space(args.target, args.overrides)   # validated before Ray starts
+        check_available(space.base.logging.trackers, sweep=True)
+        if getattr(args, "fresh", False):
+            fresh_sweep_dir(args.storage or "results", args.name or space.name)
         out = run_sweep(space, storage=args.storage or "results", name=args.name, address=args.address, stop=stop)
         return out["exit_code"]
     finally:
@@ -36,3 +40,25 @@ def cmd_status(args) -> int:
     space = load_space(_space_path(args.target))
     print(format_status(args.target, space.metric, space.mode, [d.key for d in space.search]))
     return 0
+
+
+def fresh_sweep_dir(storage: str, name: str) -> None:
+    """--fresh: delete the local sweep folder STORAGE/NAME (only if it holds a sweep), printing what goes."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from ..errors import UserError
+    from .sweep import SPACE_FILE
+    if "://" in storage:
+        raise UserError(f"--fresh: {storage} is not a local folder; delete {storage}/{name} with your storage's tools")
+    root = Path(storage) / name
+    if not root.exists():
+        return
+    if not (root / SPACE_FILE).exists() and not (root / "tuner.pkl").exists():
+        raise UserError(f"--fresh: {root} does not hold a sweep ({SPACE_FILE} or tuner.pkl); not deleting it")
+    files = [f for f in root.rglob("*") if f.is_file()]
+    trials = len(list((root / "parquet" / "trials").glob("*.parquet"))) if (root / "parquet" / "trials").is_dir() else 0
+    print(f"--fresh: deleting sweep folder {root}/ ({len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB, "
+          f"{trials} trials file(s))", file=sys.stderr)
+    shutil.rmtree(root)

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..trackers import tune_callbacks
 from .signals import StopRequest
 from .space import SearchSpace, load_space
 from .trainable import META, train_trial
@@ -76,9 +77,11 @@ def _load_shared_raw(space: SearchSpace):
 
 
 def _meta(space: SearchSpace, root: str, name: str) -> dict:
+    from ..provenance import origin
     return {"sweep": name, "root": root, "seeds": list(space.seeds), "workers": space.workers_per_trial,
             "cpus": space.cpus_per_worker, "gpus": space.gpus_per_worker,
-            "train_storage": str(Path(root) / "train") if "://" not in root else root + "/train"}
+            "train_storage": str(Path(root) / "train") if "://" not in root else root + "/train",
+            "origin": origin()}   # the driver's git commit and command line, for every trials row
 
 
 def expected_trials(space: SearchSpace) -> int:
@@ -114,12 +117,30 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=()):
                                     num_samples=space.num_samples * n_rep,
                                     # one-process trials reuse their actor: no new Python + torch import
                                     # per trial (all such trials ask for the same resources)
-                                    reuse_actors=space.workers_per_trial == 1),
+                                    reuse_actors=space.workers_per_trial == 1,
+                                    trial_dirname_creator=TrialDirname([d.key for d in space.search])),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0, callbacks=[ProgressPrinter(space, root), *callbacks],
+            name=name, storage_path=storage, verbose=0,
+            callbacks=[ProgressPrinter(space, root), *tune_callbacks(space.base.logging, root, name), *callbacks],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
+
+
+class TrialDirname:
+    """Tune trial folder name: the trial id and the searched values, e.g. `6a1f2_00003_lam=12.3_heads=2`
+    (Tune's default is `train_trial_<id>_<n>_<every config key>`, mostly internal metadata)."""
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+
+    def __call__(self, trial) -> str:
+        import re
+        parts = [trial.trial_id] + [f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in self.keys]
+        rep = trial.config.get("__trial_index__")
+        if rep is not None:
+            parts.append(f"rep={rep}")
+        return re.sub(r"[^\w.=,+-]", "-", "_".join(parts))[:120]
 
 
 def _join(storage: str, name: str) -> str:

@@ -80,7 +80,8 @@ def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int
         cfg = cfg.replace(**{"run.threads": max(1, int(meta["cpus"]))})
     import ray
     trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), sweep=meta["sweep"], trial_id=trial_id,
-                      results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id()})
+                      results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id(),
+                                                              **meta.get("origin", {})})
     for rec in trainer.fit():
         metrics = rec.flat()
         ckpt = None

@@ -1,0 +1,150 @@
+"""Load a trained model: `rlp_tune.load_run(TARGET)` → its config and the net with weights (and heads).
+
+    import rlp_tune
+    run = rlp_tune.load_run("runs/digits_mlp")                  # a run folder (`rlp-tune train --out`)
+    run = rlp_tune.load_run("results/demo/trials/6a1f2_00003")   # a sweep trial's own folder
+    run = rlp_tune.load_run("results/demo/6a1f2_00003_lam=12.3")  # Tune's trial folder (its newest checkpoint)
+    run = rlp_tune.load_run(result_grid.get_best_result())        # a Tune Result, or its .checkpoint
+    logits = run.predict(x)                       # raw inputs (as in the dataset) → class logits, eval mode
+    logits, feats = run.model(run.prepare(x), taps=("penultimate",))
+    run.config.rlp.lam, run.epoch, run.net.heads["penultimate"], run.path
+
+TARGET may also be a file: `checkpoints/model.pt` (weights only, written when training ends) or
+`checkpoints/last.pt` (the resumable checkpoint, newest epoch). Without rlp_tune:
+`torch.load("runs/x/checkpoints/model.pt", weights_only=True)` → {"state_dict", "config" (flat dotted
+keys), "epoch", "in_shape", "num_classes", "n", "mean", "std"}. Tune's checkpoints of a sweep on
+shared storage are manifests (`checkpoint.json`) naming the trial folder's last.pt; they resolve to it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+from .errors import UserError
+
+WEIGHTS = "model.pt"
+LAST = "last.pt"
+MANIFEST = "checkpoint.json"   # rlp_tune.tune.trainable.MANIFEST (not imported: that module imports Ray's names lazily)
+
+
+class LoadError(UserError, FileNotFoundError):
+    """Nothing loadable at the given place; the message names it."""
+
+
+@dataclass
+class LoadedRun:
+    config: Config
+    net: Any                 # rlp_tune.train.RLPNet: .model, .heads (RLP heads per tap), .class_heads
+    epoch: int               # epochs the weights were trained for
+    path: Path               # the file the weights came from
+    mean: torch.Tensor | None
+    std: torch.Tensor | None
+
+    @property
+    def model(self):
+        """The network (a TapModel): model(x, taps=(...)) → (logits, {tap: features})."""
+        return self.net.model
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw inputs (uint8 images or float vectors, as the dataset holds them) → model input."""
+        dev = next(self.net.parameters()).device
+        x = x.to(dev)
+        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+        if self.mean is not None:
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            x = (x - self.mean.to(dev).view(shape)) / self.std.to(dev).view(shape)
+        return x
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits for raw inputs, in eval mode."""
+        self.net.eval()
+        return self.model(self.prepare(x))[0]
+
+
+def find_weights(target: Any) -> Path:
+    """A run folder, sweep trial folder, Tune trial folder, Tune Result / Checkpoint, or a file → the file
+    to load: model.pt when training ended, else the newest last.pt."""
+    if hasattr(target, "checkpoint") and hasattr(target, "metrics"):       # ray.tune.Result
+        if target.checkpoint is None:
+            raise LoadError(f"{getattr(target, 'path', target)}: the Tune result has no checkpoint")
+        target = target.checkpoint
+    if hasattr(target, "path") and hasattr(target, "filesystem"):          # ray.tune.Checkpoint
+        target = target.path
+    p = Path(target)
+    if p.is_file():
+        return _from_manifest(p) if p.name == MANIFEST else p
+    if not p.is_dir():
+        raise LoadError(f"{p}: no such run folder or checkpoint file")
+    for cand in (p / "checkpoints" / WEIGHTS, p / WEIGHTS, p / "checkpoints" / LAST, p / LAST):
+        if cand.is_file():
+            return cand
+    if (p / MANIFEST).is_file():
+        return _from_manifest(p / MANIFEST)
+    tune_ckpts = sorted(p.glob("checkpoint_*"))                            # Tune's trial folder
+    if tune_ckpts:
+        return find_weights(tune_ckpts[-1])
+    trial = _tune_trial_id(p)
+    if trial and (p.parent / "trials" / trial).is_dir():
+        return find_weights(p.parent / "trials" / trial)
+    raise LoadError(f"{p}: no {WEIGHTS}, {LAST} or Tune checkpoint in this folder")
+
+
+def _from_manifest(manifest: Path) -> Path:
+    """Tune checkpoint on shared storage → the trial folder's model.pt (training ended) or last.pt."""
+    try:
+        last = Path(json.loads(manifest.read_text())["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise LoadError(f"{manifest}: not an rlp_tune checkpoint manifest") from None
+    if (last.parent / WEIGHTS).is_file():
+        return last.parent / WEIGHTS
+    if last.is_file():
+        return last
+    raise LoadError(f"{manifest}: names {last}, which does not exist")
+
+
+def _tune_trial_id(folder: Path) -> str | None:
+    """The trial id in a Tune trial folder's result.json (last line), if any."""
+    try:
+        lines = (folder / "result.json").read_text().strip().splitlines()
+        return json.loads(lines[-1]).get("trial_id") if lines else None
+    except (OSError, ValueError):
+        return None
+
+
+def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
+    """Config and net (model + RLP heads + class heads) with the trained weights, in eval mode."""
+    from .train import CheckpointError, WEIGHTS_FORMAT, build_net, read_checkpoint
+    path = find_weights(target)
+    try:   # model.pt; a full checkpoint (optimizer, RNG states) is not weights-only loadable
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - read below as a full checkpoint, whose errors name the file
+        state = None
+    if isinstance(state, dict) and state.get("format") == WEIGHTS_FORMAT:
+        weights, meta = state["state_dict"], state
+    else:
+        state = read_checkpoint(path, "cpu")
+        weights, meta = state["net"], state.get("net_meta") or _meta_from_data(state["config"])
+    cfg = Config.from_flat(state["config"])
+    torch.manual_seed(cfg.run.seed)   # the init is overwritten; seeding keeps construction deterministic
+    net, _, _ = build_net(cfg, tuple(meta["in_shape"]), int(meta["num_classes"]), int(meta["n"]))
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
+    net.to(device).eval()
+    return LoadedRun(cfg, net, int(state["epoch"]), path, meta.get("mean"), meta.get("std"))
+
+
+def _meta_from_data(flat: dict) -> dict:
+    """Checkpoints written before `net_meta` existed: shapes from the dataset (read locally)."""
+    from .data import build_data
+    cfg = Config.from_flat(flat)
+    data = build_data(cfg)
+    return {"in_shape": list(data.in_shape), "num_classes": data.num_classes,
+            "n": data.m if cfg.rlp.labels == "unique" else cfg.rlp.n, "mean": data.mean, "std": data.std}
