@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", help="TOML config (default: the built-in defaults, `rlp-tune keys`)")
     _overrides_args(t, "")
     t.add_argument("--out", help="output folder (checkpoints, Parquet, trackers); default runs/<config name>, "
-                                 "plus -<hash of the overrides> when there are overrides that change the training")
+                                 "plus -<8-hex hash of the overrides> when there are overrides (all count but run.device, data.root, logging.* and the like)")
     t.add_argument("--fresh", action="store_true",
                    help="start over: delete the run in --out (checkpoints, Parquet, config.toml, tracker files; "
                         "each is printed) instead of resuming it")
@@ -238,16 +238,20 @@ def _dispatch(args) -> int:
     raise AssertionError(args.cmd)
 
 
+# overrides that say where or how to run, not what: they keep the default --out (a resume may change them)
+ENVIRONMENT_KEYS = ("run.device", "run.threads", "run.compile", "run.eval_batch_size", "data.root", "data.workers")
+
+
 def default_out(config: str | None, overrides: list[str]) -> Path:
-    """runs/<config stem>, plus -<8 hex of the overrides> when some override changes the training, so
-    runs with different overrides never share a folder; keys that a resume may change (run.epochs,
-    run.device, logging.*, ...) leave it alone, so raising run.epochs continues the same run."""
+    """runs/<config stem>, plus -<8 hex of the overrides> when there are overrides, so runs with
+    different overrides never share a folder; environment keys (ENVIRONMENT_KEYS, logging.*) do not
+    count, so `--set run.device=cuda` or `--log tensorboard` continues the same run."""
     import hashlib
 
     from .config import parse_overrides
-    from .train import RESUMABLE_KEYS
     stem = Path(config).stem if config else "default"
-    ov = {k: v for k, v in parse_overrides(overrides).items() if k not in RESUMABLE_KEYS}
+    ov = {k: v for k, v in parse_overrides(overrides).items()
+          if k not in ENVIRONMENT_KEYS and not k.startswith("logging.")}
     if not ov:
         return Path("runs") / stem
     text = "\n".join(f"{k}={ov[k]!r}" for k in sorted(ov))

@@ -112,7 +112,7 @@ class Probe:
 
 @dataclass(frozen=True)
 class Run:
-    epochs: int = _f(10, lo=1, doc="training epochs (may be raised to continue a finished run)")
+    epochs: int = _f(10, lo=1, doc="training epochs (the LR schedule spans them)")
     batch_size: int = _f(128, lo=1, doc="global batch size (split over DDP ranks)")
     eval_batch_size: int = _f(0, lo=0, doc="evaluation batch (0 = 2 × batch_size)")
     seed: int = _f(0, lo=0, doc="seed of init, data order, augmentation and random labels")

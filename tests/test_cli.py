@@ -69,7 +69,7 @@ def test_hydra_style_overrides_join_set(tmp_path):
         parse_args(["train", "--log", "neptune"])
 
 
-def test_default_out_differs_by_overrides_but_not_by_resumable_keys():
+def test_default_out_differs_by_overrides_but_not_by_environment_keys():
     base = default_out("configs/digits_mlp.toml", [])
     assert base == Path("runs/digits_mlp")
     a = default_out("configs/digits_mlp.toml", ["rlp.lam=10"])
@@ -77,8 +77,9 @@ def test_default_out_differs_by_overrides_but_not_by_resumable_keys():
     assert a != b and a.name.startswith("digits_mlp-") and len(a.name) == len("digits_mlp-") + 8
     assert default_out("configs/digits_mlp.toml", ["rlp.lam=10.0", "rlp.heads=2"]) == \
         default_out("configs/digits_mlp.toml", ["rlp.heads=2", "rlp.lam=1e1"])     # order and spelling
-    # run.epochs / logging.* may change on resume: they keep the folder
-    assert default_out("configs/digits_mlp.toml", ["rlp.lam=10", "run.epochs=50", "logging.trackers=tensorboard"]) == a
+    assert default_out("configs/digits_mlp.toml", ["rlp.lam=10", "run.epochs=50"]) != a
+    # where / how to run and what to log keep the folder
+    assert default_out("configs/digits_mlp.toml", ["rlp.lam=10", "run.device=cpu", "logging.trackers=tensorboard"]) == a
 
 
 def test_fresh_deletes_only_the_run_and_says_what(tmp_path, capsys):

@@ -1,0 +1,125 @@
+"""Experiment trackers write each epoch's metrics, offline: TensorBoard event files, a W&B offline
+run, an MLflow local (SQLite) store; for a single run (`rlp-tune train --log ...`) and a sweep.
+
+    PYTHONPATH=. python -m pytest tests/test_trackers.py -q        # -m ray for the sweep test
+
+Each test skips, naming the package, when its tracker is not installed (the `track` extra).
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from rlp_tune.cli import main
+
+
+def tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = {}
+    for f in sorted(logdir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})
+    return out
+
+
+def wandb_history(run_file: Path) -> list[dict]:
+    """History rows of a W&B offline run file (.wandb): W&B's header (":W&B", magic 0xBEE1, version 0),
+    then LevelDB-log records (crc32 4, length 2, type 1; 32 KiB blocks) holding `Record` protobufs."""
+    import json
+
+    from wandb.proto import wandb_internal_pb2 as pb
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, buf, rows = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:          # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0 and length == 0:
+            continue
+        buf += chunk
+        if kind in (1, 4):                     # FULL or LAST: a whole record
+            rec = pb.Record()
+            rec.ParseFromString(buf)
+            buf = b""
+            if rec.WhichOneof("record_type") == "history":
+                rows.append({(i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
+    return rows
+
+
+def _train(tmp_path, trackers: str, extra=()):
+    out = tmp_path / "run"
+    args = ["train", "run.epochs=3", "model.width=16", "run.device=cpu", "rlp.lam=1", "--out", str(out),
+            "--no-progress", "--log", trackers, *extra]
+    assert main(args) == 0
+    from rlp_tune.results import read_metrics
+    df = read_metrics(out)
+    ref = {e: df[(df.epoch == e) & (df.split == "test") & (df.metric == "acc")].value.item() for e in (1, 2, 3)}
+    return out, ref
+
+
+def test_tensorboard_event_files_hold_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (pip install 'rlp_tune[track]')")
+    out, ref = _train(tmp_path, "tensorboard")
+    sc = tensorboard_scalars(out / "tracking" / "tensorboard")
+    assert sorted(sc["test.acc"]) == [1, 2, 3]
+    for e, v in ref.items():
+        assert sc["test.acc"][e] == pytest.approx(v, rel=1e-6)      # stored as float32
+    assert "train.rand_acc.penultimate" in sc and "train.loss_class" in sc
+
+
+def test_wandb_offline_run_holds_every_epoch(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb not installed (pip install 'rlp_tune[track]')")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out, ref = _train(tmp_path, "wandb", ["logging.wandb_mode=offline", "logging.project=rlp_test"])
+    files = list((out / "tracking" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    rows = wandb_history(files[0])
+    by_step = {r["_step"]: r for r in rows}
+    assert sorted(by_step) == [1, 2, 3]
+    for e, v in ref.items():
+        assert by_step[e]["test.acc"] == pytest.approx(v, abs=1e-12)
+
+
+def test_mlflow_local_store_holds_every_epoch(tmp_path):
+    pytest.importorskip("mlflow", reason="mlflow not installed (pip install 'rlp_tune[track]')")
+    from mlflow import MlflowClient
+    out, ref = _train(tmp_path, "mlflow", ["logging.project=rlp_test"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{(out / 'tracking' / 'mlflow.db').resolve()}")
+    exp = client.get_experiment_by_name("rlp_test")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run_id = runs[0].info.run_id
+    assert runs[0].data.params["rlp.lam"] == "1.0"
+    hist = {m.step: m.value for m in client.get_metric_history(run_id, "test.acc")}
+    assert hist == pytest.approx(ref, abs=1e-12)
+    assert client.get_run(run_id).data.tags["rlp_tune.out"] == str(out)
+
+
+def test_mlflow_interrupted_run_resumes_into_the_same_run(tmp_path):
+    pytest.importorskip("mlflow", reason="mlflow not installed (pip install 'rlp_tune[track]')")
+    from mlflow import MlflowClient
+
+    from rlp_tune.config import load_config
+    from rlp_tune.trackers import mlflow_uri, open_trackers
+    from rlp_tune.train import Trainer
+    cfg = load_config(None, ["run.epochs=4", "model.width=8", "run.device=cpu", "logging.trackers=mlflow"])
+    out = tmp_path / "run"
+    for stop_after in (2, None):                # interrupted after epoch 2, then resumed to the end
+        tr = Trainer(cfg, out_dir=out)
+        sinks = open_trackers(cfg, out, tr.trial_id)
+        for rec in tr.fit():
+            sinks.log(rec.epoch, rec.flat())
+            if rec.epoch == stop_after:
+                break
+        sinks.close("KILLED" if stop_after else "FINISHED")
+    client = MlflowClient(tracking_uri=mlflow_uri(cfg.logging, out))
+    runs = client.search_runs([client.get_experiment_by_name("rlp_tune").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "train.acc")) == [1, 2, 3, 4]
