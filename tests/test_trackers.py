@@ -123,3 +123,64 @@ def test_mlflow_interrupted_run_resumes_into_the_same_run(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("rlp_tune").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "train.acc")) == [1, 2, 3, 4]
+
+
+@pytest.mark.ray
+def test_sweep_trackers_trial_folders_and_best_checkpoint(tmp_path, monkeypatch):
+    """A 2-trial sweep with all three trackers: Tune trial folders named by id and searched values,
+    TensorBoard events per trial, one MLflow run and one W&B offline run per trial with every epoch;
+    Tune's best result loads as a model (rlp_tune.load_run); provenance from the driver in every row."""
+    for pkg in ("tensorboard", "tensorboardX", "wandb", "mlflow"):
+        pytest.importorskip(pkg, reason=f"{pkg} not installed (pip install 'rlp_tune[track]')")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    import ray
+    from mlflow import MlflowClient
+    from ray import tune
+
+    import rlp_tune
+    from rlp_tune.provenance import origin
+    from rlp_tune.results import read_trials
+    from rlp_tune.tune.space import load_space
+    from rlp_tune.tune.sweep import run_sweep
+    from rlp_tune.tune.trainable import train_trial
+    from test_sweep import write_space
+    space = load_space(write_space(tmp_path, "trk", epochs=2, samples=2, sched="fifo"),
+                       ["logging.trackers=tensorboard,mlflow,wandb", "logging.wandb_mode=offline",
+                        "logging.project=rlp_sweep"])
+    try:
+        out = run_sweep(space, storage=str(tmp_path / "res"))
+        root = tmp_path / "res" / "trk"
+        result = tune.Tuner.restore(str(root), trainable=train_trial).get_results() \
+            .get_best_result(metric=space.metric, mode=space.mode)
+    finally:
+        ray.shutdown()
+    assert out["exit_code"] == 0
+    trials = read_trials(root)
+    assert len(trials) == 2 and set(trials.status) == {"TERMINATED"}
+    # Tune's trial folders: <trial id>_lam=..._n=..._heads=...
+    folders = {t: [d for d in root.iterdir() if d.is_dir() and d.name.startswith(t + "_")] for t in trials.trial_id}
+    for t, ds in folders.items():
+        assert len(ds) == 1 and "_lam=" in ds[0].name and "_n=" in ds[0].name and "_heads=" in ds[0].name, ds
+        sc = tensorboard_scalars(ds[0])
+        assert sorted(sc["ray/tune/val.acc"]) == [1, 2]           # step = training iteration = epoch
+    # MLflow: a run per trial with both epochs
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'tracking' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rlp_sweep").experiment_id])
+    assert len(runs) == 2
+    for r in runs:
+        assert len(client.get_metric_history(r.info.run_id, "val.acc")) == 2
+    # W&B: an offline run per trial, each with both epochs
+    wb = list((root / "tracking").rglob("offline-run-*/run-*.wandb"))
+    assert len(wb) == 2
+    for f in wb:
+        assert len([r["val.acc"] for r in wandb_history(f) if "val.acc" in r]) == 2
+    # the best result's checkpoint → the trial's weights
+    run = rlp_tune.load_run(result)
+    tid = result.metrics["trial_id"]
+    assert run.path == root / "trials" / tid / "checkpoints" / "model.pt" and run.epoch == 2
+    assert run.config.rlp.lam == pytest.approx(result.config["rlp.lam"])
+    # provenance: the driver's command line and git state in every row
+    o = origin()
+    assert set(trials["prov.command"]) == {o["prov.command"]}
+    assert set(trials["prov.git_commit"].astype(str)) == {str(o["prov.git_commit"])}
+    assert trials["prov.host"].notna().all() and trials["version.ray"].notna().all()
