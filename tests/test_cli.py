@@ -132,3 +132,31 @@ def test_missing_tracker_package_exits_2_before_training(tmp_path, monkeypatch, 
 def test_console_script_help_runs():
     r = subprocess.run([sys.executable, "-m", "rlp_tune.cli", "query", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "final" in r.stdout and "--format" in r.stdout
+
+
+def test_sweep_checks_trackers_and_fresh_before_ray(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys as _sys
+
+    from rlp_tune.errors import UserError
+    from rlp_tune.tune.cli import fresh_sweep_dir
+    from test_sweep import write_space
+    space = write_space(tmp_path, "s")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    ray_loaded = "ray" in _sys.modules
+    assert main(["sweep", str(space), "--log", "mlflow", "--storage", str(tmp_path / "res")]) == 2
+    assert "logging.trackers: mlflow needs the Python package 'mlflow'" in capsys.readouterr().err
+    assert ("ray" in _sys.modules) == ray_loaded           # refused before Ray was imported
+    # --fresh deletes a sweep folder, never a folder that holds no sweep
+    (tmp_path / "res" / "other").mkdir(parents=True)
+    (tmp_path / "res" / "other" / "data.bin").write_text("x")
+    with pytest.raises(UserError, match="does not hold a sweep"):
+        fresh_sweep_dir(str(tmp_path / "res"), "other")
+    sweep = tmp_path / "res" / "s"
+    (sweep / "parquet" / "trials").mkdir(parents=True)
+    (sweep / "space.toml").write_text("")
+    (sweep / "parquet" / "trials" / "t1.parquet").write_text("")
+    fresh_sweep_dir(str(tmp_path / "res"), "s")
+    assert not sweep.exists() and (tmp_path / "res" / "other" / "data.bin").exists()
+    assert "--fresh: deleting sweep folder" in capsys.readouterr().err
