@@ -31,7 +31,8 @@ exit codes: 0 done; 1 a sweep ended with failed trials; 2 bad input (one line on
 OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.\w+=")   # section.key=value
 QUERY_TABLES = ("tables: metrics (one row per measurement: trial_id, epoch, split, layer, head, metric, value), "
                 "trials (one row per trial: status, config keys such as \"rlp.lam\", provenance), "
-                "final (one row per trial: config + last value of each metric as \"test.acc\", \"train.rand_acc\", ...); "
+                "final (one row per trial: config + last value of each metric as \"test.acc\", "
+                "\"train.rand_acc\", ...); "
                 "docs/results-schema.md")
 
 
@@ -52,13 +53,18 @@ def _trackers(text: str) -> str:
 
 
 def _sub(sub, name: str, summary: str, description: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {description}",
+    """A subcommand whose description is its summary + paragraphs (wrapped) + indented examples (kept)."""
+    import textwrap
+    text = f"{summary[0].upper()}{summary[1:]}. {description}"
+    paras = [p if p.startswith("  ") else textwrap.fill(p, 100) for p in text.split("\n\n")]
+    return sub.add_parser(name, help=summary, description="\n\n".join(paras),
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _overrides_args(s: argparse.ArgumentParser, what: str) -> None:
     s.add_argument("sets", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"Hydra-style config override{what}, e.g. rlp.lam=10 (same as --set; `rlp-tune keys` lists the keys)")
+                   help=f"Hydra-style config override{what}, e.g. rlp.lam=10 (same as --set; "
+                        "`rlp-tune keys` lists the keys)")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"config override{what} (repeatable); TOML values, lists comma-separated")
     s.add_argument("--log", type=_trackers, default=None, metavar="TRACKERS",
@@ -84,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", help="TOML config (default: the built-in defaults, `rlp-tune keys`)")
     _overrides_args(t, "")
     t.add_argument("--out", help="output folder (checkpoints, Parquet, trackers); default runs/<config name>, "
-                                 "plus -<8-hex hash of the overrides> when there are overrides (all count but run.device, data.root, logging.* and the like)")
+                                 "plus -<8-hex hash of the overrides> when there are overrides (all count but "
+                                 "run.device, data.root, logging.* and the like)")
     t.add_argument("--fresh", action="store_true",
                    help="start over: delete the run in --out (checkpoints, Parquet, config.toml, tracker files; "
                         "each is printed) instead of resuming it")
@@ -103,13 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     _overrides_args(s, " for every trial")
     s.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
                                                     "(default: start an embedded one)")
-    s.add_argument("--storage", default=None, help="storage folder or URI (s3://...) for sweep folders (default ./results)")
-    s.add_argument("--name", default=None, help="sweep name = folder under --storage (default: [sweep] name of the space)")
+    s.add_argument("--storage", default=None,
+                   help="storage folder or URI (s3://...) for sweep folders (default ./results)")
+    s.add_argument("--name", default=None,
+                   help="sweep name = folder under --storage (default: [sweep] name of the space)")
     s.add_argument("--fresh", action="store_true",
                    help="delete an existing local sweep folder STORAGE/NAME (printed) and start the sweep anew")
 
     rs = _sub(sub, "resume", "continue a stopped or crashed sweep from its folder",
-              "Trials continue from their checkpoints, the searcher from its saved state; trials that failed are retried.")
+              "Trials continue from their checkpoints, the searcher from its saved state; "
+              "trials that failed are retried.")
     rs.add_argument("target", metavar="SWEEP_DIR", help="sweep folder STORAGE/NAME (local path or URI)")
     rs.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
                                                     "(default: start an embedded one)")
@@ -120,12 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     q = _sub(sub, "query", "SQL (DuckDB) over the Parquet results of a run or sweep", QUERY_TABLES + ".\n\n"
              "  rlp-tune query results/demo 'SELECT \"rlp.lam\", \"test.acc\" FROM final ORDER BY 1'")
     q.add_argument("root", metavar="DIR", help="a run folder (--out of train) or a sweep folder")
-    q.add_argument("sql", help="one SQL statement over the views metrics, trials, final (quote dotted columns: \"rlp.lam\")")
+    q.add_argument("sql", help="one SQL statement over the views metrics, trials, final "
+                               "(quote dotted columns: \"rlp.lam\")")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="output: an aligned table (default), CSV, or JSON records")
     a = _sub(sub, "analyze", "fit memorization / generalization curves with bootstrap CIs",
              "Logistic fit of random-label accuracy vs λ, spline of test accuracy and gap vs λ, their rank "
-             "correlation and verdict, factor curves, layer profiles and onset epochs; each fit or 'not fitted: reason'.")
+             "correlation and verdict, factor curves, layer profiles and onset epochs; "
+             "each fit or 'not fitted: reason'.")
     a.add_argument("root", metavar="DIR", help="a run or sweep folder")
     a.add_argument("--json", action="store_true", help="print the whole analysis document as JSON")
     r = _sub(sub, "report", "write a self-contained HTML report", "Figures and the analysis in one folder.")
@@ -143,16 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
               "adds rows (split test, metric <probe>_acc) to DIR's Parquet results.")
     pr.add_argument("root", metavar="DIR", help="a run folder (or a sweep trial folder trials/<id>)")
     pr.add_argument("--epochs", default="all", help="comma list of checkpoint epochs, or 'all' (default)")
-    pr.add_argument("--probes", default="knn,ncm", help="comma list from knn, linear, masc, ncm, invariance (default knn,ncm)")
+    pr.add_argument("--probes", default="knn,ncm",
+                    help="comma list from knn, linear, masc, ncm, invariance (default knn,ncm)")
     pr.add_argument("--layers", default="penultimate",
                     help="comma list of taps (model tap names, 'input'), or 'all' (default penultimate)")
     pr.add_argument("--labels", choices=["clean", "train"], default=None,
-                    help="fit the probes on the clean or the (noisy) training labels (default: probe.labels of the run)")
+                    help="fit the probes on the clean or the (noisy) training labels "
+                         "(default: probe.labels of the run)")
     o = _sub(sub, "offline-rlp", "train fresh RLP heads on frozen saved checkpoints (paper 5.1)",
              "Adds rows split = offline, metric rand_acc per checkpoint epoch to DIR's Parquet results.")
     o.add_argument("root", metavar="DIR", help="a run folder trained with run.keep_checkpoints = \"all\"")
     o.add_argument("--head-epochs", type=int, default=5, help="head training epochs per checkpoint (K, default 5)")
     o.add_argument("--epochs", default="all", help="comma list of checkpoint epochs, or 'all' (default)")
+    p.commands = sub.choices   # name → subparser
     return p
 
 
@@ -170,7 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if extras:
             p.error(f"unrecognized arguments: {' '.join(extras)}")
         return args
-    sub = p._subparsers._group_actions[0].choices[args.cmd]   # noqa: SLF001 - the subcommand's own usage line
+    sub = p.commands[args.cmd]     # its own usage line in the error
     bad = [x for x in extras if not OVERRIDE.match(x)]
     if bad:
         sub.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like section.key=value)")

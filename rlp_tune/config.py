@@ -90,7 +90,8 @@ class Optim:
     weight_decay: float = _f(0.0, lo=0.0, doc="L2 weight decay (decoupled for adamw)")
     betas: tuple[float, ...] = _f((0.9, 0.999), doc="AdamW betas", allowed="two numbers in [0, 1)")
     warmup_epochs: float = _f(0.0, lo=0.0, doc="linear warm-up length (epochs, fractional allowed)")
-    schedule: str = _f("cosine", choices=("cosine", "constant"), doc="per-step LR after warm-up: cosine to 0 or constant")
+    schedule: str = _f("cosine", choices=("cosine", "constant"),
+                       doc="per-step LR after warm-up: cosine to 0 or constant")
     clip: float = _f(0.0, lo=0.0, doc="max gradient norm (0 = off)")
     label_smoothing: float = _f(0.0, lo=0.0, hi=1.0, doc="class-loss label smoothing")
     class_loss: str = _f("ce", choices=("ce", "mse"), doc="class loss: cross-entropy or MSE on one-hot")

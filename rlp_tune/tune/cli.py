@@ -59,6 +59,7 @@ def fresh_sweep_dir(storage: str, name: str) -> None:
         raise UserError(f"--fresh: {root} does not hold a sweep ({SPACE_FILE} or tuner.pkl); not deleting it")
     files = [f for f in root.rglob("*") if f.is_file()]
     trials = len(list((root / "parquet" / "trials").glob("*.parquet"))) if (root / "parquet" / "trials").is_dir() else 0
-    print(f"--fresh: deleting sweep folder {root}/ ({len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB, "
-          f"{trials} trials file(s))", file=sys.stderr)
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    print(f"--fresh: deleting sweep folder {root}/ ({len(files)} files, {mb:.1f} MB, {trials} trials file(s))",
+          file=sys.stderr)
     shutil.rmtree(root)
