@@ -75,7 +75,10 @@ def find_weights(target: Any) -> Path:
             raise LoadError(f"{getattr(target, 'path', target)}: the Tune result has no checkpoint")
         target = target.checkpoint
     if hasattr(target, "path") and hasattr(target, "filesystem"):          # ray.tune.Checkpoint
-        target = target.path
+        import pyarrow.fs
+        # on an object store (s3://...) Tune's checkpoint holds last.pt itself: fetch it to a local folder
+        local = isinstance(target.filesystem, pyarrow.fs.LocalFileSystem)
+        target = target.path if local else target.to_directory()
     p = Path(target)
     if p.is_file():
         return _from_manifest(p) if p.name == MANIFEST else p
