@@ -21,8 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-ORIGIN_KEYS = ("prov.git_commit", "prov.git_dirty", "prov.command", "prov.cwd")
-
 
 @functools.lru_cache(maxsize=8)
 def git_state(cwd: str) -> tuple[str | None, bool | None]:
@@ -94,9 +92,9 @@ def machine(device=None) -> dict:
     return {"prov.host": socket.gethostname(), "prov.device_name": device_name(device)}
 
 
-def provenance(device=None, origin_of: dict | None = None) -> dict:
-    """origin (this process's, or `origin_of` handed down from a sweep driver) + machine."""
-    return {**(origin_of if origin_of is not None else origin()), **machine(device)}
+def provenance(device=None) -> dict:
+    """This process's origin + this machine (a sweep trial's Trainer gets the driver's origin on top)."""
+    return {**origin(), **machine(device)}
 
 
 def toml_table(extra: dict) -> str:
