@@ -154,13 +154,20 @@ def open_trackers(cfg: Config, out: str | Path, name: str) -> Trackers:
     flat = cfg.to_flat()
     sinks = []
     for t in lcfg.trackers:
-        if t == "tensorboard":
-            sinks.append(TensorBoardSink(d / "tensorboard", to_toml(cfg)))
-        elif t == "wandb":
-            run_id = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]   # stable: a resume continues it
-            sinks.append(WandbSink(lcfg, d, name, flat, run_id))
-        elif t == "mlflow":
-            sinks.append(MLflowSink(lcfg, out, d, name, flat))
+        try:
+            if t == "tensorboard":
+                sinks.append(TensorBoardSink(d / "tensorboard", to_toml(cfg)))
+            elif t == "wandb":
+                run_id = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]   # stable: a resume continues it
+                sinks.append(WandbSink(lcfg, d, name, flat, run_id))
+            elif t == "mlflow":
+                sinks.append(MLflowSink(lcfg, out, d, name, flat))
+        except Exception as e:  # noqa: BLE001 - no login, unreachable server, ...: one line, before any epoch
+            Trackers(sinks).close("KILLED")
+            hint = {"wandb": "; without a W&B login use logging.wandb_mode=offline (or WANDB_MODE=offline)",
+                    "mlflow": f" (tracking URI {mlflow_uri(lcfg, out)})"}.get(t, "")
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise TrackerError(f"logging.trackers: {t} could not start: {type(e).__name__}: {msg}{hint}") from None
     return Trackers(sinks)
 
 

@@ -184,3 +184,17 @@ def test_sweep_trackers_trial_folders_and_best_checkpoint(tmp_path, monkeypatch)
     assert set(trials["prov.command"]) == {o["prov.command"]}
     assert set(trials["prov.git_commit"].astype(str)) == {str(o["prov.git_commit"])}
     assert trials["prov.host"].notna().all() and trials["version.ray"].notna().all()
+
+
+def test_wandb_without_login_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("wandb", reason="wandb not installed (pip install 'rlp_tune[track]')")
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))            # no ~/.netrc, no W&B settings
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    out = tmp_path / "run"
+    assert main(["train", "run.epochs=1", "model.width=8", "run.device=cpu", "--out", str(out), "--no-progress",
+                 "--log", "wandb", "logging.wandb_mode=online"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("rlp-tune: error: logging.trackers: wandb could not start") and "offline" in err[-1]
+    assert not (out / "checkpoints").exists()            # refused before the first epoch
