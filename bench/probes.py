@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/probes.py                      # 50,000 × 512 train, 10,000 test, 10 classes, k = 20
     .venv/bin/python bench/probes.py --n-train 5000 --n-test 1000 --threads 2
-    .venv/bin/python bench/probes.py --n-train 10000 --variants torch-fp32,torch-bf16   # the prefilter alone
+    .venv/bin/python bench/probes.py --n-train 10000 --variants torch                  # rlp_tune only
 
 Both see the same random float32 data (seeded). Each variant runs in its own fresh subprocess so
 peak memory is honest: the subprocess builds the data, warms up, resets the kernel's RSS high-water
@@ -13,9 +13,8 @@ predict call (sklearn's fit only stores the data; it is timed too and counted). 
 `--rounds` interleaved rounds (fresh subprocesses each), and each keeps its fastest round, which
 damps bursts of load from other processes on a shared machine; memory is the max over rounds.
 
-Variants: "torch" = knn_predict with its automatic certified bf16 prefilter (exact fp32 top-k; used
-when the CPU has native bf16 and N ≥ 32,768), "torch-fp32" = prefilter off (plain fp32 matmul +
-top-k), "torch-bf16" = prefilter forced on at any N. `--variants` picks some (default: all).
+Variants: "torch" = knn_predict (fp32 blockwise matmul + running top-k), "sklearn" and
+"sklearn-jobs" (below). `--variants` picks some (default: all).
 Threads: torch.set_num_threads(T); sklearn gets T BLAS threads with n_jobs=1 ("sklearn") and, as a
 second configuration, n_jobs=T with 1 BLAS thread each ("sklearn-jobs"); the ratio is against the
 faster of the two sklearn configurations. BLAS/OpenMP env vars are set to T in every subprocess. The parent prints both
@@ -33,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("torch", "torch-fp32", "torch-bf16", "sklearn", "sklearn-jobs")
+VARIANTS = ("torch", "sklearn", "sklearn-jobs")
 
 
 def _status_kib(field: str) -> int:
@@ -69,8 +68,7 @@ def child(args) -> None:
         ttr, tte, tyr = torch.from_numpy(xtr), torch.from_numpy(xte), torch.from_numpy(ytr)
         knn_predict(ttr[:1000], tyr[:1000], tte[:100], k=args.k)             # warm-up
         fit = lambda: None                                                   # noqa: E731
-        pf = {"torch-fp32": False, "torch-bf16": True}.get(args.variant)     # None = auto (bf16 prefilter if native)
-        run = lambda: knn_predict(ttr, tyr, tte, k=args.k, num_classes=args.classes, prefilter=pf).numpy()  # noqa: E731
+        run = lambda: knn_predict(ttr, tyr, tte, k=args.k, num_classes=args.classes).numpy()  # noqa: E731
     else:
         from sklearn.neighbors import KNeighborsClassifier
         from threadpoolctl import threadpool_limits
@@ -138,20 +136,15 @@ def main() -> None:
     print("best of rounds (time) / max of rounds (memory):")
     for v in variants:
         print(f"  {v:13s} {res[v]['predict_s'] + res[v]['fit_s']:7.2f} s  {res[v]['extra_peak_mib']:7.1f} MiB")
-    if {"torch-fp32", "torch-bf16"} <= set(res):
-        a, b = res["torch-fp32"], res["torch-bf16"]
-        print(f"bf16 prefilter: speed ratio (torch-fp32 / torch-bf16) {a['predict_s'] / b['predict_s']:.2f}x; "
-              f"identical predictions {float((preds['torch-fp32'] == preds['torch-bf16']).mean()):.4%}")
     sk = [v for v in ("sklearn", "sklearn-jobs") if v in res]
-    if not sk:
+    if not sk or "torch" not in res:
         return
     best = min(sk, key=lambda v: res[v]["predict_s"] + res[v]["fit_s"])
     t_sk = res[best]["predict_s"] + res[best]["fit_s"]
-    for v in [v for v in ("torch", "torch-fp32", "torch-bf16") if v in res]:
-        agree = float((preds[v] == preds[best]).mean())
-        print(f"{v:10s}: speed ratio (sklearn '{best}' / {v}) {t_sk / res[v]['predict_s']:.2f}x (goal >= 3x); "
-              f"extra-peak-memory ratio {res[best]['extra_peak_mib'] / max(res[v]['extra_peak_mib'], 1e-9):.2f}x; "
-              f"identical predictions {agree:.4%}")
+    t, agree = res["torch"], float((preds["torch"] == preds[best]).mean())
+    print(f"torch: speed ratio (sklearn '{best}' / torch) {t_sk / t['predict_s']:.2f}x (goal >= 3x); "
+          f"extra-peak-memory ratio {res[best]['extra_peak_mib'] / max(t['extra_peak_mib'], 1e-9):.2f}x; "
+          f"identical predictions {agree:.4%}")
 
 
 if __name__ == "__main__":
