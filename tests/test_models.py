@@ -386,3 +386,6 @@ def test_timm_any_names_and_errors():
         create_model(Model(name="timm:convnext_ato"), (3, 16, 16), 5)
     with pytest.raises(ModelInputError, match="'timm:convnext_atto'.*image"):
         create_model(Model(name="timm:convnext_atto"), (64,), 5)
+    # too small for its downsampling: refused when built, not in the first training step
+    with pytest.raises(ModelInputError, match="'timm:convnext_atto' cannot take input 1×8×8 .*data.image_size"):
+        create_model(Model(name="timm:convnext_atto"), (1, 8, 8), 5)

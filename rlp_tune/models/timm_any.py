@@ -50,6 +50,7 @@ class TimmTaps(TapModel):
             self.net = timm.create_model(timm_name, **kwargs)
         except (AssertionError, ValueError) as e:     # timm's checks, e.g. an image smaller than a patch
             raise ModelInputError(f"model 'timm:{timm_name}' cannot take input {c}×{h}×{w}: {e}") from e
+        self._check_input(timm_name, in_shape)
         self.feature_taps = [f["module"].replace(".", "_") for f in self.net.feature_info]
         self.tap_names = self.feature_taps + ["penultimate"]
         d = self.net.head_hidden_size
@@ -57,6 +58,21 @@ class TimmTaps(TapModel):
         self.token_taps = frozenset(self.feature_taps) if hasattr(self.net, "num_prefix_tokens") else frozenset()
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Linear(d, num_classes)
+
+    def _check_input(self, timm_name: str, in_shape) -> None:
+        """One eval forward of a zero batch (no gradients; shapes only on the meta device), so an input
+        too small for the architecture fails here, in one line, rather than in the first training step."""
+        p = next(self.net.parameters())
+        was_training = self.net.training
+        try:
+            with torch.no_grad():
+                self.net.eval().forward_intermediates(torch.zeros(1, *in_shape, device=p.device, dtype=p.dtype))
+        except (RuntimeError, ValueError, AssertionError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelInputError(f"model 'timm:{timm_name}' cannot take input {'×'.join(map(str, in_shape))} "
+                                  f"(set data.image_size larger?): {first}") from e
+        finally:
+            self.net.train(was_training)
 
     def forward(self, x, taps=()):
         feats = {}
