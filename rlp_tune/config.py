@@ -385,7 +385,7 @@ def allowed(f: dataclasses.Field) -> str:
             from .data import list_datasets as names
         else:
             from .models import list_models as names
-        return " | ".join(names())
+        return " | ".join(n + "<timm name>" if n.endswith(":") else n for n in names())   # "timm:" = a family
     if meta.get("allowed"):
         return meta["allowed"]
     if meta.get("choices"):
