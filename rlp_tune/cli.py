@@ -75,9 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--probes", default="knn,ncm")
     pr.add_argument("--layers", default="penultimate")
     pr.add_argument("--labels", choices=["clean", "train"], default=None)
+    pr.add_argument("--set", action="append", default=[], metavar="probe.KEY=VALUE", dest="settings",
+                    help="override a probe.* key of the run's config (k, masc_threshold, linear, max_train)")
     o = sub.add_parser("offline-rlp", help="train fresh RLP heads on frozen saved checkpoints (paper 5.1)")
     o.add_argument("root")
-    o.add_argument("--head-epochs", type=int, default=5, help="head training epochs per checkpoint (K)")
+    o.add_argument("--head-epochs", type=int, default=None,
+                   help="audit-head training epochs per checkpoint (default: the run's rlp.audit_epochs)")
     o.add_argument("--epochs", default="all", help="comma list of checkpoint epochs or all")
 
     args = p.parse_args(argv)
@@ -120,7 +123,8 @@ def _dispatch(args) -> int:
         from .probes.offline import probe_checkpoints
         layers = args.layers.split(",")
         probe_checkpoints(args.root, epochs=args.epochs, probes=args.probes.split(","),
-                          layers=["all"] if layers == ["all"] else layers, labels=args.labels)
+                          layers=["all"] if layers == ["all"] else layers, labels=args.labels,
+                          settings=args.settings)
         return 0
     if args.cmd == "offline-rlp":
         from .probes.offline_rlp import offline_rlp

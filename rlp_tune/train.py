@@ -41,7 +41,8 @@ CKPT_VERSION = 1
 # keys that may differ between a checkpoint and the resuming config (they do not change the math)
 RESUMABLE_KEYS = {"run.epochs", "run.device", "run.threads", "run.name", "run.eval_batch_size", "data.root",
                   "data.workers", "run.keep_checkpoints", "run.compile", "probe.every", "probe.probes",
-                  "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train"}
+                  "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train",
+                  "probe.linear", "rlp.eval_samples", "rlp.audit_every", "rlp.audit_epochs", "rlp.audit_standardize"}
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -194,7 +195,7 @@ class Trainer:
         self.rlp_taps, self.reg_taps = rlp_taps, reg_taps
 
         self.steps_per_epoch = -(-self.data.m // cfg.run.batch_size)
-        self.opt = make_optimizer(cfg, self.net.parameters())
+        self.opt = make_optimizer(cfg, self.net.parameters(), heads=list(heads.parameters()))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps_per_epoch))
         self.augment = make_augment(cfg.data.augment, self.data.in_shape, mean=self.data.mean, std=self.data.std,
                                     strength=cfg.data.augment_strength)
@@ -208,6 +209,7 @@ class Trainer:
             torch.ones_like(self.data.y_clean, dtype=torch.bool)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
         self.epoch, self.finished = 0, False
+        self.eval_idx: torch.Tensor | None = None   # rand_acc_eval's fixed sample (drawn on first use)
         self.tables: dict[str, torch.Tensor] = {}
         self.t0 = time.time()
         self.trial_id = trial_id or cfg.run.name or (self.out_dir.name if self.out_dir else "run")
@@ -307,6 +309,11 @@ class Trainer:
         rows.append(dict(split="train", layer="", head=-1, metric="samples_per_s", value=train["n"].item() / train_s))
         rows.append(dict(split="train", layer="", head=-1, metric="epoch_s", value=time.time() - t_start))
         rows.append(dict(split="train", layer="", head=-1, metric="lr", value=self.sched.get_last_lr()[0]))
+        if self.rank == 0:   # measurements on the end-of-epoch network (no RNG draws: training unchanged)
+            rows += self._rand_eval_rows(tables)
+            if cfg.rlp.audit_every and epoch % cfg.rlp.audit_every == 0 and self.rlp_taps:
+                from .audit import audit_rows
+                rows += audit_rows(self, tables)
         if cfg.probe.every and epoch % cfg.probe.every == 0 and self.rank == 0:
             rows += self.probe_rows()
         stop = cfg.run.stop_train_acc > 0 and train["correct"].item() / train["n"].item() >= cfg.run.stop_train_acc
@@ -360,6 +367,37 @@ class Trainer:
         return rows
 
     @torch.no_grad()
+    def _rand_eval_rows(self, tables: dict[str, torch.Tensor]) -> list[dict]:
+        """rand_acc_eval: the RLP heads in eval mode on the unaugmented inputs of a fixed, seeded sample
+        of rlp.eval_samples training samples (the same every epoch; docs/measurements.md)."""
+        k = min(self.cfg.rlp.eval_samples, self.data.m)
+        if not k or not self.rlp_taps or self.data.streamed is not None:
+            return []
+        if self.eval_idx is None:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "rand-acc-eval"))
+            self.eval_idx = torch.randperm(self.data.m, generator=g)[:k].sort().values.to(self.device)
+        self.net.eval()
+        bs = self.cfg.run.eval_batch_size or 2 * self.cfg.run.batch_size
+        correct = {t: 0 for t in self.rlp_taps}
+        y_all = self.data.y["train"]
+        for lo in range(0, k, bs):
+            idx = self.eval_idx[lo:lo + bs]
+            x = self.data.prepare(self.data.x["train"][idx])
+            if self.cfg.model.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(**self.autocast):
+                _, feats = self.net.model(x, taps=tuple(self.rlp_taps))
+            for t in self.rlp_taps:
+                out = self.net.heads[t](feats[t].float(), tables[t][idx], y_all[idx], regularize=False)
+                correct[t] = correct[t] + out.correct
+        rows = []
+        for t in self.rlp_taps:
+            acc = (correct[t].double() / k).tolist()
+            rows += [dict(split="train", layer=t, head=h, metric="rand_acc_eval", value=a) for h, a in enumerate(acc)]
+            rows.append(dict(split="train", layer=t, head=-1, metric="rand_acc_eval", value=sum(acc) / len(acc)))
+        return rows
+
+    @torch.no_grad()
     def _eval_rows(self, split: str) -> list[dict]:
         self.net.eval()
         bs = self.cfg.run.eval_batch_size or 2 * self.cfg.run.batch_size
@@ -406,6 +444,7 @@ class Trainer:
         path = Path(path)
         state = read_checkpoint(path, self.device)
         mine, theirs = self.cfg.to_flat(), state["config"]
+        theirs = {**Config().to_flat(), **theirs}   # keys added since the checkpoint was made: their defaults
         diff = sorted(k for k in set(mine) | set(theirs) if k not in RESUMABLE_KEYS and mine.get(k) != theirs.get(k))
         if diff:
             shown = ", ".join(f"{k} (checkpoint {theirs.get(k)!r}, config {mine.get(k)!r})" for k in diff[:4])
@@ -445,9 +484,25 @@ def read_checkpoint(path: str | Path, device="cpu") -> dict:
     return state
 
 
-def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+def rlp_head_settings(cfg: Config) -> tuple[float, float]:
+    """(lr, weight decay) of the RLP heads: rlp.lr / rlp.weight_decay, defaulting to optim's."""
+    lr = cfg.rlp.lr or cfg.optim.lr
+    wd = cfg.optim.weight_decay if cfg.rlp.weight_decay < 0 else cfg.rlp.weight_decay
+    return lr, wd
+
+
+def make_optimizer(cfg: Config, params, heads: list | None = None) -> torch.optim.Optimizer:
+    """The run's optimizer. `heads`: the RLP-head parameters among `params`; they get a param group of
+    their own when rlp.lr / rlp.weight_decay differ from optim's. Otherwise one group, exactly as
+    before these keys existed (same checkpoints, bit-identical results)."""
     o = cfg.optim
+    groups = params
+    lr, wd = rlp_head_settings(cfg)
+    if heads and (lr, wd) != (o.lr, o.weight_decay):
+        ids = {id(p) for p in heads}
+        groups = [{"params": [p for p in params if id(p) not in ids]},
+                  {"params": list(heads), "lr": lr, "weight_decay": wd}]
     if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                            weight_decay=o.weight_decay)

@@ -32,6 +32,8 @@ from typing import Any
 
 from ..results import METRIC_KEY, METRIC_SCHEMA, ResultsError
 
+EXTRA_KINDS = ("offline_epoch_", "probe_epoch_")   # rows added after training (results.ResultWriter kinds)
+
 FORMATS = ("table", "csv", "json")
 _DUCK_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "double": "DOUBLE"}
 _ROOTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()  # connection → root, layout
@@ -70,6 +72,13 @@ def _read(src: str) -> str:
     return f"read_parquet({src}, union_by_name=true, hive_partitioning=false)"
 
 
+def _conformed(src: str) -> str:
+    """SELECT of the metric columns from read_parquet(src); version-1 files (no `protocol` column)
+    read as protocol '' (the typed empty relation supplies the column when no file has it)."""
+    cols = ", ".join("coalesce(protocol, '') AS protocol" if c == "protocol" else c for c in METRIC_SCHEMA.names)
+    return f"SELECT {cols} FROM ({_empty_metrics_sql()} UNION ALL BY NAME SELECT * FROM {_read(src)})"
+
+
 def metrics_sql(root: Path) -> str:
     """The deduplicated `metrics` relation for ROOT's current file layout.
 
@@ -77,36 +86,49 @@ def metrics_sql(root: Path) -> str:
     crash between compaction and the removal of the per-epoch files, or a resumed trial still
     running): there, epoch-file rows whose key is already in final.parquet are dropped (final wins,
     as in rlp_tune.results.dedup_table). Folders without overlap need no dedup pass, which keeps a
-    finished sweep a plain scan (see bench/analysis.py). The layout is listed when the SQL is made;
-    `_fetch` re-lists before each query on connections made by `connect`.
+    finished sweep a plain scan (see bench/analysis.py). Rows of `rlp-tune probe` / `offline-rlp`
+    (probe_epoch_* / offline_epoch_* files) are part of the view; where a trial has them, training
+    rows with the same key (e.g. a probe rerun with the trainer's own protocol) give way to them.
+    The layout is listed when the SQL is made; `_fetch` re-lists before each query on connections
+    made by `connect`.
     """
     files = _files(root, "metrics")
     finals = {f.parent for f in files if f.name == "final.parquet"}
     epoch_dirs = {f.parent for f in files if f.name.startswith("epoch_")}
+    extra_dirs = {f.parent for f in files if f.name.startswith(EXTRA_KINDS)}
     if not files:
         return _empty_metrics_sql()
-    cols = ", ".join(METRIC_SCHEMA.names)
     base = root / "parquet" / "metrics"
+    key = ", ".join(METRIC_KEY)
     parts = []
     if finals:
-        parts.append(f"SELECT {cols} FROM {_read(_sql_str(str(base / '*' / 'final.parquet')))}")
+        parts.append(_conformed(_sql_str(str(base / '*' / 'final.parquet'))))
     if epoch_dirs:
-        ep = f"SELECT {cols} FROM {_read(_sql_str(str(base / '*' / 'epoch_*.parquet')))}"
+        ep = _conformed(_sql_str(str(base / '*' / 'epoch_*.parquet')))
         overlap = sorted(finals & epoch_dirs)
         if overlap:
-            key = ", ".join(METRIC_KEY)
             lst = "[" + ", ".join(_sql_str(str(d / "final.parquet")) for d in overlap) + "]"
             ep = (f"SELECT {', '.join('e.' + c for c in METRIC_SCHEMA.names)} FROM ({ep}) e "
-                  f"ANTI JOIN (SELECT {key} FROM {_read(lst)}) f USING ({key})")
+                  f"ANTI JOIN ({_conformed(lst)}) f USING ({key})")
         parts.append(ep)
-    return "\nUNION ALL\n".join(parts)
+    training = "\nUNION ALL\n".join(parts)
+    if not extra_dirs:
+        return training
+    extras = " UNION ALL ".join(_conformed(_sql_str(str(base / "*" / f"{k}*.parquet"))) for k in EXTRA_KINDS
+                                if any(f.name.startswith(k) for f in files))
+    if parts:
+        training = (f"SELECT {', '.join('t.' + c for c in METRIC_SCHEMA.names)} FROM ({training}) t "
+                    f"ANTI JOIN ({extras}) x USING ({key})")
+        return f"{training}\nUNION ALL\n{extras}"
+    return extras
 
 
 def _layout(root: Path) -> tuple:
     files = _files(root, "metrics")
     finals = frozenset(f.parent.name for f in files if f.name == "final.parquet")
     epochs = frozenset(f.parent.name for f in files if f.name.startswith("epoch_"))
-    return (bool(finals), bool(epochs), finals & epochs, bool(_files(root, "trials")))
+    extras = frozenset(f.name.partition("epoch_")[0] for f in files if f.name.startswith(EXTRA_KINDS))
+    return (bool(finals), bool(epochs), finals & epochs, extras, bool(_files(root, "trials")))
 
 
 def multi_head_groups(con, src: str = "metrics") -> list[tuple[str, str, str]]:
@@ -125,12 +147,12 @@ def headmean_expr(cond: str | None = None) -> str:
 
 def headmean_sql(src: str, multi: list[tuple[str, str, str]] | None = None, where: str = "true") -> str:
     """Collapse heads: the head = -1 row (mean over heads) where present, else the mean of all heads.
-    Output columns: sweep, trial_id, epoch, split, layer, metric, value.
+    Output columns: sweep, trial_id, epoch, split, layer, metric, protocol, value.
 
     `multi` (from multi_head_groups) limits the GROUP BY to the combinations that have several heads;
     every other row passes through (one head, head 0), which is most rows and much cheaper. None =
     group everything."""
-    cols = "sweep, trial_id, epoch, split, layer, metric"
+    cols = "sweep, trial_id, epoch, split, layer, metric, protocol"
     agg = f"SELECT {cols}, {headmean_expr()} AS value FROM {src} WHERE ({where}) {{cond}} GROUP BY {cols}"
     if multi is None:
         return agg.format(cond="")
@@ -142,32 +164,44 @@ def headmean_sql(src: str, multi: list[tuple[str, str, str]] | None = None, wher
             + agg.format(cond=f"AND {in_multi}"))
 
 
-def final_metric_names(con, src: str = "metrics") -> list[tuple[str, str]]:
-    """Distinct (split, metric) pairs at layer '' or 'penultimate' (the columns of the `final` view)."""
-    rows = _fetch(con, f"SELECT DISTINCT split, metric FROM {src} WHERE layer IN ('', 'penultimate') "
-                       f"ORDER BY split, metric", "rows")
-    return [(s, m) for s, m in rows if s is not None and m is not None]
+def final_metric_names(con, src: str = "metrics") -> list[tuple[str, str, str]]:
+    """Distinct (split, metric, protocol) at layer '' or 'penultimate' (the columns of the `final` view)."""
+    rows = _fetch(con, f"SELECT DISTINCT split, metric, protocol FROM {src} WHERE layer IN ('', 'penultimate') "
+                       f"ORDER BY split, metric, protocol", "rows")
+    return [(s, m, p or "") for s, m, p in rows if s is not None and m is not None]
+
+
+def final_column(split: str, metric: str, protocol: str = "") -> str:
+    """The `final` view's column of a metric: "test.acc", or "test.knn_acc[labels=clean;k=20]"."""
+    return f"{split}.{metric}" + (f"[{protocol}]" if protocol else "")
 
 
 def last_sql(src: str = "metrics", multi: list[tuple[str, str, str]] | None = None, where: str = "true") -> str:
-    """Per (sweep, trial_id, split, layer, metric): the latest epoch and its value, heads collapsed."""
-    return (f"SELECT sweep, trial_id, split, layer, metric, max(epoch) AS epoch, arg_max(value, epoch) AS value "
+    """Per (sweep, trial_id, split, layer, metric, protocol): the latest epoch and its value, heads collapsed."""
+    return (f"SELECT sweep, trial_id, split, layer, metric, protocol, max(epoch) AS epoch, "
+            f"arg_max(value, epoch) AS value "
             f"FROM ({headmean_sql(src, multi, where)}) GROUP BY ALL")
 
 
-def final_sql(names: list[tuple[str, str]], src: str = "metrics", trials: str | None = "trials",
+def final_sql(names: list[tuple[str, ...]], src: str = "metrics", trials: str | None = "trials",
               multi: list[tuple[str, str, str]] | None = None, last: str | None = None) -> str:
-    """The `final` view: trials ⟗ last value per (split, metric) at layer ''/'penultimate', head-mean.
-    `last`: a relation already holding last_sql's rows (then `src`/`multi` are not used)."""
+    """The `final` view: trials ⟗ last value per (split, metric, protocol) at layer ''/'penultimate',
+    head-mean, in columns named by `final_column`. `names`: (split, metric, protocol) triples, or
+    (split, metric) pairs when `last` has no protocol column. `last`: a relation already holding
+    last_sql's rows (then `src`/`multi` are not used)."""
     layers = "layer IN ('', 'penultimate')"
     lst = f"SELECT * FROM {last} WHERE {layers}" if last else last_sql(src, multi, layers)
-    cols = ",\n  ".join(
-        f"max(value) FILTER (WHERE split = {_sql_str(s)} AND metric = {_sql_str(m)}) AS \"{s}.{m}\""
-        for s, m in names)
+    with_protocol = any(len(n) == 3 for n in names) or not last
+    names3 = [(n[0], n[1], n[2] if len(n) == 3 else "") for n in names]
+    cond = (lambda s, m, p: f"split = {_sql_str(s)} AND metric = {_sql_str(m)}"   # noqa: E731
+            + (f" AND protocol = {_sql_str(p)}" if with_protocol else ""))
+    cols = ",\n  ".join(f"max(value) FILTER (WHERE {cond(s, m, p)}) AS \"{final_column(s, m, p)}\""
+                        for s, m, p in names3)
     # layer '' before 'penultimate' (arg_min over the layer name) when a metric has both
+    proto = "protocol, " if with_protocol else ""
     piv = (f"WITH last AS ({lst}),\n"
-           f"one AS (SELECT sweep, trial_id, split, metric, max(epoch) AS epoch, arg_min(value, layer) AS value "
-           f"FROM last GROUP BY ALL)\n"
+           f"one AS (SELECT sweep, trial_id, split, metric, {proto}max(epoch) AS epoch, "
+           f"arg_min(value, layer) AS value FROM last GROUP BY ALL)\n"
            f"SELECT sweep, trial_id, max(epoch) AS final_epoch{',' if cols else ''}\n  {cols}\n"
            f"FROM one GROUP BY sweep, trial_id")
     if trials is None:
