@@ -100,7 +100,7 @@ def write_parquet(root: Path, sweep) -> int:
             "sweep": np.full(k, "bench"), "trial_id": np.full(k, tid),
             "epoch": np.concatenate(cols["epoch"]).astype(np.int32), "split": np.concatenate(cols["split"]),
             "layer": np.concatenate(cols["layer"]), "head": np.zeros(k, np.int32),
-            "metric": np.concatenate(cols["metric"]), "value": np.concatenate(cols["value"]),
+            "metric": np.concatenate(cols["metric"]), "protocol": np.full(k, ""), "value": np.concatenate(cols["value"]),
             "wall_s": np.zeros(k)}, schema=METRIC_SCHEMA)
         atomic_write_table(table, str(root / "parquet" / "metrics" / tid / "final.parquet"))
         ResultWriter(root, "bench", tid).write_trial(cfg, status="TERMINATED", epochs_done=E)
