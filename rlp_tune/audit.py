@@ -1,8 +1,14 @@
 """Fresh-head memorization audit and the eval-mode random-label accuracy (docs/measurements.md).
 
-    from rlp_tune.audit import AuditSettings, train_fresh_heads, audit_rows
+    from rlp_tune.audit import AuditSettings, train_fresh_heads, audit_rows, rand_eval_rows
     acc = train_fresh_heads(feats, labels, n=10, heads=1, seed=0, settings=AuditSettings())  # (heads,)
-    rows = audit_rows(trainer)          # rand_acc_audit rows of every RLP tap (what the Trainer logs)
+    rows = audit_rows(trainer, tables)      # rand_acc_audit rows of every RLP tap (what the Trainer logs)
+    rows = rand_eval_rows(trainer, tables)  # rand_acc_eval rows (the Trainer: every epoch)
+
+`rand_eval_rows`: the co-trained heads in eval mode on the unaugmented inputs of a fixed, seeded
+sample of `rlp.eval_samples` training samples (drawn from run.seed alone, the same every epoch) —
+the online `rand_acc` is measured in train mode on augmented views, so dropout and augmentation
+lower it without lowering memorization.
 
 The co-trained RLP head can be evaded: the regularizer pushes the head's probability of the assigned
 label down while the features still carry the labels. The audit asks the features directly: a
@@ -119,3 +125,41 @@ def audit_rows(trainer, tables: dict[str, torch.Tensor]) -> list[dict]:
                             AuditSettings.from_config(cfg), bs)
     return [dict(split="train", layer=t, head=-1, metric="rand_acc_audit", value=float(a.mean()))
             for t, a in accs.items()]
+
+
+def eval_sample(seed: int, m: int, k: int) -> torch.Tensor:
+    """rand_acc_eval's sample: k of m training indices (sorted), from the run seed alone."""
+    g = torch.Generator().manual_seed(derive_seed(seed, "rand-acc-eval"))
+    return torch.randperm(m, generator=g)[:k].sort().values
+
+
+@torch.no_grad()
+def rand_eval_rows(trainer, tables: dict[str, torch.Tensor]) -> list[dict]:
+    """`rand_acc_eval` rows (split train, layer tap, head h and −1) of a Trainer's co-trained heads;
+    leaves the network in eval mode (the next epoch sets train mode)."""
+    cfg, data = trainer.cfg, trainer.data
+    k = min(cfg.rlp.eval_samples, data.m)
+    if not k or not trainer.rlp_taps or data.streamed is not None:
+        return []
+    if trainer.eval_idx is None:
+        trainer.eval_idx = eval_sample(cfg.run.seed, data.m, k).to(trainer.device)
+    net, taps = trainer.net, tuple(trainer.rlp_taps)
+    net.eval()
+    bs = cfg.run.eval_batch_size or 2 * cfg.run.batch_size
+    correct = {t: 0 for t in taps}
+    for lo in range(0, k, bs):
+        idx = trainer.eval_idx[lo:lo + bs]
+        x = data.prepare(data.x["train"][idx])
+        if cfg.model.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(**trainer.autocast):
+            _, feats = net.model(x, taps=taps)
+        for t in taps:
+            out = net.heads[t](feats[t].float(), tables[t][idx], data.y["train"][idx], regularize=False)
+            correct[t] = correct[t] + out.correct
+    rows = []
+    for t in taps:
+        acc = (correct[t].double() / k).tolist()
+        rows += [dict(split="train", layer=t, head=h, metric="rand_acc_eval", value=a) for h, a in enumerate(acc)]
+        rows.append(dict(split="train", layer=t, head=-1, metric="rand_acc_eval", value=sum(acc) / len(acc)))
+    return rows

@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .audit import audit_rows, rand_eval_rows
 from .config import Config, ConfigError
 from .data import DataBundle, build_data
 from .data.augment import FixedAugmentSets, make_augment, mixup
@@ -310,9 +311,8 @@ class Trainer:
         rows.append(dict(split="train", layer="", head=-1, metric="epoch_s", value=time.time() - t_start))
         rows.append(dict(split="train", layer="", head=-1, metric="lr", value=self.sched.get_last_lr()[0]))
         if self.rank == 0:   # measurements on the end-of-epoch network (no RNG draws: training unchanged)
-            rows += self._rand_eval_rows(tables)
+            rows += rand_eval_rows(self, tables)
             if cfg.rlp.audit_every and epoch % cfg.rlp.audit_every == 0 and self.rlp_taps:
-                from .audit import audit_rows
                 rows += audit_rows(self, tables)
         if cfg.probe.every and epoch % cfg.probe.every == 0 and self.rank == 0:
             rows += self.probe_rows()
@@ -364,37 +364,6 @@ class Trainer:
                      row("loss_reg", s[f"loss_reg/{tap}"].mean() / n, tap)]
         for tap in self.net.class_heads:
             rows.append(row("class_acc", s[f"class_correct/{tap}"] / n, tap))
-        return rows
-
-    @torch.no_grad()
-    def _rand_eval_rows(self, tables: dict[str, torch.Tensor]) -> list[dict]:
-        """rand_acc_eval: the RLP heads in eval mode on the unaugmented inputs of a fixed, seeded sample
-        of rlp.eval_samples training samples (the same every epoch; docs/measurements.md)."""
-        k = min(self.cfg.rlp.eval_samples, self.data.m)
-        if not k or not self.rlp_taps or self.data.streamed is not None:
-            return []
-        if self.eval_idx is None:
-            g = torch.Generator().manual_seed(derive_seed(self.seed, "rand-acc-eval"))
-            self.eval_idx = torch.randperm(self.data.m, generator=g)[:k].sort().values.to(self.device)
-        self.net.eval()
-        bs = self.cfg.run.eval_batch_size or 2 * self.cfg.run.batch_size
-        correct = {t: 0 for t in self.rlp_taps}
-        y_all = self.data.y["train"]
-        for lo in range(0, k, bs):
-            idx = self.eval_idx[lo:lo + bs]
-            x = self.data.prepare(self.data.x["train"][idx])
-            if self.cfg.model.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(**self.autocast):
-                _, feats = self.net.model(x, taps=tuple(self.rlp_taps))
-            for t in self.rlp_taps:
-                out = self.net.heads[t](feats[t].float(), tables[t][idx], y_all[idx], regularize=False)
-                correct[t] = correct[t] + out.correct
-        rows = []
-        for t in self.rlp_taps:
-            acc = (correct[t].double() / k).tolist()
-            rows += [dict(split="train", layer=t, head=h, metric="rand_acc_eval", value=a) for h, a in enumerate(acc)]
-            rows.append(dict(split="train", layer=t, head=-1, metric="rand_acc_eval", value=sum(acc) / len(acc)))
         return rows
 
     @torch.no_grad()

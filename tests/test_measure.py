@@ -63,9 +63,8 @@ def test_eval_sample_is_fixed_and_measurements_leave_training_unchanged(tiny_cfg
         assert 0 <= r.get("train", "rand_acc_audit", "penultimate") <= 1
     assert all(r.get("train", "rand_acc_eval", "penultimate") != r.get("train", "rand_acc_eval", "penultimate")
                for r in recs_off)   # NaN: not measured when off
-    second = Trainer(cfg)
-    second._rand_eval_rows(second.label_tables(1))
-    assert torch.equal(second.eval_idx, idx)                           # same seed → same sample
+    from rlp_tune.audit import eval_sample
+    assert torch.equal(eval_sample(cfg.run.seed, on.data.m, 100), idx)  # from the seed alone
 
 
 # ---------------------------------------------------------------- fresh-head audit
