@@ -205,3 +205,33 @@ def test_version1_files_read_as_protocol_empty(tmp_path):
     assert read_metrics(tmp_path).protocol.tolist() == [""]
     assert run_query(tmp_path, "SELECT protocol, value FROM metrics", fmt="csv").splitlines()[1] == ",0.5"
     assert run_query(tmp_path, 'SELECT "test.knn_acc" FROM final', fmt="csv").splitlines()[1] == "0.5"
+
+
+# ---------------------------------------------------------------- bad input, old checkpoints
+
+def test_probe_and_offline_settings_are_checked_before_any_work(tmp_path):
+    from rlp_tune.errors import UserError
+    from rlp_tune.probes.offline import probe_checkpoints
+    from rlp_tune.probes.offline_rlp import offline_rlp
+    with pytest.raises(UserError, match="rlp.lam: `rlp-tune probe --set` takes probe.\\* keys only"):
+        probe_checkpoints(tmp_path / "missing", settings=["rlp.lam=1"])
+    with pytest.raises(UserError, match="probe.linear: 'adam' is not one of"):
+        probe_checkpoints(tmp_path / "missing", settings=["probe.linear=adam"])
+    with pytest.raises(UserError, match="--head-epochs: -1 must be >= 1"):
+        offline_rlp(tmp_path / "missing", head_epochs=-1)
+
+
+def test_checkpoint_made_before_the_new_keys_resumes(tiny_cfg, tmp_path):
+    """A checkpoint whose config lacks keys added since (rlp.lr, rlp.audit_every, probe.linear, ...)
+    resumes when the config leaves them at their defaults."""
+    cfg = tiny_cfg.replace(**{"run.epochs": 2})
+    fit = Trainer(cfg, out_dir=tmp_path).fit()
+    next(fit)
+    fit.close()
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=False)
+    for k in ("rlp.lr", "rlp.weight_decay", "rlp.eval_samples", "rlp.audit_every", "probe.linear"):
+        del state["config"][k]
+    torch.save(state, path)
+    resumed = Trainer(cfg, out_dir=tmp_path)
+    assert resumed.epoch == 1 and len(list(resumed.fit())) == 1

@@ -64,6 +64,7 @@ def probe_checkpoints(root, epochs: str = "all", probes=("knn",), layers=("penul
     bad = [k for k in ov if not k.startswith("probe.")]
     if bad:
         raise ConfigError(f"{bad[0]}: `rlp-tune probe --set` takes probe.* keys only")
+    Config().replace(**ov)     # values checked now, before the checkpoint and the data are loaded
     ck, results_root, sweep, trial_id = run_context(root)
     files = select_checkpoints(ck, epochs)
     trainer, _ = load_for_probing(files[0])
