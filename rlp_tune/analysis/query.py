@@ -5,7 +5,8 @@
     print(run_query("runs/sweep1", "SELECT count(*) FROM metrics", fmt="csv"))
 
 Views (docs/results-schema.md has the columns):
-- `metrics`  long format, one row per (sweep, trial_id, epoch, split, layer, head, metric): files are
+- `metrics`  long format, one row per (sweep, trial_id, epoch, split, layer, head, metric, protocol),
+             the training rows and those of `rlp-tune probe` / `offline-rlp`: files are
              read with read_parquet over globs (union_by_name, no hive partitioning) and duplicate
              keys dropped (a crash between compaction and the removal of the per-epoch files leaves
              the same rows twice; final.parquet wins, as in rlp_tune.results.dedup_table). Only
@@ -15,7 +16,8 @@ Views (docs/results-schema.md has the columns):
 - `final`    one row per trial: the trial's columns plus its last value of every metric at layer ''
              (or 'penultimate'), head -1 (the mean over heads; the mean of the heads when no -1 row
              exists), pivoted to columns named "<split>.<metric>" ("train.acc", "test.acc",
-             "train.rand_acc", ...), and `final_epoch`.
+             "train.rand_acc", ...; a row with a protocol, e.g. a probe's, goes to
+             "<split>.<metric>[<protocol>]": "test.knn_acc[labels=clean;k=20]"), and `final_epoch`.
 
 Views re-read the files at every query, so they work while a sweep is still writing: per-epoch
 files are replaced by atomic renames, and a file listed by a glob that vanishes before it is read
