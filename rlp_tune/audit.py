@@ -103,16 +103,17 @@ def audit_accuracies(model, data, taps, tables, cfg, n: int, settings: AuditSett
                      batch_size: int) -> dict[str, torch.Tensor]:
     """tap → per-head audit accuracy (heads,) on the frozen, unaugmented training features."""
     from .probes import extract_features
-    feats = extract_features(model, data.eval_batches("train", batch_size), taps, device=data.device)
+    host = torch.device("cpu") if data.device.type != "cpu" else None   # features wait in host memory
+    feats = extract_features(model, data.eval_batches("train", batch_size), taps, device=data.device,
+                             out_device=host)
     per_class = cfg.rlp.layout == "per_class"
     out = {}
-    for tap in taps:
+    for tap in taps:                                                     # one tap on the device at a time
         out[tap] = train_fresh_heads(
-            feats[tap], tables[tap], n, cfg.rlp.heads, cfg.rlp.hidden, norm=tap in model.token_taps,
+            feats.pop(tap).to(data.device), tables[tap], n, cfg.rlp.heads, cfg.rlp.hidden, norm=tap in model.token_taps,
             layout=cfg.rlp.layout, y_class=data.y["train"] if per_class else None,
             num_classes=data.num_classes if per_class else 1, seed=derive_seed(cfg.run.seed, "audit-head", tap),
             settings=settings, chunk=cfg.rlp.chunk)
-        del feats[tap]
     return out
 
 
