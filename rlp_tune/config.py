@@ -76,7 +76,7 @@ class RLP:
     layout: str = _f("shared", choices=("shared", "per_class"), doc="one head set, or one per class (000)")
     reg: str = _f("log1m", choices=("log1m", "uniform"), doc="L_reg: -log(1-p̂_ŷ) (eq. 4, sign fixed) or CE to uniform")
     chunk: int = _f(0, lo=0, doc="labels per chunk in the fused head (0 = auto by size)")
-    lr: float = _f(0.0, lo=0.0, doc="RLP-head learning rate, own param group (0 = optim.lr, today's behaviour)")
+    lr: float = _f(0.0, lo=0.0, doc="RLP-head learning rate, own param group (0 = optim.lr)")
     weight_decay: float = _f(-1.0, lo=-1.0, doc="RLP-head weight decay, own param group (-1 = optim.weight_decay)")
     eval_samples: int = _f(1024, lo=0, doc="seeded training samples (same every epoch) for rand_acc_eval (0 = off)")
     audit_every: int = _f(0, lo=0, doc="every k epochs train a fresh head on frozen features: rand_acc_audit (0 = off)")
