@@ -110,7 +110,7 @@ def _dispatch(args) -> int:
 
         from .analysis import analyze, format_analysis
         doc = analyze(args.root, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch)
-        print(json.dumps(doc, indent=2, default=str) if args.json else format_analysis(doc))
+        print(json.dumps(doc.to_dict(), indent=2) if args.json else format_analysis(doc))
         return 0
     if args.cmd == "report":
         from .analysis import write_report

@@ -332,3 +332,14 @@ def run_query(root: str | Path, sql: str, fmt: str = "table") -> str:
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
                            "display.max_colwidth", 60):
         return df.to_string(index=False)
+
+
+# ---- public doors for the other analysis modules -----------------------------------------------
+def fetch(con, sql, kind: str = "df", params: Any = None):
+    """Run SQL on a `connect` connection with the retry and diagnosis of `_fetch` (same arguments)."""
+    return _fetch(con, sql, kind, params)
+
+
+def sql_literal(s: str) -> str:
+    """`s` as a quoted SQL string literal."""
+    return _sql_str(s)

@@ -1,0 +1,80 @@
+"""The findings of a design cell in words, each estimate with its CI (the report's first screen).
+
+    for f in cell_findings(cell): print(f.text)
+    # RLP regularization suppresses memorization: λ50 = 10^1.50 [10^1.45, 10^1.55] ...
+
+A fit that is not identified is said in words with its reason and no number.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .document import memorization_fit
+from .fit_lambda import LogisticFit, PeakFit
+from .fit_memgen import MemGenFit
+
+
+@dataclass
+class Finding:
+    topic: str          # memorization | generalization | memgen
+    text: str
+    identified: bool
+
+
+def log_lambda(v: float) -> str:
+    return f"10^{v:.2f}"
+
+
+def _ci_log(ci) -> str:
+    return f" [{log_lambda(ci[0])}, {log_lambda(ci[1])}]" if ci else " [no CI]"
+
+
+def _ci_points(ci) -> str:
+    return f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else " [no CI]"
+
+
+def memorization_finding(f) -> Finding:
+    if not isinstance(f, LogisticFit):
+        return Finding("memorization", f"Memorization vs λ: not identified: {f.reason}.", False)
+    what = "chance-normalized memorization" if f.y else "memorization"
+    verb = "suppresses" if f.direction == "decreasing" else "does not suppress (it rises with λ)"
+    rng = f"{100 * f.high:.1f}% → {100 * f.low:.1f}%" + (f", chance {100 * f.chance:.1f}%" if f.chance else "")
+    return Finding("memorization", f"RLP regularization {verb} {what}: λ50 = {log_lambda(f.log10_lambda50)}"
+                   f"{_ci_log(f.ci.get('log10_lambda50'))} (rand_acc {rng}; R² {f.r2:.2f}).", True)
+
+
+def generalization_finding(f) -> Finding:
+    if not isinstance(f, PeakFit):
+        return Finding("generalization", f"Test accuracy vs λ: not identified: {f.reason}.", False)
+    ref = "the λ = 0 trials" if f.baseline_kind == "lambda=0" else "the least-regularized trials"
+    gain_ci = f.ci.get(f.change_key)
+    where = "peaks at" if not f.at_boundary else "is highest at the edge of the sampled range,"
+    text = (f"Test accuracy {where} λ* = {log_lambda(f.log10_lam_star)}{_ci_log(f.ci.get('log10_' + f.lam_key))}, "
+            f"{100 * f.star:.1f}%: {100 * f.change:+.1f} points{_ci_points(gain_ci)} over {ref}")
+    if gain_ci and gain_ci[0] <= 0 <= gain_ci[1]:
+        text += " (no detectable gain)"
+    return Finding("generalization", text + ".", True)
+
+
+def memgen_finding(f) -> Finding:
+    if not isinstance(f, MemGenFit):
+        return Finding("memgen", f"Memorization vs generalization: not identified: {f.reason}.", False)
+    rho_ci = f.ci.get("spearman_rho")
+    effect = {"helped": "suppressing memorization helped", "hurt": "suppressing memorization hurt",
+              "inconclusive": "suppressing memorization had no detectable effect"}[f.verdict]
+    return Finding("memgen", f"Memorization vs generalization: ρ = {f.rho:.2f}"
+                   + (f" [{rho_ci[0]:.2f}, {rho_ci[1]:.2f}]" if rho_ci else " [no CI]")
+                   + f": {effect} (test accuracy of the least- minus the most-memorizing trials "
+                   f"{100 * f.delta_test_acc:+.1f} points{_ci_points(f.ci.get('delta_test_acc'))}).", True)
+
+
+def cell_findings(cell) -> list[Finding]:
+    """The findings of one document.Cell: memorization and test accuracy vs λ (when λ is swept), and
+    memorization vs generalization across its trials."""
+    out = []
+    if "memorization_vs_lambda" in cell.fits:
+        out.append(memorization_finding(memorization_fit(cell.fits)))
+        out.append(generalization_finding(cell.fits["generalization_vs_lambda"]))
+    if "memorization_vs_generalization" in cell.fits:
+        out.append(memgen_finding(cell.fits["memorization_vs_generalization"]))
+    return out
