@@ -127,10 +127,8 @@ def test_findings_in_words_with_cis(grid_an):
         assert f"[{cell.key}]" in text and f[0].text in text
 
 
-def test_factor_curves_per_lambda_level(grid_an):
-    fc = next(f for f in grid_an.factor_curves if f.factor == "data.label_noise")
-    assert len(fc.by_lambda) == 5                        # λ levels, at most 5
-    assert all(not f.fitted and "too few levels" in f.reason for _, f in fc.by_lambda)   # 2 noise levels
+def test_two_level_factor_is_cells_not_a_curve(grid_an):
+    assert [f.factor for f in grid_an.factor_curves] == []          # noise has 2 levels: cells only
 
 
 @pytest.fixture(scope="module")

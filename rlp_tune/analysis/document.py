@@ -200,7 +200,8 @@ def _factor_curves(dc, design: Design, varying: list[str], n_boot: int, seed: in
     y_name = "(rand_acc − 1/n) / (1 − 1/n)" if n_varies else "rand_acc"
     lev = lambda_levels(dc.lam.to_numpy(float), max_levels=5) if design.lam_swept else np.full(len(dc), np.nan)
     for c in FACTOR_FITS:
-        if c not in varying or c not in dc.columns:
+        # a factor with 2 levels is a pair of cells (the λ figure shows it), not a curve
+        if c not in varying or c not in dc.columns or dc[c].astype(str).nunique() < 3:
             continue
         rows = []
         for lv in (np.unique(lev[np.isfinite(lev)]) if design.lam_swept else [None]):

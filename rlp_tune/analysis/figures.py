@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .document import Analysis, FactorCurves, memorization_fit
-from .fit_factors import FACTOR_FITS, LOG_FACTORS, FactorCurve, lam_text, lambda_levels, least_regularized
+from .fit_factors import FACTOR_FITS, LOG_FACTORS, FactorCurve, lam_text, least_regularized
 from .fit_lambda import Curve
 
 LAM_LABEL = "λ (RLP regularization strength, log scale)"
@@ -152,6 +152,12 @@ def lambda_info(d, fits: dict, cells=None) -> FigureInfo:
 
 
 # ---- epochs figure (2A, 2B) --------------------------------------------------------------------
+def few_levels(lam, k: int = DYNAMICS_LEVELS) -> np.ndarray:
+    """k of the sampled λ values, evenly spaced in rank from the smallest to the largest (all when ≤ k)."""
+    u = np.unique(np.asarray(lam, float)[np.isfinite(np.asarray(lam, float))])
+    return u if len(u) <= k else u[np.unique(np.round(np.linspace(0, len(u) - 1, k)).astype(int))]
+
+
 def epochs_info(epochs, d, onset=None, memorization_col: str = "train.rand_acc") -> FigureInfo:
     """epochs: Tables.epochs (one row per trial and epoch); d: per_trial frame; onset: fit_onset.Onset."""
     # the same least-regularized trials as the onset fit (the median onset line is theirs)
@@ -186,8 +192,8 @@ def epochs_info(epochs, d, onset=None, memorization_col: str = "train.rand_acc")
     pb = Panel(title="Memorization per λ level", xlabel="epoch", ylabel="random-label accuracy (%)")
     if d.lam.nunique() > 1 and memorization_col in e and e[memorization_col].notna().any():
         lam = e.trial_id.astype(str).map(dict(zip(d.trial_id, d.lam))).astype(float).to_numpy()
-        r = e.assign(lev=lambda_levels(lam, max_levels=DYNAMICS_LEVELS))
-        r = r[np.isfinite(r.lev) & r[memorization_col].notna()]
+        r = e.assign(lev=lam)
+        r = r[np.isin(r.lev, few_levels(d.lam)) & r[memorization_col].notna()]
         for lv, sub in r.groupby("lev"):
             s = sub.groupby("epoch")[memorization_col].mean()
             pb.series.append(Series(f"λ = {lv:.3g}", s.index.tolist(), pct(s.to_numpy()), kind="line"))
@@ -222,27 +228,39 @@ def layers_info(fits: dict, chance: float | None = None) -> FigureInfo | None:
 
 
 # ---- memorization vs generalization ------------------------------------------------------------
-def memgen_info(d, fit) -> FigureInfo | None:
+def memgen_info(d, fit, cells=None) -> FigureInfo | None:
+    """Test accuracy and gap vs memorization across trials; cells (document.Cell list, > 1): one
+    colour and one fit per cell, since trials of different cells differ in more than memorization."""
     m = d.rand_acc.notna() & d.test_acc.notna()
     if not m.any():
         return None
-    x = d.rand_acc[m]
+    groups = [("", d[m], fit)]
+    if cells and len(cells) > 1:
+        groups = [(c.key, d[m & d.trial_id.isin(set(c.trial_ids))], c.fits.get("memorization_vs_generalization"))
+                  for c in cells]
     pa = Panel(title="Test accuracy vs memorization", xlabel="random-label accuracy (%)", ylabel="test accuracy (%)")
     pb = Panel(title="Generalization gap vs memorization", xlabel="random-label accuracy (%)",
                ylabel="train − test accuracy (%)")
-    pa.series.append(Series("trials", pct(x), pct(d.test_acc[m]), kind="points", alpha=0.6))
-    if d.gap[m].notna().any():
-        pb.series.append(Series("trials", pct(x), pct(d.gap[m]), kind="points", alpha=0.6))
-    if fit is not None and fit.fitted:
-        pa.series.append(Series(f"degree {fit.degree} fit, ρ = {fit.rho:.2f} ({fit.verdict})", pct(fit.curve_x),
-                                pct(fit.curve_test), color="tab:red"))
-        if fit.curve_gap:
-            pb.series.append(Series(f"fit ({fit.gap_verdict})", pct(fit.curve_x), pct(fit.curve_gap), color="tab:red"))
+    for k, (tag, sub, f) in enumerate(groups):
+        color = f"C{k % 10}" if tag else None
+        lab = f" ({tag})" if tag else ""
+        pa.series.append(Series(f"trials{lab}", pct(sub.rand_acc), pct(sub.test_acc), kind="points", alpha=0.6,
+                                color=color))
+        if sub.gap.notna().any():
+            pb.series.append(Series(f"trials{lab}", pct(sub.rand_acc), pct(sub.gap), kind="points", alpha=0.6,
+                                    color=color))
+        if f is not None and f.fitted:
+            pa.series.append(Series(f"degree {f.degree} fit, ρ = {f.rho:.2f} ({f.verdict}){lab}", pct(f.curve_x),
+                                    pct(f.curve_test), color=color or "tab:red"))
+            if f.curve_gap:
+                pb.series.append(Series(f"fit ({f.gap_verdict}){lab}", pct(f.curve_x), pct(f.curve_gap),
+                                        color=color or "tab:red"))
     ch = d.chance.dropna().unique()
     if len(ch) == 1:
         pa.vlines.append(RefLine(float(ch[0]) * PCT, "chance 1/n"))
         pb.vlines.append(RefLine(float(ch[0]) * PCT, "chance 1/n"))
-    return FigureInfo("memgen", "Memorization vs generalization across trials", [pa, pb] if pb.series else [pa])
+    title = "Memorization vs generalization across trials" + (" per design cell" if len(groups) > 1 else "")
+    return FigureInfo("memgen", title, [pa, pb] if pb.series else [pa])
 
 
 # ---- factor figures (A.3/A.4, A.6, A.8, 7A–C) ------------------------------------------------------
@@ -301,12 +319,14 @@ def figure_infos(tables, a: Analysis) -> list[FigureInfo]:
     if not single:
         infos.append(lambda_info(dc, a.fits, a.cells))
     if tables.epochs is not None and len(tables.epochs):
-        infos.append(epochs_info(tables.epochs, d, a.fits.get("onset"), f"train.{a.memorization_metric}"))
+        # complete trials where there are some: averaging trials that stop early changes the mix per epoch
+        infos.append(epochs_info(tables.epochs, dc if len(dc) else d, a.fits.get("onset"),
+                                 f"train.{a.memorization_metric}"))
     li = layers_info(a.fits, a.chance)
     if li:
         infos.append(li)
     if not single:
-        mg = memgen_info(dc, a.fits.get("memorization_vs_generalization"))
+        mg = memgen_info(dc, a.fits.get("memorization_vs_generalization"), a.cells)
         if mg:
             infos.append(mg)
     for fc in a.factor_curves:

@@ -44,6 +44,9 @@ def draw_panel(ax, p: Panel) -> None:
         ax.axvline(v.value, ls=v.style, color=v.color, lw=1, label=v.label)
     ax.set_xscale(p.xscale)
     ax.set_yscale(p.yscale)
+    if p.xscale == "log":          # labels on the decades only: minor labels overlap on short ranges
+        from matplotlib.ticker import NullFormatter
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if p.xticks is not None:
         ax.set_xticks(p.xticks)
         ax.set_xticklabels(p.xticklabels, rotation=45, ha="right", fontsize=8)

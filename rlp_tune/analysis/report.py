@@ -79,7 +79,11 @@ def _df_table(df, cols=None) -> str:
 
 
 def _fit_table(named: list[tuple[str, object]]) -> str:
-    rows = [[_e(name), "<br>".join(_e(s) for s in lines_for(f, name))] for name, f in named]
+    rows = []
+    for name, f in named:
+        lines = lines_for(f, name)
+        lines[0] = lines[0].removeprefix(f"{name}: ").removeprefix(name)   # the name is in column 1
+        rows.append([_e(name), "<br>".join(_e(s) for s in lines)])
     return _table(["fit", "result (95% bootstrap CI)"], rows, left=(0, 1))
 
 
@@ -132,7 +136,8 @@ def _appendix(a: Analysis, root: Path) -> str:
     import pandas as pd
     out.append(_df_table(pd.DataFrame(best.get("rows") or [])))
     cols = ["trial_id", "status", "final_epoch", "complete", "lam"] + [c for c in varying if c != "rlp.lam"] + \
-        ["rand_acc", "rand_acc_online", "rand_acc_audit", "train_acc", "val_acc", "test_acc", "gap"]
+        ["rand_acc"] + (["rand_acc_online"] if a.memorization_metric != "rand_acc" else []) + \
+        ["rand_acc_audit", "train_acc", "val_acc", "test_acc", "gap"]
     out.append(f"<h3>All trials ({len(d)})</h3>")
     out.append(_df_table(d.sort_values("trial_id"), [c for c in cols if c in d.columns and d[c].notna().any()]))
     out.append(_config_section(root, d, varying))
