@@ -246,6 +246,9 @@ def test_single_run_shows_epochs_not_lambda(tmp_path):
     names = [i.name for i in infos]
     assert "lambda" not in names and "memgen" not in names and names[0] == "epochs"
     assert infos[0].panels[0].title.startswith("Trial only")
+    assert a.cells[0].key == "this run" and cell_findings(a.cells[0]) == []
+    assert "Single run (λ = 1) after 4 epochs: train accuracy 98.0%, test 80.0%; random-label accuracy 30.0% " \
+        "at penultimate, chance 10.0%." in format_analysis(a)
     train = next(s for s in infos[0].panels[0].series if s.label == "train")
     assert train.x == list(range(1, EPOCHS + 1))
 

@@ -78,3 +78,18 @@ def cell_findings(cell) -> list[Finding]:
     if "memorization_vs_generalization" in cell.fits:
         out.append(memgen_finding(cell.fits["memorization_vs_generalization"]))
     return out
+
+
+def run_finding(a) -> Finding | None:
+    """A single run's final numbers (document.Analysis with one trial), in words."""
+    if len(a.trials) != 1:
+        return None
+    r = a.trials.iloc[0]
+
+    def p(v) -> str:
+        return "—" if v != v else f"{100 * v:.1f}%"          # NaN → —
+    lam = f" (λ = {r.lam:.3g})" if r.lam == r.lam else ""
+    chance = f", chance {p(r.chance)}" if r.chance == r.chance else ""
+    return Finding("run", f"Single run{lam} after {r.final_epoch:.0f} epochs: train accuracy {p(r.train_acc)}, test "
+                   f"{p(r.test_acc)}; random-label accuracy {p(r.rand_acc)} at {a.primary_layer}{chance}. "
+                   "Fits against λ need a sweep.", True)

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from .document import Analysis, analyze_tables
-from .findings import cell_findings
+from .findings import cell_findings, run_finding
 from .figures import figure_infos
 from .render import html_img
 from .tables import load_tables
@@ -89,10 +89,9 @@ def _fit_table(named: list[tuple[str, object]]) -> str:
 
 def _findings(a: Analysis) -> str:
     out = ["<h2>Findings</h2>"]
-    if a.design.lam_swept is False and not any(c.fits for c in a.cells):
-        out.append('<p class="muted">λ is not swept: no λ fits.</p>')
     for cell in a.cells:
-        items = "".join(f'<li class="{"" if f.identified else "nf"}">{_sup(f.text)}</li>' for f in cell_findings(cell))
+        found = cell_findings(cell) or [f for f in [run_finding(a)] if f]
+        items = "".join(f'<li class="{"" if f.identified else "nf"}">{_sup(f.text)}</li>' for f in found)
         head = f"<h3>{_e(cell.key)} <span class='muted'>({len(cell.trial_ids)} trials)</span></h3>" \
             if len(a.cells) > 1 else ""
         out.append(f"<div class='findings'>{head}<ul>{items or '<li>no fits for these trials</li>'}</ul></div>")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import singledispatch
 
 from .document import Analysis
-from .findings import cell_findings
+from .findings import cell_findings, run_finding
 from .fit_factors import FactorCurve, LayerProfile, lam_text
 from .fit_lambda import LogisticFit, PeakFit
 from .fit_memgen import MemGenFit
@@ -135,7 +135,7 @@ def format_analysis(a: Analysis) -> str:
     out.append("findings:")
     for cell in a.cells:
         out.append(f"  [{cell.key}] ({len(cell.trial_ids)} trials)")
-        out.extend(f"    {f.text}" for f in cell_findings(cell))
+        out.extend(f"    {f.text}" for f in cell_findings(cell) or [f for f in [run_finding(a)] if f])
     if a.evasion.flagged:
         out.append(f"  evasion: {len(a.evasion.rows)} flag(s); see the report / --json")
     out.append("")
