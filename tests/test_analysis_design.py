@@ -189,8 +189,10 @@ def test_eval_metric_is_used_where_present_and_named(tmp_path):
 def test_evasion_flags_below_chance_and_audit(tmp_path):
     # online rand_acc 0.004 at λ ≥ 10 (chance 0.1), audit 0.2: both signs
     _lam_sweep(tmp_path, lambda x, r: 0.004 if x >= 1 else 0.5 + r.normal(0, 0.01), audit=0.2)
-    ev = analyze(tmp_path, n_boot=100).evasion
+    a = analyze(tmp_path, n_boot=100)
+    ev = a.evasion
     assert ev.flagged and ev.audited
+    assert "below chance at penultimate, λ = 10: online 0.4%, chance 10.0%" in format_analysis(a)
     below = [r for r in ev.rows if r.why == "below chance"]
     assert sorted(r.lam for r in below) == pytest.approx([10 ** x for x in X if x >= 1])
     assert all(len(r.trial_ids) == 3 and r.chance == pytest.approx(0.1) for r in below)

@@ -137,7 +137,12 @@ def format_analysis(a: Analysis) -> str:
         out.append(f"  [{cell.key}] ({len(cell.trial_ids)} trials)")
         out.extend(f"    {f.text}" for f in cell_findings(cell) or [f for f in [run_finding(a)] if f])
     if a.evasion.flagged:
-        out.append(f"  evasion: {len(a.evasion.rows)} flag(s); see the report / --json")
+        out.append(f"  possible evasion of the co-trained heads ({len(a.evasion.rows)} flag(s)):")
+        for r in a.evasion.rows[:5]:
+            out.append(f"    {r.why} at {r.layer}" + (f", λ = {num(r.lam)}" if r.lam is not None else "")
+                       + (f" [{r.cell}]" if r.cell else "") + f": online {pct(r.online)}"
+                       + (f", audit {pct(r.audit)}" if r.audit is not None else "")
+                       + (f", chance {pct(r.chance)}" if r.chance is not None else ""))
     out.append("")
     for name, fit in a.fits.items():
         out.extend(lines_for(fit, name))
