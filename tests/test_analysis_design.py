@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rlp_tune.analysis import analyze, format_analysis, load_tables
-from rlp_tune.analysis import document, figures, fit_lambda, render
+from rlp_tune.analysis import document, figures, fit_lambda, numerics, render
 from rlp_tune.analysis.findings import cell_findings
 from rlp_tune.config import Config
 from rlp_tune.results import ResultWriter
@@ -291,3 +291,17 @@ def test_notebook_renderers_return_a_figure_and_accept_ax(grid_an):
     with pytest.raises(ValueError, match="3 panel"):
         render.draw(info, ax=one)
     assert matplotlib.get_backend() == before
+
+
+def test_column_percentiles_match_nanpercentile():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(200, 41))
+    A[rng.random(A.shape) < 0.3] = np.nan
+    A[:, 0] = np.nan                                   # an uncovered column
+    A[1:, 1] = np.nan                                  # one value only
+    got = numerics.column_percentiles(A, (2.5, 50, 97.5))
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        ref = np.nanpercentile(A, [2.5, 50, 97.5], axis=0)
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g[2:], r[2:])
+        assert np.isnan(g[0]) and np.isnan(g[1])

@@ -40,7 +40,8 @@ def memorization_finding(f) -> Finding:
     verb = "suppresses" if f.direction == "decreasing" else "does not suppress (it rises with λ)"
     rng = f"{100 * f.high:.1f}% → {100 * f.low:.1f}%" + (f", chance {100 * f.chance:.1f}%" if f.chance else "")
     return Finding("memorization", f"RLP regularization {verb} {what}: λ50 = {log_lambda(f.log10_lambda50)}"
-                   f"{_ci_log(f.ci.get('log10_lambda50'))} (rand_acc {rng}; R² {f.r2:.2f}).", True)
+                   f"{_ci_log(f.ci.get('log10_lambda50'))} (rand_acc {rng}"
+                   + (f"; R² {f.r2:.2f}" if f.r2 is not None else "") + ").", True)
 
 
 def generalization_finding(f) -> Finding:

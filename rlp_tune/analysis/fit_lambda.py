@@ -28,14 +28,15 @@ import numpy as np
 from .bootstrap import Baseline, baseline, ci, finite, rng_for
 from .identify import (CI_RANGE_FRACTION, FLAT_TOL, MIN_DISTINCT_LAMBDA, R2_MIN, SLOPE_MAX,
                        NotIdentified)
-from .numerics import PSpline, boot_counts, fit4, fit4_weighted, logistic4
+from .numerics import PSpline, boot_counts, column_percentiles, fit4, fit4_weighted, logistic4
 
 
 def _band(curves: np.ndarray) -> tuple[list | None, list | None]:
-    """Pointwise 95% band of bootstrap curves (R, G); (None, None) with too few resamples."""
+    """Pointwise 95% band of bootstrap curves (R, G), NaN = not covered by a resample; (None, None)
+    with too few resamples."""
     if len(curves) < 20:
         return None, None
-    lo, hi = np.nanpercentile(curves, [2.5, 97.5], axis=0)
+    lo, hi = column_percentiles(curves, (2.5, 97.5))
     return lo.tolist(), hi.tolist()
 
 
