@@ -305,3 +305,21 @@ def test_column_percentiles_match_nanpercentile():
     for g, r in zip(got, ref):
         np.testing.assert_allclose(g[2:], r[2:])
         assert np.isnan(g[0]) and np.isnan(g[1])
+
+
+def test_factor_design_without_lambda_states_the_factor_curve(tmp_path):
+    """λ fixed, rlp.n swept (A.3): one cell, no λ findings; the factor curve is the finding."""
+    space(tmp_path, '[search]\n"rlp.n" = { dist = "grid", values = [10] }\n[sweep]\ndesign = "grid"\n')
+    rng = np.random.default_rng(4)
+    for n in (10, 30, 100, 300, 1000, 3000):
+        for s in range(3):
+            r = 0.3 + 0.1 * (np.log10(n) - 2) ** 2 + rng.normal(0, 0.005)
+            write_trial(tmp_path, f"n{n}s{s}", {"rlp.lam": 0.0, "rlp.n": n, "run.seed": s},
+                        {"rand_acc": r, "test_acc": 0.6})
+    a = analyze(tmp_path, n_boot=100)
+    assert [c.key for c in a.cells] == ["all trials"] and list(a.cells[0].fits) == ["memorization_vs_generalization"]
+    text = format_analysis(a)
+    assert re.search(r"Memorization \w[\w ]+ rlp.n: Spearman ρ = .*; minimum at n = 100 \[\d", text), text
+    assert "Memorization vs generalization: not identified: flat data: test accuracy" in text
+    fc = a.factor_curves[0]
+    assert fc.factor == "rlp.n" and fc.by_lambda[0][0] is None and fc.by_lambda[0][1].at_level == 100

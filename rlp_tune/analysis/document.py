@@ -181,8 +181,11 @@ def _curve_trials(d, dc) -> dict:
 def _cells(dc, design: Design, pooled: dict, n_boot: int, seed: int, metric: str) -> list[Cell]:
     if design.kind == "single run":          # nothing to fit across trials: findings.run_finding
         return [Cell("this run", {}, dc.trial_id.tolist(), {})]
-    if not design.cell_factors:
-        return [Cell("all trials", {}, dc.trial_id.tolist(), pooled)]
+    if not design.cell_factors or not design.lam_swept:
+        # without λ swept, the other factors are the x axes of the factor curves, not cells
+        return [Cell("all trials", {}, dc.trial_id.tolist(),
+                     pooled if design.lam_swept else {"memorization_vs_generalization":
+                                                      pooled["memorization_vs_generalization"]})]
     out = []
     keys = design.cell_factors
     for vals, sub in dc.groupby([dc[k].astype(str) for k in keys], sort=True):

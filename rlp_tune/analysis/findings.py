@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .document import memorization_fit
+from .fit_factors import FactorCurve
 from .fit_lambda import LogisticFit, PeakFit
 from .fit_memgen import MemGenFit
 
@@ -94,3 +95,24 @@ def run_finding(a) -> Finding | None:
     return Finding("run", f"Single run{lam} after {r.final_epoch:.0f} epochs: train accuracy {p(r.train_acc)}, test "
                    f"{p(r.test_acc)}; random-label accuracy {p(r.rand_acc)} at {a.primary_layer}{chance}. "
                    "Fits against λ need a sweep.", True)
+
+
+def factor_findings(a) -> list[Finding]:
+    """Memorization vs each swept factor with ≥ 3 levels, at the least-regularized λ level."""
+    out = []
+    for fc in a.factor_curves:
+        lv, f = fc.by_lambda[0]
+        at = "" if lv is None else f" at λ = {lv:.3g}"
+        if not isinstance(f, FactorCurve):
+            out.append(Finding("factor", f"Memorization vs {fc.factor}{at}: not identified: {f.reason}.", False))
+            continue
+        rho = f" [{f.rho_ci[0]:.2f}, {f.rho_ci[1]:.2f}]" if f.rho_ci else " [no CI]"
+        trend = ("rises with" if f.rho_ci and f.rho_ci[0] > 0 else "falls with" if f.rho_ci and f.rho_ci[1] < 0
+                 else "shows no detectable trend with")
+        text = (f"Memorization{at} {trend} {fc.factor}: Spearman ρ = {f.rho:.2f}{rho}; {f.y} "
+                f"{100 * f.mean[0]:.1f}% at {f.levels[0]:.3g} → {100 * f.mean[-1]:.1f}% at {f.levels[-1]:.3g}")
+        if f.find and f.interior:
+            ci = f" [{f.at_ci[0]:.3g}, {f.at_ci[1]:.3g}]" if f.at_ci else " [no CI]"
+            text += f"; {'minimum' if f.find == 'min' else 'maximum'} at {f.short} = {f.at_level:.3g}{ci}"
+        out.append(Finding("factor", text + ".", True))
+    return out

@@ -89,6 +89,9 @@ def fit_mem_gen(rand, test, gap, *, n_boot: int = 500, seed: int = 0,
     if np.ptp(x) < FLAT_TOL:
         return NotIdentified(f"flat data: rand_acc varies by less than {100 * FLAT_TOL:.1f} points across trials",
                              n_points=int(len(x)))
+    if np.ptp(y) < FLAT_TOL:
+        return NotIdentified(f"flat data: test accuracy varies by less than {100 * FLAT_TOL:.1f} points across "
+                             "trials", n_points=int(len(x)))
     deg, c = _poly_choose(x, y)
     lo_q, hi_q = (float(q) for q in np.percentile(x, [10, 90]))
     rho = spearman(x, y) if np.ptp(y) > 0 else float("nan")

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from .document import Analysis, analyze_tables
-from .findings import cell_findings, run_finding
+from .findings import cell_findings, factor_findings, run_finding
 from .figures import figure_infos
 from .render import html_img
 from .tables import load_tables
@@ -95,6 +95,10 @@ def _findings(a: Analysis) -> str:
         head = f"<h3>{_e(cell.key)} <span class='muted'>({len(cell.trial_ids)} trials)</span></h3>" \
             if len(a.cells) > 1 else ""
         out.append(f"<div class='findings'>{head}<ul>{items or '<li>no fits for these trials</li>'}</ul></div>")
+    factors = factor_findings(a)
+    if factors:
+        items = "".join(f'<li class="{"" if f.identified else "nf"}">{_sup(f.text)}</li>' for f in factors)
+        out.append(f"<div class='findings'><h3>Factors</h3><ul>{items}</ul></div>")
     if a.evasion.flagged:
         rows = "; ".join(f"{r.why} at {r.layer}" + (f", λ = {r.lam:.3g}" if r.lam is not None else "")
                          + (f" [{r.cell}]" if r.cell else "") for r in a.evasion.rows[:8])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import singledispatch
 
 from .document import Analysis
-from .findings import cell_findings, run_finding
+from .findings import cell_findings, factor_findings, run_finding
 from .fit_factors import FactorCurve, LayerProfile, lam_text
 from .fit_lambda import LogisticFit, PeakFit
 from .fit_memgen import MemGenFit
@@ -19,11 +19,11 @@ from .identify import NotIdentified
 
 
 def pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.1f}%"
+    return "—" if v is None or v != v else f"{100 * v:.1f}%"      # None or NaN → —
 
 
 def num(v) -> str:
-    return "—" if v is None else f"{v:.3g}"
+    return "—" if v is None or v != v else f"{v:.3g}"
 
 
 def with_ci(v, ci, fmt=num) -> str:
@@ -136,6 +136,8 @@ def format_analysis(a: Analysis) -> str:
     for cell in a.cells:
         out.append(f"  [{cell.key}] ({len(cell.trial_ids)} trials)")
         out.extend(f"    {f.text}" for f in cell_findings(cell) or [f for f in [run_finding(a)] if f])
+    for f in factor_findings(a):
+        out.append(f"  {f.text}")
     if a.evasion.flagged:
         out.append(f"  possible evasion of the co-trained heads ({len(a.evasion.rows)} flag(s)):")
         for r in a.evasion.rows[:5]:
