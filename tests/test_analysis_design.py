@@ -149,11 +149,12 @@ def n_grid(tmp_path_factory):
 
 def test_swept_n_cells_and_normalized_factor_curves(n_grid):
     a = analyze(n_grid, n_boot=50)
-    assert [c.key for c in a.cells] == [f"rlp.n={n}" for n in (16, 256, 4, 64)]     # sorted as text
+    assert [c.key for c in a.cells] == [f"rlp.n={n}" for n in (4, 16, 64, 256)]     # in numeric order
     pooled = document.memorization_fit(a.fits)
     assert pooled.y == "(rand_acc − 1/n) / (1 − 1/n)" and pooled.log10_lambda50 == pytest.approx(1.5, abs=0.1)
     fc = next(f for f in a.factor_curves if f.factor == "rlp.n")
     assert fc.by_lambda[0][1].y == "(rand_acc − 1/n) / (1 − 1/n)"
+    assert [lv for lv, _ in fc.by_lambda] == pytest.approx([10 ** x for x in X[::2]])   # 5 of the grid's λ
     lv, f0 = fc.by_lambda[0]                               # the smallest λ level: ≈ 0.8 normalized at every n
     assert f0.levels == [4, 16, 64, 256] and f0.mean == pytest.approx([0.8] * 4, abs=0.03)
     info = figures.factor_curves_info(fc)

@@ -30,7 +30,7 @@ import numpy as np
 
 from .design import LAM, Design, read_design
 from .evasion import Evasion, check_evasion
-from .fit_factors import (FACTOR_FITS, LOG_FACTORS, LayerProfile, factor_curve, lam_text, lambda_levels,
+from .fit_factors import (FACTOR_FITS, LOG_FACTORS, LayerProfile, factor_curve, factor_lambda_levels, lam_text,
                           layer_profile, least_regularized)
 from .fit_lambda import fit_logistic, fit_peak
 from .fit_memgen import fit_mem_gen
@@ -188,8 +188,10 @@ def _cells(dc, design: Design, pooled: dict, n_boot: int, seed: int, metric: str
                                                       pooled["memorization_vs_generalization"]})]
     out = []
     keys = design.cell_factors
-    for vals, sub in dc.groupby([dc[k].astype(str) for k in keys], sort=True):
-        vals = vals if isinstance(vals, tuple) else (vals,)
+    # cells in the order of their values (numbers numerically), named by their values as text
+    cols = [dc[k] if dc[k].map(lambda v: isinstance(v, (int, float))).all() else dc[k].astype(str) for k in keys]
+    for vals, sub in dc.groupby(cols, sort=True):
+        vals = tuple(str(v) for v in (vals if isinstance(vals, tuple) else (vals,)))
         key = ", ".join(f"{k}={v}" for k, v in zip(keys, vals))
         fits = lam_fits(sub, n_boot, seed, tag=key, metric=metric) if design.lam_swept else {}
         fits["memorization_vs_generalization"] = fit_mem_gen(sub.rand_acc, sub.test_acc, sub.gap, n_boot=n_boot,
@@ -203,7 +205,7 @@ def _factor_curves(dc, design: Design, varying: list[str], n_boot: int, seed: in
     n_varies = dc.chance.dropna().nunique() > 1
     y = (dc.rand_acc - dc.chance) / (1.0 - dc.chance) if n_varies else dc.rand_acc
     y_name = "(rand_acc − 1/n) / (1 − 1/n)" if n_varies else "rand_acc"
-    lev = lambda_levels(dc.lam.to_numpy(float), max_levels=5) if design.lam_swept else np.full(len(dc), np.nan)
+    lev = factor_lambda_levels(dc.lam.to_numpy(float)) if design.lam_swept else np.full(len(dc), np.nan)
     for c in FACTOR_FITS:
         # a factor with 2 levels is a pair of cells (the λ figure shows it), not a curve
         if c not in varying or c not in dc.columns or dc[c].astype(str).nunique() < 3:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .document import Analysis, FactorCurves, memorization_fit
-from .fit_factors import FACTOR_FITS, LOG_FACTORS, FactorCurve, lam_text, least_regularized
+from .fit_factors import FACTOR_FITS, LOG_FACTORS, FactorCurve, few_levels, lam_text, least_regularized
 from .fit_lambda import Curve
 
 LAM_LABEL = "λ (RLP regularization strength, log scale)"
@@ -152,12 +152,6 @@ def lambda_info(d, fits: dict, cells=None) -> FigureInfo:
 
 
 # ---- epochs figure (2A, 2B) --------------------------------------------------------------------
-def few_levels(lam, k: int = DYNAMICS_LEVELS) -> np.ndarray:
-    """k of the sampled λ values, evenly spaced in rank from the smallest to the largest (all when ≤ k)."""
-    u = np.unique(np.asarray(lam, float)[np.isfinite(np.asarray(lam, float))])
-    return u if len(u) <= k else u[np.unique(np.round(np.linspace(0, len(u) - 1, k)).astype(int))]
-
-
 def epochs_info(epochs, d, onset=None, memorization_col: str = "train.rand_acc") -> FigureInfo:
     """epochs: Tables.epochs (one row per trial and epoch); d: per_trial frame; onset: fit_onset.Onset."""
     # the same least-regularized trials as the onset fit (the median onset line is theirs)
@@ -193,7 +187,7 @@ def epochs_info(epochs, d, onset=None, memorization_col: str = "train.rand_acc")
     if d.lam.nunique() > 1 and memorization_col in e and e[memorization_col].notna().any():
         lam = e.trial_id.astype(str).map(dict(zip(d.trial_id, d.lam))).astype(float).to_numpy()
         r = e.assign(lev=lam)
-        r = r[np.isin(r.lev, few_levels(d.lam)) & r[memorization_col].notna()]
+        r = r[np.isin(r.lev, few_levels(d.lam, DYNAMICS_LEVELS)) & r[memorization_col].notna()]
         for lv, sub in r.groupby("lev"):
             s = sub.groupby("epoch")[memorization_col].mean()
             pb.series.append(Series(f"λ = {lv:.3g}", s.index.tolist(), pct(s.to_numpy()), kind="line"))

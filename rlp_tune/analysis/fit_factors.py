@@ -59,6 +59,23 @@ def lambda_levels(lam, max_levels: int = 8) -> np.ndarray:
     return out
 
 
+def few_levels(lam, k: int) -> np.ndarray:
+    """k of the sampled λ values, evenly spaced in rank from the smallest to the largest (all when ≤ k)."""
+    lam = np.asarray(lam, float)
+    u = np.unique(lam[np.isfinite(lam)])
+    return u if len(u) <= k else u[np.unique(np.round(np.linspace(0, len(u) - 1, k)).astype(int))]
+
+
+def factor_lambda_levels(lam, k: int = 5) -> np.ndarray:
+    """The λ level of each trial for per-λ factor curves (NaN = not drawn): on a grid (every λ
+    repeated) k of the grid values themselves; λ drawn continuously: k quantile bins."""
+    lam = np.asarray(lam, float)
+    vals, counts = np.unique(lam[np.isfinite(lam)], return_counts=True)
+    if len(vals) and counts.min() >= 2:
+        return np.where(np.isin(lam, few_levels(lam, k)), lam, np.nan)
+    return lambda_levels(lam, max_levels=k)
+
+
 def least_regularized(lam) -> tuple[np.ndarray, tuple[float, float] | None]:
     """(mask, (λ lo, λ hi)) of the least-regularized trials: those at the smallest λ when there are
     ≥ 3 of them (a grid with seeds), else the lowest of 4 λ quantile levels (λ drawn continuously,

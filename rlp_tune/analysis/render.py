@@ -67,7 +67,8 @@ def draw(info: FigureInfo, ax=None):
         n = len(info.panels)
         cols = info.ncols or n
         rows = math.ceil(n / cols)
-        fig = Figure(figsize=(5.2 * cols, 4.3 * rows + 0.5))
+        # constrained layout keeps the suptitle clear of the panel titles
+        fig = Figure(figsize=(5.2 * cols, 4.3 * rows + 0.5), layout="constrained")
         grid = fig.subplots(rows, cols, squeeze=False).ravel()
         for extra in grid[n:]:
             extra.set_visible(False)
@@ -80,8 +81,6 @@ def draw(info: FigureInfo, ax=None):
         fig = axes[0].figure
     for a, p in zip(axes, info.panels):
         draw_panel(a, p)
-    if ax is None:
-        fig.tight_layout()
     return fig
 
 
