@@ -24,6 +24,21 @@ def _arr(v) -> np.ndarray:
     return np.asarray([np.nan if x is None else x for x in v], float)
 
 
+def _minor_log_labels(ax):
+    """Minor tick labels of a log x axis: none over ≥ 2 decades (the decades suffice); 2 and 5 of
+    each decade over a shorter range (matplotlib's default labels every minor tick, which overlap)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    lo, hi = ax.get_xlim()
+    if lo <= 0 or hi / lo >= 100:
+        return NullFormatter()
+
+    def label(v, _):
+        m = v / 10 ** np.floor(np.log10(v) + 1e-9)
+        return f"{v:.3g}" if round(m) in (2, 5) and abs(m - round(m)) < 1e-6 else ""
+    return FuncFormatter(label)
+
+
 def draw_panel(ax, p: Panel) -> None:
     """Draw one Panel into a matplotlib Axes."""
     for s in p.series:
@@ -44,9 +59,8 @@ def draw_panel(ax, p: Panel) -> None:
         ax.axvline(v.value, ls=v.style, color=v.color, lw=1, label=v.label)
     ax.set_xscale(p.xscale)
     ax.set_yscale(p.yscale)
-    if p.xscale == "log":          # labels on the decades only: minor labels overlap on short ranges
-        from matplotlib.ticker import NullFormatter
-        ax.xaxis.set_minor_formatter(NullFormatter())
+    if p.xscale == "log":
+        ax.xaxis.set_minor_formatter(_minor_log_labels(ax))
     if p.xticks is not None:
         ax.set_xticks(p.xticks)
         ax.set_xticklabels(p.xticklabels, rotation=45, ha="right", fontsize=8)

@@ -164,7 +164,8 @@ def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, se
              f"<p class='muted'>{_e(root)} · design: {_e(a.design.kind)}"
              + (f" (cells: {_e(', '.join(a.design.cell_factors))})" if a.design.cell_factors else "")
              + f" · {a.n_trials} trials ({_e(status)}); {ct['used']} complete trials in the curve fits"
-             + (f", {ct['left_out']} left out: " + _e("; ".join(f"{k}: {v}" for k, v in ct["reasons"].items()))
+             + (f", {ct['left_out']} left out (" + _e("; ".join(
+                 k if len(ct["reasons"]) == 1 else f"{v} {k}" for k, v in ct["reasons"].items())) + ")"
                 if ct["left_out"] else "")
              + f" · memorization: train.{_e(a.memorization_metric)} at {_e(a.primary_layer)}"
              + (f", chance 1/n = {100 * a.chance:.3g}%" if a.chance else "")
