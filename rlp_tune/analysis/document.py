@@ -262,9 +262,8 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
                              find="min" if c == "rlp.n" else None, log=c in LOG_FACTORS,
                              chance=(lambda lv: 1.0 / np.asarray(lv, float)) if c == "rlp.n" else None)
             if lam_range is not None:
-                if f.fitted:
-                    f.lam_range = lam_range
-                else:
+                f.lam_range = lam_range
+                if not f.fitted:
                     f.reason += (f" (while λ is swept only the least-regularized trials count: "
                                  f"{int(base_mask.sum())} at {lam_text(lam_range)})")
             fits[f"rand_acc_vs_{short}"] = f

@@ -38,6 +38,7 @@ class NotIdentified:
     factor: str | None = None           # factor curves: which factor
     note: str | None = None
     y: str | None = None                # what was fitted when not the raw metric
+    lam_range: tuple[float, float] | None = None   # factor curves: the λ range of the trials used
 
     fitted = False
 
@@ -49,4 +50,6 @@ class NotIdentified:
                 out[k] = v
         if self.baseline is not None:
             out["baseline"] = self.baseline.to_dict()
+        if self.lam_range is not None:
+            out["restricted_to_lambda_range"] = list(self.lam_range)
         return out
