@@ -324,3 +324,13 @@ def test_factor_design_without_lambda_states_the_factor_curve(tmp_path):
     assert "Memorization vs generalization: not identified: flat data: test accuracy" in text
     fc = a.factor_curves[0]
     assert fc.factor == "rlp.n" and fc.by_lambda[0][0] is None and fc.by_lambda[0][1].at_level == 100
+
+
+def test_empty_folder_has_no_findings_and_a_report(tmp_path):
+    (tmp_path / "parquet").mkdir()
+    a = analyze(tmp_path, n_boot=10)
+    assert a.design.kind == "empty" and a.cells == []
+    assert "findings: none (no complete trial with metrics)" in format_analysis(a)
+    from rlp_tune.analysis import write_report
+    html = write_report(tmp_path, tmp_path / "rep", n_boot=10).read_text()
+    assert "none: no complete trial with metrics" in html and "<img" not in html

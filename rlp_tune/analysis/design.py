@@ -1,7 +1,7 @@
 """What experiment the results come from: the design, the searched keys, and the design cells.
 
     des = read_design("runs/sweep1", per_trial_frame, varying_keys)
-    des.kind            # grid | qmc | random | tpe | adaptive | single run | unknown
+    des.kind            # grid | qmc | random | tpe | adaptive | single run | unknown | empty
     des.cell_factors    # e.g. ["data.label_noise"]: the λ fits are made once per combination
 
 The sweep folder's space.toml names the searched keys (`[search]`) and the design (`[sweep] design`,
@@ -59,7 +59,7 @@ def read_design(root: str | Path, d, varying: list[str]) -> Design:
         kind = str(((space or {}).get("sweep") or {}).get("design", "tpe"))
         searched, source = [k for k in search if k not in IDENTITY_KEYS], "space.toml"
     else:
-        kind = "single run" if len(d) <= 1 else "unknown"
+        kind = {0: "empty", 1: "single run"}.get(len(d), "unknown")
         searched, source = [k for k in varying if k not in IDENTITY_KEYS], "trials"
     cells, pooled = [], []
     for k in searched:

@@ -179,6 +179,8 @@ def _curve_trials(d, dc) -> dict:
 
 
 def _cells(dc, design: Design, pooled: dict, n_boot: int, seed: int, metric: str) -> list[Cell]:
+    if not len(dc):
+        return []
     if design.kind == "single run":          # nothing to fit across trials: findings.run_finding
         return [Cell("this run", {}, dc.trial_id.tolist(), {})]
     if not design.cell_factors or not design.lam_swept:

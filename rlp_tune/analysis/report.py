@@ -89,6 +89,8 @@ def _fit_table(named: list[tuple[str, object]]) -> str:
 
 def _findings(a: Analysis) -> str:
     out = ["<h2>Findings</h2>"]
+    if not a.cells:
+        out.append("<p class='muted'>none: no complete trial with metrics.</p>")
     for cell in a.cells:
         found = cell_findings(cell) or [f for f in [run_finding(a)] if f]
         items = "".join(f'<li class="{"" if f.identified else "nf"}">{_sup(f.text)}</li>' for f in found)

@@ -132,7 +132,7 @@ def format_analysis(a: Analysis) -> str:
         out.append(f"  swept: {c}: {info['n_values']} values{rng_}")
     out.extend(f"note: {n}" for n in a.notes)
     out.append("")
-    out.append("findings:")
+    out.append("findings:" if a.cells else "findings: none (no complete trial with metrics)")
     for cell in a.cells:
         out.append(f"  [{cell.key}] ({len(cell.trial_ids)} trials)")
         out.extend(f"    {f.text}" for f in cell_findings(cell) or [f for f in [run_finding(a)] if f])
