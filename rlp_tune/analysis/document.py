@@ -30,12 +30,11 @@ import numpy as np
 
 from .design import LAM, Design, read_design
 from .evasion import Evasion, check_evasion
-from .fit_factors import (FACTOR_FITS, LOG_FACTORS, LayerProfile, factor_curve, factor_lambda_levels, lam_text,
+from .fit_factors import (FACTOR_FITS, LOG_FACTORS, factor_curve, factor_lambda_levels, lam_text,
                           layer_profile, least_regularized)
 from .fit_lambda import fit_logistic, fit_peak
 from .fit_memgen import fit_mem_gen
 from .fit_onset import DELTA_GAP, DELTA_RAND, Onset, onset_epochs, onset_summary
-from .identify import NotIdentified
 from .tables import Tables, layer_order, load_tables, per_trial, varying_columns
 
 SCHEMA = "rlp_tune.analysis/2"
@@ -363,6 +362,3 @@ def jsonable(o):
         pass
     return str(o)
 
-
-__all__ = ["Analysis", "Cell", "FactorCurves", "LayerProfile", "NotIdentified", "analyze", "analyze_tables",
-           "lam_fits", "memorization_fit", "jsonable"]
