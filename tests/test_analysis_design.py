@@ -125,6 +125,8 @@ def test_findings_in_words_with_cis(grid_an):
         assert re.search(r"λ50 = 10\^[\d.]+ \[10\^[\d.]+, 10\^[\d.]+\]", f[0].text)
         assert re.search(r"[+-]\d+\.\d points \[[+-]\d+\.\d, [+-]\d+\.\d\]", f[1].text)
         assert f"[{cell.key}]" in text and f[0].text in text
+    doc = grid_an.to_dict()
+    assert [x["text"] for x in doc["cells"][1]["findings"]] == [x.text for x in cell_findings(grid_an.cells[1])]
 
 
 def test_two_level_factor_is_cells_not_a_curve(grid_an):
@@ -150,7 +152,7 @@ def n_grid(tmp_path_factory):
 def test_swept_n_cells_and_normalized_factor_curves(n_grid):
     a = analyze(n_grid, n_boot=50)
     assert [c.key for c in a.cells] == [f"rlp.n={n}" for n in (4, 16, 64, 256)]     # in numeric order
-    pooled = document.memorization_fit(a.fits)
+    pooled = fit_lambda.memorization_fit(a.fits)
     assert pooled.y == "(rand_acc − 1/n) / (1 − 1/n)" and pooled.log10_lambda50 == pytest.approx(1.5, abs=0.1)
     fc = next(f for f in a.factor_curves if f.factor == "rlp.n")
     assert fc.by_lambda[0][1].y == "(rand_acc − 1/n) / (1 − 1/n)"

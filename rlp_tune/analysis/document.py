@@ -32,6 +32,7 @@ from .design import LAM, Design, read_design
 from .evasion import Evasion, check_evasion
 from .fit_factors import (FACTOR_FITS, LOG_FACTORS, factor_curve, factor_lambda_levels, lam_text,
                           layer_profile, least_regularized)
+from .findings import cell_findings
 from .fit_lambda import fit_logistic, fit_peak
 from .fit_memgen import fit_mem_gen
 from .fit_onset import DELTA_GAP, DELTA_RAND, Onset, onset_epochs, onset_summary
@@ -73,11 +74,6 @@ def lam_fits(d, n_boot: int, seed: int, tag: str = "", metric: str | None = None
     return fits
 
 
-def memorization_fit(fits: dict):
-    """The primary memorization fit of a set of λ fits: the chance-normalized one when n varies."""
-    return fits.get("memorization_vs_lambda_normalized") or fits["memorization_vs_lambda"]
-
-
 @dataclass
 class Cell:
     """One design cell: a combination of the swept factors other than λ, and its fits."""
@@ -88,6 +84,8 @@ class Cell:
 
     def to_dict(self) -> dict:
         return {"key": self.key, "factors": self.factors, "n_trials": len(self.trial_ids),
+                "findings": [{"topic": f.topic, "text": f.text, "identified": f.identified}
+                             for f in cell_findings(self)],
                 "fits": {k: v.to_dict() for k, v in self.fits.items()}}
 
 

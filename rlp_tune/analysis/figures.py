@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .document import Analysis, FactorCurves, memorization_fit
+from .document import Analysis, FactorCurves
 from .fit_factors import FACTOR_FITS, LOG_FACTORS, FactorCurve, few_levels, lam_text, least_regularized
-from .fit_lambda import Curve
+from .fit_lambda import Curve, memorization_fit
 
 LAM_LABEL = "λ (RLP regularization strength, log scale)"
 PCT = 100.0
@@ -159,7 +159,8 @@ def epochs_info(epochs, d, onset=None, memorization_col: str = "train.rand_acc")
     base_ids = set(d.trial_id[mask] if rng_ and d.lam.nunique() > 1 else d.trial_id)
     e = epochs[epochs.trial_id.astype(str).isin(set(d.trial_id))]
     lab = {"train.acc": "train", "test.acc": "test", "val.acc": "val", "train.rand_acc": "random labels (online)",
-           "train.rand_acc_eval": "random labels (eval mode)", "train.rand_acc_audit": "random labels (fresh-head audit)",
+           "train.rand_acc_eval": "random labels (eval mode)",
+           "train.rand_acc_audit": "random labels (fresh-head audit)",
            "offline.rand_acc": "random labels (offline)"}
     if len(d) == 1:
         who = f"Trial {d.trial_id.iloc[0]}" + (f" (λ = {d.lam.iloc[0]:.3g})" if np.isfinite(d.lam.iloc[0]) else "")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .document import memorization_fit
 from .fit_factors import FactorCurve
-from .fit_lambda import LogisticFit, PeakFit
+from .fit_lambda import LogisticFit, PeakFit, memorization_fit
 from .fit_memgen import MemGenFit
 
 
@@ -71,7 +70,7 @@ def memgen_finding(f) -> Finding:
 
 
 def cell_findings(cell) -> list[Finding]:
-    """The findings of one document.Cell: memorization and test accuracy vs λ (when λ is swept), and
+    """The findings of one design cell (document.Cell): memorization and test accuracy vs λ (when λ is swept), and
     memorization vs generalization across its trials."""
     out = []
     if "memorization_vs_lambda" in cell.fits:

@@ -274,3 +274,8 @@ def fit_peak(lam, y, *, mode: str = "max", n_boot: int = 200, seed: int = 0, nam
             f"{prefix}_star": ci(by), change_key: ci(by - bb)},
         curve=Curve((10 ** grid[::4]).tolist(), v[::4].tolist(), lo_b, hi_b),
         evaluate=lambda q: float((sp.basis(np.atleast_1d(q)) @ c)[0]))
+
+
+def memorization_fit(fits: dict):
+    """The primary memorization fit of a set of λ fits: the chance-normalized one when n varies."""
+    return fits.get("memorization_vs_lambda_normalized") or fits["memorization_vs_lambda"]

@@ -5,16 +5,24 @@ resamples (scipy is not imported on the analysis path: its import alone was ~1 s
     from rlp_tune.analysis.numerics import fit4, logistic4, PSpline, spearman
     r = fit4(x, y, starts, bounds)          # FitResult(x=(high, low, x50, slope), cost=½ Σ r²)
 
-What each piece reproduces, and the test (tests/test_analysis.py) that checks it against scipy:
+What each piece reproduces, and the test that checks it against the reference (tests/test_analysis.py
+unless named otherwise):
 
-| piece | reproduces | checked by |
-|---|---|---|
-| `fit4_weighted` | `scipy.optimize.least_squares(method="trf")` on the 4-parameter logistic, once per row of a weight matrix (bootstrap counts = the resampled, duplicated points); measured 15–20× faster than looping least_squares (bench/analysis.py) | `test_batched_bootstrap_fits_equal_scipy_on_resampled_data` |
-| `fit4` | the best of several least_squares starts | `test_multistart_fit_finds_the_global_optimum_from_bad_starts` |
-| `bspline_design` | `scipy.interpolate.BSpline.design_matrix(x, t, 3)` (dense) | `test_bspline_design_matches_scipy` |
-| `rank_rows`, `spearman_rows` | `scipy.stats.rankdata(axis=1)` (average ranks for ties), `scipy.stats.spearmanr` per row | `test_spearman_matches_scipy` |
-| `column_percentiles` | `np.nanpercentile(a, q, axis=0)` (linear interpolation), without its per-column Python loop (10× slower on a bootstrap band) | `test_column_percentiles_match_nanpercentile` (tests/test_analysis_design.py) |
-| `boot_counts` | `rng.multinomial(n, [1/n]*n, size=R)` (the resample counts), from one bincount | `test_boot_counts_are_resamples_with_replacement` |
+- `fit4_weighted`: scipy.optimize.least_squares(method="trf") on the 4-parameter logistic, once per
+  row of a weight matrix (bootstrap counts = the resampled, duplicated points); measured 15–20×
+  faster than looping least_squares (bench/analysis.py).
+  Test: test_batched_bootstrap_fits_equal_scipy_on_resampled_data.
+- `fit4`: the best of several least_squares starts.
+  Test: test_multistart_fit_finds_the_global_optimum_from_bad_starts.
+- `bspline_design`: scipy.interpolate.BSpline.design_matrix(x, t, 3), dense.
+  Test: test_bspline_design_matches_scipy.
+- `rank_rows`, `spearman_rows`: scipy.stats.rankdata(axis=1) (average ranks for ties) and
+  scipy.stats.spearmanr per row. Test: test_spearman_matches_scipy.
+- `boot_counts`: rng.multinomial(n, [1/n]*n, size=R) (the resample counts), from one bincount.
+  Test: test_boot_counts_are_resamples_with_replacement.
+- `column_percentiles`: np.nanpercentile(a, q, axis=0) with linear interpolation, without its
+  per-column Python loop (10× slower on a bootstrap band).
+  Test: tests/test_analysis_design.py::test_column_percentiles_match_nanpercentile.
 
 `PSpline` (Eilers & Marx's P-spline with GCV) and `polyfit_rows` (`np.polyfit` per row) are plain
 linear algebra on top of these. Change a piece only together with its test.
@@ -76,14 +84,14 @@ def fit4_weighted(x, y, W, P0, bounds, iters: int = 40):
         return low + (high - low) * e, e, d
 
     def normal_equations(W, P, f, e, d):
-        # Model f = low + (high − low)·e with e = 1/(1 + exp(s·d)), d = x − x50, q = (high − low)·e(1 − e).
+        # Model f = low + (high − low)·e, e = 1/(1 + exp(s·d)), d = x − x50, q = (high − low)·e(1 − e).
         # Jacobian columns (∂f/∂θ per point), θ = (high, low, x50, s):
         #   J0 = ∂f/∂high = e     J1 = ∂f/∂low = 1 − e     J2 = ∂f/∂x50 = s·q     J3 = ∂f/∂s = −q·d
         # Normal equations (JᵀWJ) δ = −JᵀW r, r = f − y, entry by entry as weighted row sums Σ_n W·(·):
-        #   A00 = Σ W e²  (see)           A01 = Σ W e(1−e) = se − see        A11 = Σ W (1−e)² = ΣW − 2 se + see
-        #   A02 = s Σ W q e  (s·sqe)      A12 = s Σ W q (1−e) = s (sq − sqe)
-        #   A03 = −Σ W q d e  (−sqde)     A13 = −Σ W q d (1−e) = −(sqd − sqde)
-        #   A22 = s² Σ W q²               A23 = −s Σ W q² d                   A33 = Σ W q² d²
+        #   A00 = Σ W e² (see)       A01 = Σ W e(1−e) = se − see      A11 = Σ W (1−e)² = ΣW − 2 se + see
+        #   A02 = s Σ W q e (s·sqe)  A12 = s Σ W q (1−e) = s (sq − sqe)
+        #   A03 = −Σ W q d e (−sqde) A13 = −Σ W q d (1−e) = −(sqd − sqde)
+        #   A22 = s² Σ W q²          A23 = −s Σ W q² d                A33 = Σ W q² d²
         #   g = JᵀW r = (Σ W r e, Σ W r (1−e), s Σ W r q, −Σ W r q d)
         s = P[:, 3]
         q = (P[:, 0] - P[:, 1])[:, None] * e * (1 - e)                # (r, N)
