@@ -336,3 +336,25 @@ def test_empty_folder_has_no_findings_and_a_report(tmp_path):
     from rlp_tune.analysis import write_report
     html = write_report(tmp_path, tmp_path / "rep", n_boot=10).read_text()
     assert "none: no complete trial with metrics" in html and "<img" not in html
+
+
+def test_continuous_lambda_design_figures(tmp_path):
+    """tpe / random / qmc / adaptive draw λ continuously: points (no level means), the fit with its
+    band, dynamics at a few of the sampled λ; no cells without a factor of few levels."""
+    space(tmp_path, '[search]\n"rlp.lam" = { dist = "loguniform", low = 0.1, high = 1000 }\n'
+                    '[sweep]\ndesign = "random"\n')
+    rng = np.random.default_rng(6)
+    for i, x in enumerate(rng.uniform(-1, 3, 30)):
+        write_trial(tmp_path, f"t{i}", {"rlp.lam": float(10 ** x), "run.seed": 0},
+                    {"rand_acc": logistic(x, 0.7, 0.1, 1.0) + rng.normal(0, 0.01), "test_acc": 0.8 - 0.02 * x})
+    t = load_tables(tmp_path)
+    a = document.analyze_tables(t, n_boot=100)
+    assert a.design.kind == "random" and [c.key for c in a.cells] == ["all trials"]
+    assert a.cells[0].fits["memorization_vs_lambda"] is a.fits["memorization_vs_lambda"]    # one fit, one CI
+    infos = {i.name: i for i in figures.figure_infos(t, a)}
+    assert list(infos) == ["lambda", "epochs", "memgen"]
+    rand = infos["lambda"].panel("Random-label")
+    assert [s.kind for s in rand.series] == ["points", "band", "line"] and len(rand.series[0].x) == 30
+    assert infos["lambda"].ncols == 3 and len(infos["lambda"].panels) == 3
+    dyn = infos["epochs"].panels[1]
+    assert len([s for s in dyn.series if s.label.startswith("λ = ")]) == 5
