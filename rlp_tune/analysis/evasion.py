@@ -75,22 +75,31 @@ def check_evasion(layers, d, cell_of: dict[str, str] | None = None, *, n_boot: i
     m["chance"] = m.trial_id.map(info.chance)
     m["cell"] = [(cell_of or {}).get(t, "") for t in m.trial_id]
     rng = rng_for("evasion", seed)
-    for (cell, layer, lam), g in m.groupby(["cell", "layer", m.lam.fillna(-1.0)], sort=True):
-        ch = g.chance.dropna()
-        if len(ch) and ch.nunique() == 1:
-            c = float(ch.iloc[0])
-            vals = g.online.to_numpy(float)
-            if len(vals) >= 2:
-                ci_ = boot_mean_ci(vals, rng, n_boot)
-                below = ci_ is not None and ci_[1] < c
-            else:
-                below = bool(vals[0] < SINGLE_TRIAL_FRACTION * c)
-            if below:
-                out.rows.append(EvasionRow(str(layer), None if lam < 0 else float(lam), str(cell),
-                                           sorted(g.trial_id), float(vals.mean()), c, None, "below chance"))
-        for r in g.itertuples():
-            if pd.notna(r.audit) and r.audit - r.online > AUDIT_MARGIN:
-                out.rows.append(EvasionRow(str(layer), None if lam < 0 else float(lam), str(cell), [r.trial_id],
-                                           float(r.online), None if pd.isna(r.chance) else float(r.chance),
-                                           float(r.audit), "audit above online"))
+    # numpy columns and one grouping pass: per-group DataFrame work cost seconds with many taps × λ
+    online_v, audit_v = m.online.to_numpy(float), m.audit.to_numpy(float)
+    chance_v, lam_v = m.chance.to_numpy(float), m.lam.fillna(-1.0).to_numpy(float)
+    tids, layer_v, cell_v = m.trial_id.to_numpy(), m.layer.astype(str).to_numpy(), m.cell.to_numpy()
+
+    def lam_of(i):
+        return None if lam_v[i] < 0 else float(lam_v[i])
+
+    groups = pd.DataFrame({"c": cell_v, "l": layer_v, "x": lam_v}).groupby(["c", "l", "x"], sort=True).indices
+    for idx in groups.values():
+        ch = chance_v[idx]
+        if not np.isfinite(ch).all() or np.ptp(ch) > 0:
+            continue                                # unknown or mixed chance: no test
+        c, vals = float(ch[0]), online_v[idx]
+        if len(vals) >= 2:
+            ci_ = boot_mean_ci(vals, rng, n_boot)
+            below = ci_ is not None and ci_[1] < c
+        else:
+            below = bool(vals[0] < SINGLE_TRIAL_FRACTION * c)
+        if below:
+            i0 = idx[0]
+            out.rows.append(EvasionRow(layer_v[i0], lam_of(i0), str(cell_v[i0]), sorted(tids[idx]),
+                                       float(vals.mean()), c, None, "below chance"))
+    for i in np.flatnonzero(np.isfinite(audit_v) & (audit_v - online_v > AUDIT_MARGIN)):
+        out.rows.append(EvasionRow(layer_v[i], lam_of(i), str(cell_v[i]), [tids[i]], float(online_v[i]),
+                                   float(chance_v[i]) if np.isfinite(chance_v[i]) else None, float(audit_v[i]),
+                                   "audit above online"))
     return out
