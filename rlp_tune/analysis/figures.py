@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bootstrap import boot_mean_ci, rng_for
 from .document import Analysis, FactorCurves
 from .fit_factors import FACTOR_FITS, LOG_FACTORS, FactorCurve, few_levels, lam_text, least_regularized
 from .fit_lambda import Curve, memorization_fit
@@ -82,20 +83,22 @@ def pct(a) -> list:
     return [None if v is None or not np.isfinite(v) else float(v) * PCT for v in np.asarray(a, float)]
 
 
-def level_means(x, y, max_levels: int = 30):
-    """Per distinct x: mean, 95% normal-approx CI (±1.96 SE) and count; None when x is not a grid
-    (too many distinct values) or no level repeats."""
+def level_means(x, y, max_levels: int = 30, n_boot: int = 200):
+    """Per distinct x: mean and its 95% percentile-bootstrap CI (as every CI of the analysis; the
+    mean itself where a level has one trial); None when x is not a grid (too many distinct values)
+    or no level repeats."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     m = np.isfinite(x) & np.isfinite(y)
     x, y = x[m], y[m]
     xu = np.unique(x)
     if not len(xu) or len(xu) > max_levels or len(xu) == len(x):
         return None
+    rng = rng_for("level_means", 0)
     mean, lo, hi = [], [], []
     for v in xu:
         s = y[x == v]
-        se = s.std(ddof=1) / np.sqrt(len(s)) if len(s) > 1 else 0.0
-        mean.append(s.mean()); lo.append(s.mean() - 1.96 * se); hi.append(s.mean() + 1.96 * se)
+        c = boot_mean_ci(s, rng, n_boot) or [s.mean(), s.mean()]
+        mean.append(s.mean()); lo.append(c[0]); hi.append(c[1])
     return xu, np.array(mean), np.array(lo), np.array(hi)
 
 
