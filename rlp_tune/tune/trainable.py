@@ -139,7 +139,9 @@ def _restore_from_tune(checkpoint, out: Path) -> None:
 
 
 def _epoch_of(path: Path) -> int:
+    """The checkpoint's epoch, read as the trainer reads it (weights only: a crafted file runs no code)."""
+    from ..train import CheckpointError, read_checkpoint
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint loses to a readable one
+        return int(read_checkpoint(path)["epoch"])
+    except CheckpointError:   # an unreadable checkpoint loses to a readable one
         return -1
