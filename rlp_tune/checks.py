@@ -48,13 +48,21 @@ def network_parameters(cfg: Config, in_shape, num_classes: int, m: int) -> tuple
     """(model, RLP-head) parameter counts, from the network built on the meta device."""
     from .heads import RLPHeads
     from .models import create_model, resolve_taps
+    mc, r = cfg.model, cfg.rlp
     with torch.device("meta"):
-        model = create_model(cfg.model, in_shape, num_classes)
-        taps = resolve_taps(model, cfg.rlp.layers) if cfg.rlp.heads > 0 else []
-        n = m if cfg.rlp.labels == "unique" else cfg.rlp.n
-        heads = [RLPHeads(model.tap_dims[t], n, cfg.rlp.heads, cfg.rlp.hidden, norm=t in model.token_taps,
-                          layout=cfg.rlp.layout, num_classes=num_classes, reg=cfg.rlp.reg, chunk=cfg.rlp.chunk)
-                 for t in taps]
+        try:
+            model = create_model(mc, in_shape, num_classes)
+        except (RuntimeError, OverflowError) as e:
+            raise ConfigError(f"model.width: {mc.name} with width {mc.width}, depth {mc.depth}, widen {mc.widen} "
+                              f"cannot be built ({_first_line(e)})") from None
+        taps = resolve_taps(model, r.layers) if r.heads > 0 else []
+        n = m if r.labels == "unique" else r.n
+        try:
+            heads = [RLPHeads(model.tap_dims[t], n, r.heads, r.hidden, norm=t in model.token_taps, layout=r.layout,
+                              num_classes=num_classes, reg=r.reg, chunk=r.chunk) for t in taps]
+        except (RuntimeError, OverflowError) as e:
+            raise ConfigError(f"rlp.n: heads with n {n}, {r.heads} heads, hidden {r.hidden} cannot be built "
+                              f"({_first_line(e)})") from None
     count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
     return count(model), sum(count(h) for h in heads)
 
@@ -74,11 +82,7 @@ def available_bytes(device: torch.device) -> int | None:
 
 
 def _check_memory(cfg: Config, data, device: torch.device) -> None:
-    try:
-        p_model, p_heads = network_parameters(cfg, data.in_shape, data.num_classes, data.m)
-    except (RuntimeError, ValueError, OverflowError) as e:
-        raise ConfigError(f"model: cannot build {cfg.model.name} with these sizes "
-                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    p_model, p_heads = network_parameters(cfg, data.in_shape, data.num_classes, data.m)
     states = {"adamw": 2}.get(cfg.optim.name, 1 if cfg.optim.momentum > 0 else 0)
     tables = data.m * cfg.rlp.heads * 8 * max(1, len(cfg.rlp.layers)) if cfg.rlp.heads else 0
     need = 4 * (p_model + p_heads) * (2 + states) + tables
@@ -89,3 +93,7 @@ def _check_memory(cfg: Config, data, device: torch.device) -> None:
     raise ConfigError(f"{key}: the network needs at least {need / GIB:.1f} GiB for parameters, gradients and "
                       f"optimizer state ({p_model / 1e6:.3g}M model + {p_heads / 1e6:.3g}M RLP-head parameters); "
                       f"{avail / GIB:.1f} GiB is available on {device}")
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -21,6 +21,7 @@ A missing or broken file raises `DatasetError` with one line naming what was exp
 """
 from __future__ import annotations
 
+import codecs
 import functools
 import gzip
 import os
@@ -71,7 +72,8 @@ class _CifarUnpickler(pickle.Unpickler):
     _reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct
     ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
                ("numpy.core.multiarray", "_reconstruct"): _reconstruct,     # pickles from numpy 1.x
-               ("numpy._core.multiarray", "_reconstruct"): _reconstruct}
+               ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+               ("_codecs", "encode"): codecs.encode}     # bytes in protocol-2 pickles written by Python 3
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:

@@ -81,12 +81,15 @@ def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int
     import ray
     trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), sweep=meta["sweep"], trial_id=trial_id,
                       results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id()})
-    for rec in trainer.fit():
-        metrics = rec.flat()
-        ckpt = None
-        if rank == 0:
-            ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
-        report(metrics, checkpoint=ckpt)
+    try:
+        for rec in trainer.fit():
+            metrics = rec.flat()
+            ckpt = None
+            if rank == 0:
+                ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
+            report(metrics, checkpoint=ckpt)
+    finally:   # a trial stopped inside report() frees its folder's lock at once (reused actors live on)
+        trainer.close()
 
 
 def _tune_ckpt_dir(out: Path, epoch: int, shared: bool) -> Path:
