@@ -34,6 +34,16 @@ def _pos_int(text: str) -> int:
     return n
 
 
+def _epochs(text: str) -> str:
+    """'all' or a comma list of epoch numbers ≥ 0 (kept as text: select_checkpoints reads it)."""
+    if text.strip() != "all":
+        try:
+            [_nonneg_int(e) for e in text.split(",") if e.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'all' or a comma list of epochs ≥ 0, got {text!r}") from None
+    return text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the CLI's error contract: one line on stderr, exit code 2 (no usage block)."""
 
@@ -85,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
                             "(default: each trial's last epoch)")
     pr = sub.add_parser("probe", help="probe saved checkpoints (k-NN, linear, MASC, NCM)")
     pr.add_argument("root")
-    pr.add_argument("--epochs", default="all", help="comma list of epochs or 'all'")
+    pr.add_argument("--epochs", type=_epochs, default="all", help="comma list of epochs or 'all'")
     pr.add_argument("--probes", default="knn,ncm")
     pr.add_argument("--layers", default="penultimate")
     pr.add_argument("--labels", choices=["clean", "train"], default=None)
     o = sub.add_parser("offline-rlp", help="train fresh RLP heads on frozen saved checkpoints (paper 5.1)")
     o.add_argument("root")
     o.add_argument("--head-epochs", type=_pos_int, default=5, help="head training epochs per checkpoint (K)")
-    o.add_argument("--epochs", default="all", help="comma list of checkpoint epochs or all")
+    o.add_argument("--epochs", type=_epochs, default="all", help="comma list of checkpoint epochs or all")
 
     args = p.parse_args(argv)
     try:

@@ -167,6 +167,8 @@ CASES = {
                                     ["final.parquet", "no column value"]),
     # probes
     "probe_unknown": (["probe", f"{W}/run", "--probes", "knnn"], ["--probes", "knnn"]),
+    "probe_epochs_not_numbers": (["probe", f"{W}/run", "--epochs", "1,x"], ["--epochs", "'1,x'"]),
+    "offline_epochs_negative": (["offline-rlp", f"{W}/run", "--epochs", "-2"], ["--epochs", "≥ 0"]),
     "offline_head_epochs": (["offline-rlp", f"{W}/run", "--head-epochs", "-1"], ["--head-epochs", "≥ 1"]),
     # sweeps: all before Ray starts
     "resume_not_a_sweep": (["resume", f"{W}/empty"], ["not a sweep folder"]),
