@@ -19,12 +19,14 @@ from .config import Config, ConfigError
 GIB = 2 ** 30
 
 
-def check_run(cfg: Config, data, device: torch.device) -> None:
+def check_run(cfg: Config, data, device: torch.device | None) -> None:
+    """device None: leave out the memory check (a sweep's driver may not hold the trials' device)."""
     if cfg.data.val_fraction > 0 and len(data.y.get("val", ())) == 0:
         raise ConfigError(f"data.val_fraction: {cfg.data.val_fraction:g} of {data.m} training samples gives 0 "
                           "validation samples (each class keeps round(fraction · its count)); raise it or set 0")
     _check_probes(cfg, data.m)
-    _check_memory(cfg, data, device)
+    if device is not None:
+        _check_memory(cfg, data, device)
 
 
 def check_probe_names(names, key: str = "probe.probes") -> None:

@@ -1,7 +1,9 @@
-"""Is `[sweep] metric` one the trials report? Asked of the trainer itself, before Ray starts.
+"""A sweep's trials checked before Ray starts: the metric they report, the data sizes they meet.
 
+    preflight(space, raw)             # both checks below; a one-line UserError or nothing
     check_metric(space, raw)          # SpaceError naming sweep.metric and the close matches, or nothing
     reported_metrics(cfg, raw)        # {"epoch", "train.acc", "val.acc", "train.rand_acc.penultimate", ...}
+    check_data(space, raw)            # checks.check_run on the first and the last corner trial's data
 
 The names are not a list kept here: they are the keys of `EpochRecord.flat()` (what a trial reports
 to Tune) from one epoch of the real Trainer on a few stand-in samples of the dataset's shape, on
@@ -16,6 +18,7 @@ import difflib
 import torch
 
 from ..config import Config
+from ..errors import UserError
 from .space import SearchSpace, SpaceError, trial_config
 
 STAND_IN = 8   # training samples of the dry run (one step)
@@ -55,9 +58,33 @@ def reported_metrics(cfg: Config, raw=None) -> set[str]:
         torch.set_num_threads(threads)
 
 
+def _corner(space: SearchSpace, i: int) -> Config:
+    """The trial config with every searched key at corner i (0: low / first choice, -1: high / last)."""
+    return trial_config(space, {d.key: d.corners()[i] for d in space.search}, space.seeds[0])
+
+
+def preflight(space: SearchSpace, raw=None) -> None:
+    check_data(space, raw)
+    check_metric(space, raw)
+
+
+def check_data(space: SearchSpace, raw=None) -> None:
+    """Validation split not empty, probe.k and probe names (checks.check_run without the memory part:
+    the driver may not hold the trials' device) for the two corner trials' real data."""
+    from ..checks import check_run
+    from ..data import build_data
+    for i in (0, -1):
+        cfg = _corner(space, i)
+        try:
+            check_run(cfg, build_data(cfg, raw), device=None)
+        except SpaceError:
+            raise
+        except UserError as e:
+            raise SpaceError(f"{e} (a trial of the search space)") from None
+
+
 def check_metric(space: SearchSpace, raw=None) -> None:
-    first = {d.key: d.corners()[0] for d in space.search}
-    names = reported_metrics(trial_config(space, first, space.seeds[0]), raw)
+    names = reported_metrics(_corner(space, 0), raw)
     if space.metric in names:
         return
     close = difflib.get_close_matches(space.metric, sorted(names), n=3)

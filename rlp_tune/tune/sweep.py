@@ -158,8 +158,8 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     if not address:
         max_concurrent(space, local_resources())
     raw = _load_shared_raw(space)
-    from .preflight import check_metric
-    check_metric(space, raw)      # the metric is one the trials report (before Ray starts)
+    from .preflight import preflight
+    preflight(space, raw)         # the trials' data sizes and the metric they report, before Ray starts
     init_ray(address)
     _write_space(space, root)
     print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
