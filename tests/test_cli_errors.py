@@ -135,6 +135,8 @@ CASES = {
                               ["data.val_fraction", "0 validation samples"]),
     "probe_k_over_train_set": (["train", f"{W}/tiny.toml", "--out", f"{W}/o", "--set", "probe.every=1",
                                 "--set", "probe.k=100000"], ["probe.k", "1437"]),
+    "probe_layer_in_config": (["train", f"{W}/tiny.toml", "--out", f"{W}/o", "--set", "probe.every=1",
+                               "--set", "probe.layers=bogus"], ["probe.layers", "bogus"]),
     "probe_name_in_config": (["train", f"{W}/tiny.toml", "--out", f"{W}/o", "--set", "probe.every=1",
                               "--set", "probe.probes=knnn"], ["probe.probes", "knnn"]),
     "rlp_n_too_large": (["train", f"{W}/tiny.toml", "--out", f"{W}/o", "--set", "rlp.n=100000000000"],
