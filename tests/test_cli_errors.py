@@ -125,7 +125,8 @@ W = "{ws}"   # placeholder for the workspace folder in the argv lists below
 CASES = {
     # config files and values
     "config_not_utf8": (["train", f"{W}/bad_utf8.toml", "--out", f"{W}/o"], ["not UTF-8"]),
-    "config_is_folder": (["train", f"{W}/empty", "--out", f"{W}/o"], ["config file not found"]),
+    "config_is_folder": (["train", f"{W}/empty", "--out", f"{W}/o"], ["is a folder, not a config file"]),
+    "config_missing": (["train", f"{W}/nope.toml", "--out", f"{W}/o"], ["config file not found"]),
     "betas_length": (["train", f"{W}/tiny.toml", "--out", f"{W}/o", "--set", "optim.name=adamw",
                       "--set", "optim.betas=[0.95]"], ["optim.betas", "two numbers"]),
     "betas_range": (["train", f"{W}/tiny.toml", "--out", f"{W}/o", "--set", "optim.betas=1.5,0.9"],
