@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..rundir import check_folder
+from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experiment_state, node_ip_kwargs,
+                          trial_ids_in_state)
 from .signals import StopRequest
 from .space import SearchSpace, SpaceError, load_space, space_file
 from .trainable import META, train_trial
@@ -27,18 +29,6 @@ SPACE_FILE = "space.toml"
 
 class SweepError(UserError, RuntimeError):
     """A sweep folder that cannot be started, resumed or shown as asked; the message names it."""
-
-
-def loopback_only() -> None:
-    """Make an embedded (single-machine) Ray advertise 127.0.0.1, not the interface address.
-
-    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported; the environment variable
-    reaches the processes Ray starts, the module constant covers a Ray imported already. It also
-    keeps other machines from joining, which is what an embedded cluster wants."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if "ray" in sys.modules:
-        from ray._private import ray_constants
-        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -52,7 +42,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
         return
     loopback_only()
-    ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
+    ray.init(num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"), dashboard_host="127.0.0.1",
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 
 
@@ -185,7 +175,7 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
             # the restored run config holds the callbacks pickled at the first start (the stop callback
             # pickles to a no-op): add this process's stop callback (no public API for that)
-            tuner._local_tuner.get_run_config().callbacks.append(stop.callback(expected_trials(space)))
+            add_callbacks_on_restore(tuner, [stop.callback(expected_trials(space))])
         elif _has_trial_results(root):
             raise SweepError(f"{root} holds trial results but no restorable sweep state")
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
@@ -221,12 +211,11 @@ def _restorable(root: str) -> bool:
         return False
     if "://" in root:
         return True
-    import json
-    states = sorted(Path(root).glob("experiment_state-*.json"))   # names end in a sortable timestamp
-    try:
-        return bool(states) and bool(json.loads(states[-1].read_text()).get("trial_data"))
-    except (OSError, ValueError):
-        return True   # let Tune say what is wrong with it
+    state = newest_experiment_state(root)
+    if state is None:
+        return False
+    ids = trial_ids_in_state(state)
+    return ids is None or bool(ids)   # unreadable: let Tune say what is wrong with it
 
 
 def _quarantine_orphans(root: str) -> list[str]:
@@ -238,17 +227,11 @@ def _quarantine_orphans(root: str) -> list[str]:
     duplicate trial, so they go to ROOT/orphans/<trial_id>/ (kept for inspection, out of the results)."""
     if "://" in root:
         return []
-    import json
     import shutil
-    states = sorted(Path(root).glob("experiment_state-*.json"))
-    if not states:
-        return []
-    known = set()
-    for t in json.loads(states[-1].read_text()).get("trial_data", []):
-        try:
-            known.add(json.loads(t[0] if isinstance(t, list) else t)["trial_id"])
-        except (ValueError, KeyError, TypeError, IndexError):
-            return []   # unknown format: move nothing
+    state = newest_experiment_state(root)
+    known = trial_ids_in_state(state) if state else None
+    if known is None:
+        return []   # no state, or unknown format: move nothing
     moved = []
     for f in Path(root, "parquet", "trials").glob("*.parquet"):
         tid = f.stem
