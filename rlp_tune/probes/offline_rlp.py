@@ -16,9 +16,9 @@ import torch
 from ..data.labels import derive_seed
 from ..heads import RLPHeads
 from ..results import ResultWriter
-from ..train import make_optimizer, read_checkpoint
+from ..train import CheckpointError, make_optimizer, read_checkpoint
 from . import extract_features
-from .offline import load_for_probing, run_context, select_checkpoints
+from .offline import load_for_probing, run_context, run_identity, select_checkpoints
 
 
 def train_offline_head(feats: torch.Tensor, labels: torch.Tensor, cfg, n: int, norm: bool, head_epochs: int,
@@ -48,13 +48,15 @@ def train_offline_head(feats: torch.Tensor, labels: torch.Tensor, cfg, n: int, n
 
 
 def offline_rlp(root, head_epochs: int = 5, epochs: str = "all") -> int:
+    if head_epochs < 1:
+        raise CheckpointError(f"--head-epochs: must be >= 1, got {head_epochs}")
     ck, results_root, sweep, trial_id = run_context(root)
     files = select_checkpoints(ck, epochs)
-    trainer, _ = load_for_probing(files[0])
+    trainer, first = load_for_probing(files[0])
     cfg, data = trainer.cfg, trainer.data
     if not trainer.rlp_taps:
-        raise SystemExit("rlp-tune: this run has no RLP heads (rlp.heads = 0)")
-    writer = ResultWriter(results_root, sweep, trial_id)
+        raise CheckpointError(f"{root}: this run has no RLP heads (rlp.heads = 0)")
+    writer = ResultWriter(results_root, *run_identity(first, sweep, trial_id))
     bs = cfg.run.eval_batch_size or 2 * cfg.run.batch_size
     for f in files:
         state = read_checkpoint(f)
