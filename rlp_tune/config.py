@@ -254,6 +254,9 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError(f"rlp.weight_decay: {cfg.rlp.weight_decay!r} is out of range (must be -1 = optim's, or >= 0)")
     if cfg.run.device not in ("auto", "cpu", "cuda") and not cfg.run.device.startswith("cuda:"):
         raise ConfigError(f"run.device: {cfg.run.device!r} is not auto, cpu, cuda or cuda:N")
+    betas = cfg.optim.betas
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"optim.betas: expected two numbers in [0, 1) like [0.9, 0.999], got {list(betas)}")
 
 
 # ---- text → value (for --set and search spaces) -------------------------------------------------
@@ -262,7 +265,14 @@ def parse_value(key: str, text: str) -> Any:
     f = _field_for(key)
     t = field_type(f)
     if typing.get_origin(t) is tuple:
-        return [s.strip() for s in text.split(",") if s.strip()] if not text.startswith("[") else _toml_value(key, text)
+        if text.startswith("["):
+            return _toml_value(key, text)
+        elem = typing.get_args(t)[0]
+        return [_parse_text(key, elem, s.strip()) for s in text.split(",") if s.strip()]
+    return _parse_text(key, t, text)
+
+
+def _parse_text(key: str, t: type, text: str) -> Any:
     if t is str:
         return text
     if t is bool:
@@ -317,12 +327,18 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a config file")
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file ({e.strerror or type(e).__name__})") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:

@@ -217,7 +217,7 @@ def test_probe_and_offline_settings_are_checked_before_any_work(tmp_path):
         probe_checkpoints(tmp_path / "missing", settings=["rlp.lam=1"])
     with pytest.raises(UserError, match="probe.linear: 'adam' is not one of"):
         probe_checkpoints(tmp_path / "missing", settings=["probe.linear=adam"])
-    with pytest.raises(UserError, match="--head-epochs: -1 must be >= 1"):
+    with pytest.raises(UserError, match="--head-epochs: must be >= 1, got -1"):
         offline_rlp(tmp_path / "missing", head_epochs=-1)
 
 

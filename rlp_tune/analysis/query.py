@@ -32,6 +32,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..results import METRIC_KEY, METRIC_SCHEMA, ResultsError
 
 EXTRA_KINDS = ("offline_epoch_", "probe_epoch_")   # rows added after training (results.ResultWriter kinds)
@@ -41,8 +42,8 @@ _DUCK_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "double": "DOUBLE"}
 _ROOTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()  # connection → root, layout
 
 
-class QueryError(ValueError):
-    """The SQL itself is wrong (parse / bind / catalog error); the message is one line."""
+class QueryError(UserError, ValueError):
+    """The SQL itself is wrong (parse / bind / catalog error, or not a read-only SELECT); one line."""
 
 
 # ---- connection ------------------------------------------------------------------------------
@@ -56,7 +57,37 @@ def _root(root: str | Path) -> Path:
     p = Path(root)
     if not p.is_dir():
         raise ResultsError(f"{p}: results folder not found")
-    return p
+    return p.resolve()     # absolute: DuckDB's allowed_directories compares paths
+
+
+def require_results(root: str | Path) -> Path:
+    """ROOT as a results folder holding at least one trial's rows (else ResultsError)."""
+    r = _root(root)
+    if not _files(r, "metrics") and not _files(r, "trials"):
+        raise ResultsError(f"no results in {root} (no Parquet files under {Path(root) / 'parquet'})")
+    return r
+
+
+def _sandbox(con, r: Path) -> None:
+    """Files only under ROOT, no extensions, no attached databases; settings locked once the
+    views exist (a query cannot undo this)."""
+    con.execute(f"SET allowed_directories = [{_sql_str(str(r) + '/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+
+
+def check_select(con, sql: str) -> None:
+    """One read-only statement: SELECT (WITH ... SELECT, FROM ..., VALUES, DESCRIBE, SUMMARIZE)."""
+    import duckdb
+    try:
+        stmts = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(f"query failed: {_one_line(e)}") from None
+    if len(stmts) != 1:
+        raise QueryError(f"query: one SELECT statement expected, got {len(stmts)} statements")
+    if stmts[0].type != duckdb.StatementType.SELECT:
+        raise QueryError(f"query: only SELECT statements are run (read-only), got {stmts[0].type.name}")
 
 
 def _files(root: Path, kind: str) -> list[Path]:
@@ -239,6 +270,7 @@ def connect(root: str | Path, *, final: bool = True, live: bool = True):
 
     r = _root(root)
     con = duckdb.connect()
+    _sandbox(con, r)
     con.execute("SET enable_progress_bar = false")
     # footers read when a view binds are reused by the scans that follow (1000s of small files)
     con.execute("SET parquet_metadata_cache = true")
@@ -249,6 +281,7 @@ def connect(root: str | Path, *, final: bool = True, live: bool = True):
         names = final_metric_names(con)
         multi = multi_head_groups(con)
         _fetch(con, lambda: f"CREATE OR REPLACE VIEW final AS {final_sql(names, multi=multi)}", "none")
+    con.execute("SET lock_configuration = true")
     return con
 
 
@@ -287,7 +320,12 @@ def _fetch(con, sql, kind: str = "df", params: Any = None):
                 return rel.fetchall()
             raise ValueError(f"kind: {kind!r}")
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
+            bad = find_bad_file(state["root"]) if state and isinstance(e, duckdb.BinderException) else None
+            if bad:   # a results file without a column the views need, not the user's SQL
+                raise ResultsError(bad) from None
             raise QueryError(f"query failed: {_one_line(e)}") from None
+        except duckdb.PermissionException as e:
+            raise QueryError(f"query: outside the results folder or not read-only: {_one_line(e)}") from None
         except duckdb.Error as e:
             if attempt == 0 and _vanished(e):
                 time.sleep(0.05)
@@ -325,15 +363,20 @@ def find_bad_file(root: str | Path | None) -> str | None:
     import pyarrow.parquet as pq
 
     r = Path(root)
-    for f in _files(r, "metrics") + _files(r, "trials"):
-        try:
-            pq.read_table(f)
-        except FileNotFoundError:
-            continue
-        except (pa.ArrowException, OSError, ValueError) as e:
-            if not f.exists():
+    need = {"metrics": set(METRIC_KEY) | {"value"}, "trials": {"sweep", "trial_id"}}
+    for kind in ("metrics", "trials"):
+        for f in _files(r, kind):
+            try:
+                names = set(pq.read_table(f).column_names)
+            except FileNotFoundError:
                 continue
-            return f"{f}: not a readable Parquet file ({_one_line(e)})"
+            except (pa.ArrowException, OSError, ValueError) as e:
+                if not f.exists():
+                    continue
+                return f"{f}: not a readable Parquet file ({_one_line(e)})"
+            missing = sorted(need[kind] - names)
+            if missing:
+                return f"{f}: not an rlp_tune {kind} file (no column {', '.join(missing)})"
     return None
 
 
@@ -344,6 +387,7 @@ def query_df(root: str | Path, sql: str):
 
     con = connect(root, final=bool(re.search(r"\bfinal\b", sql, re.IGNORECASE)))
     try:
+        check_select(con, sql)
         df = _fetch(con, sql, "df")
     finally:
         con.close()
@@ -368,3 +412,14 @@ def run_query(root: str | Path, sql: str, fmt: str = "table") -> str:
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
                            "display.max_colwidth", 60):
         return df.to_string(index=False)
+
+
+# ---- public doors for the other analysis modules -----------------------------------------------
+def fetch(con, sql, kind: str = "df", params: Any = None):
+    """Run SQL on a `connect` connection with the retry and diagnosis of `_fetch` (same arguments)."""
+    return _fetch(con, sql, kind, params)
+
+
+def sql_literal(s: str) -> str:
+    """`s` as a quoted SQL string literal."""
+    return _sql_str(s)

@@ -48,6 +48,12 @@ def select_checkpoints(ck: Path, epochs: str) -> list[Path]:
     return files
 
 
+def run_identity(state: dict, sweep: str, trial_id: str) -> tuple[str, str]:
+    """(sweep, trial_id) the run's checkpoint was made under (older checkpoints: the folder's names),
+    so rows of a moved or renamed run folder join its own trial."""
+    return state.get("sweep", sweep), state.get("trial_id") or trial_id
+
+
 def load_for_probing(ck_file: Path) -> tuple[Trainer, dict]:
     state = read_checkpoint(ck_file)
     cfg = Config.from_flat(state["config"]).replace(**{"run.device": "auto"})
@@ -67,10 +73,12 @@ def probe_checkpoints(root, epochs: str = "all", probes=("knn",), layers=("penul
     Config().replace(**ov)     # values checked now, before the checkpoint and the data are loaded
     ck, results_root, sweep, trial_id = run_context(root)
     files = select_checkpoints(ck, epochs)
-    trainer, _ = load_for_probing(files[0])
+    trainer, first = load_for_probing(files[0])
     if ov:
+        from ..checks import check_run
         trainer.cfg = trainer.cfg.replace(**ov)
-    writer = ResultWriter(results_root, sweep, trial_id)
+        check_run(trainer.cfg, trainer.data, None)     # e.g. probe.k against the training set's size
+    writer = ResultWriter(results_root, *run_identity(first, sweep, trial_id))
     for f in files:
         state = read_checkpoint(f)
         trainer.net.load_state_dict(state["net"])

@@ -17,28 +17,23 @@ same settings replaces only those rows.
 from __future__ import annotations
 
 from ..audit import AuditSettings, audit_accuracies
-from ..errors import UserError
 from ..results import ResultWriter
-from ..train import read_checkpoint
-from .offline import load_for_probing, run_context, select_checkpoints
-
-
-class OfflineRLPError(UserError, ValueError):
-    """offline-rlp cannot run on this folder or with these settings."""
+from ..train import CheckpointError, read_checkpoint
+from .offline import load_for_probing, run_context, run_identity, select_checkpoints
 
 
 def offline_rlp(root, head_epochs: int | None = None, epochs: str = "all") -> int:
     if head_epochs is not None and head_epochs < 1:
-        raise OfflineRLPError(f"--head-epochs: {head_epochs} must be >= 1")
+        raise CheckpointError(f"--head-epochs: must be >= 1, got {head_epochs}")
     ck, results_root, sweep, trial_id = run_context(root)
     files = select_checkpoints(ck, epochs)
-    trainer, _ = load_for_probing(files[0])
+    trainer, first = load_for_probing(files[0])
     cfg, data = trainer.cfg, trainer.data
     if not trainer.rlp_taps:
-        raise OfflineRLPError(f"{root}: this run has no RLP heads (rlp.heads = 0)")
+        raise CheckpointError(f"{root}: this run has no RLP heads (rlp.heads = 0)")
     settings = AuditSettings.from_config(cfg, head_epochs)
     protocol = "" if settings.epochs == cfg.rlp.audit_epochs else f"head_epochs={settings.epochs}"
-    writer = ResultWriter(results_root, sweep, trial_id)
+    writer = ResultWriter(results_root, *run_identity(first, sweep, trial_id))
     bs = cfg.run.eval_batch_size or 2 * cfg.run.batch_size
     for f in files:
         state = read_checkpoint(f)
