@@ -107,9 +107,10 @@ def _read(src: str) -> str:
 
 def _conformed(src: str) -> str:
     """SELECT of the metric columns from read_parquet(src); version-1 files (no `protocol` column)
-    read as protocol '' (the typed empty relation supplies the column when no file has it)."""
+    read as protocol '' (an empty relation supplies the column when no file has it; any other
+    missing column stays a bind error, which names the file)."""
     cols = ", ".join("coalesce(protocol, '') AS protocol" if c == "protocol" else c for c in METRIC_SCHEMA.names)
-    return f"SELECT {cols} FROM ({_empty_metrics_sql()} UNION ALL BY NAME SELECT * FROM {_read(src)})"
+    return f"SELECT {cols} FROM (SELECT NULL::VARCHAR AS protocol WHERE false UNION ALL BY NAME SELECT * FROM {_read(src)})"
 
 
 def metrics_sql(root: Path) -> str:
@@ -363,7 +364,7 @@ def find_bad_file(root: str | Path | None) -> str | None:
     import pyarrow.parquet as pq
 
     r = Path(root)
-    need = {"metrics": set(METRIC_KEY) | {"value"}, "trials": {"sweep", "trial_id"}}
+    need = {"metrics": (set(METRIC_KEY) - {"protocol"}) | {"value"}, "trials": {"sweep", "trial_id"}}  # v1: no protocol
     for kind in ("metrics", "trials"):
         for f in _files(r, kind):
             try:
