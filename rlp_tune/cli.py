@@ -43,6 +43,30 @@ def _nonneg_int(text: str) -> int:
     return n
 
 
+def _pos_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {n}")
+    return n
+
+
+def _epochs(text: str) -> str:
+    """'all' or a comma list of epoch numbers ≥ 0 (kept as text: select_checkpoints reads it)."""
+    if text.strip() != "all":
+        try:
+            [_nonneg_int(e) for e in text.split(",") if e.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'all' or a comma list of epochs ≥ 0, got {text!r}") from None
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit code 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"rlp-tune: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _trackers(text: str) -> str:
     from .config import TRACKERS
     names = [t.strip() for t in text.split(",") if t.strip()]
@@ -73,13 +97,13 @@ def _overrides_args(s: argparse.ArgumentParser, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rlp-tune", description=(
+    p = _Parser(prog="rlp-tune", description=(
                                 "Memorization-vs-generalization experiments with random label prediction heads "
                                 "(RLP-heads): train, sweep on Ray, query and analyze the results."),
                                 epilog=COMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=_version_line(),
                    help="print the rlp_tune, torch and Ray versions and exit")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
 
     t = _sub(sub, "train", "train one run (single process, or DDP under torchrun)",
              "Writes OUT/checkpoints/last.pt every epoch (atomic), OUT/checkpoints/model.pt (weights only, "
@@ -154,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
               "Reads DIR/checkpoints/epoch_*.pt (train with run.keep_checkpoints = \"all\") or last.pt and "
               "adds rows (split test, metric <probe>_acc) to DIR's Parquet results.")
     pr.add_argument("root", metavar="DIR", help="a run folder (or a sweep trial folder trials/<id>)")
-    pr.add_argument("--epochs", default="all", help="comma list of checkpoint epochs, or 'all' (default)")
+    pr.add_argument("--epochs", type=_epochs, default="all", help="comma list of checkpoint epochs, or 'all' (default)")
     pr.add_argument("--probes", default="knn,ncm",
                     help="comma list from knn, linear, masc, ncm, invariance (default knn,ncm)")
     pr.add_argument("--layers", default="penultimate",
@@ -162,11 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--labels", choices=["clean", "train"], default=None,
                     help="fit the probes on the clean or the (noisy) training labels "
                          "(default: probe.labels of the run)")
+    pr.add_argument("--set", action="append", default=[], metavar="probe.KEY=VALUE", dest="settings",
+                    help="override a probe.* key of the run's config (k, masc_threshold, linear, max_train)")
     o = _sub(sub, "offline-rlp", "train fresh RLP heads on frozen saved checkpoints (paper 5.1)",
              "Adds rows split = offline, metric rand_acc per checkpoint epoch to DIR's Parquet results.")
     o.add_argument("root", metavar="DIR", help="a run folder trained with run.keep_checkpoints = \"all\"")
-    o.add_argument("--head-epochs", type=int, default=5, help="head training epochs per checkpoint (K, default 5)")
-    o.add_argument("--epochs", default="all", help="comma list of checkpoint epochs, or 'all' (default)")
+    o.add_argument("--head-epochs", type=_pos_int, default=None,
+                   help="audit-head training epochs per checkpoint (default: the run's rlp.audit_epochs)")
+    o.add_argument("--epochs", type=_epochs, default="all", help="comma list of checkpoint epochs, or 'all' (default)")
     p.commands = sub.choices   # name → subparser
     return p
 
@@ -229,22 +256,30 @@ def _dispatch(args) -> int:
         from .analysis import run_query
         print(run_query(args.root, args.sql, args.format))
         return 0
+    if args.cmd in ("analyze", "report"):
+        from .analysis.query import require_results
+        require_results(args.root)                      # "no results in DIR", before any output
     if args.cmd == "analyze":
         import json
 
         from .analysis import analyze, format_analysis
         doc = analyze(args.root, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch)
-        print(json.dumps(doc, indent=2, default=str) if args.json else format_analysis(doc))
+        print(json.dumps(doc.to_dict(), indent=2) if args.json else format_analysis(doc))
         return 0
     if args.cmd == "report":
         from .analysis import write_report
+        from .rundir import check_folder
+        check_folder(args.out, "--out")
         print(write_report(args.root, args.out, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch))
         return 0
     if args.cmd == "probe":
+        from .checks import check_probe_names
         from .probes.offline import probe_checkpoints
+        check_probe_names(args.probes.split(","), "--probes")
         layers = args.layers.split(",")
         probe_checkpoints(args.root, epochs=args.epochs, probes=args.probes.split(","),
-                          layers=["all"] if layers == ["all"] else layers, labels=args.labels)
+                          layers=["all"] if layers == ["all"] else layers, labels=args.labels,
+                          settings=args.settings)
         return 0
     if args.cmd == "offline-rlp":
         from .probes.offline_rlp import offline_rlp
@@ -295,20 +330,23 @@ def fresh_run_dir(out: Path) -> list[str]:
 
 def cmd_train(args) -> int:
     from .config import load_config, to_toml
+    from .rundir import check_folder
     cfg = load_config(args.config, args.overrides)          # validated before any work
     from .trackers import check_available, open_trackers
     check_available(cfg.logging.trackers)                   # a missing tracker package: exit 2 before training
     out = Path(args.out) if args.out else default_out(args.config, args.overrides)
+    check_folder(out, "--out")
     if not args.out:
         print(f"output folder: {out} (--out to choose)", file=sys.stderr)
     from .train import Trainer
     if args.fresh and out.exists():
         fresh_run_dir(out)
+    # the Trainer checks data sizes and memory, then locks the folder (made only now) and reads its checkpoint
     trainer = Trainer(cfg, out_dir=out, progress=not args.no_progress and sys.stderr.isatty())
-    out.mkdir(parents=True, exist_ok=True)
-    from .provenance import toml_table
-    from .results import versions
-    (out / "config.toml").write_text(to_toml(cfg) + toml_table({**versions(), **trainer.trial_extra}))
+    if not trainer.finished and trainer.epoch < cfg.run.epochs:   # config.toml describes the run only if it trains
+        from .provenance import toml_table
+        from .results import versions
+        (out / "config.toml").write_text(to_toml(cfg) + toml_table({**versions(), **trainer.trial_extra}))
     sinks = open_trackers(cfg, out, trainer.trial_id) if trainer.rank == 0 else None
     try:
         last = _train_loop(trainer, cfg, sinks)
@@ -325,7 +363,7 @@ def cmd_train(args) -> int:
 def _train_loop(trainer, cfg, sinks):
     start_epoch, out = trainer.epoch, trainer.out_dir
     if start_epoch:
-        print(f"resuming {out} from epoch {start_epoch}/{cfg.run.epochs}", file=sys.stderr)
+        print(f"resuming {out} (trial {trainer.trial_id}) from epoch {start_epoch}/{cfg.run.epochs}", file=sys.stderr)
     print(f"train {cfg.model.name} on {cfg.data.name} (m={trainer.data.m}, device={trainer.device}) "
           f"rlp: λ={cfg.rlp.lam:g} heads={cfg.rlp.heads} n={trainer.n} taps={','.join(trainer.rlp_taps) or '-'}",
           file=sys.stderr)
