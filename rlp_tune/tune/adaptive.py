@@ -1,0 +1,208 @@
+"""design = "adaptive": λ placed, inside each cell of the grid factors, where it narrows the CI of λ50.
+
+    [search]
+    "rlp.lam"   = { dist = "loguniform", low = 1e-2, high = 1e3 }    # placed by the searcher
+    "rlp.heads" = { dist = "grid", values = [1, 4] }                  # cells (optional)
+    [sweep]
+    design = "adaptive"; num_samples = 24; seeds = [0, 1]; target_ci_decades = 0.5; initial_points = 5
+
+A λ point is (cell, λ) run under every seed (paired replicates, as in the other designs);
+`num_samples` is the budget of λ points over all cells. Each cell first gets `initial_points`
+log-spaced λ over the range. After that, each new point goes to the cell whose 95% CI of log10 λ50
+is widest, at the λ where one more observation most lowers the expected variance of log10 λ50:
+the linearized (Gauss-Newton) variance [(JᵀJ + j(x) j(x)ᵀ)⁻¹] of the 4-parameter logistic, with J
+over the cell's observed and pending λ, averaged over λ50 values spread across its current CI
+(so an uncertain transition spreads the points). A cell whose fit is not identified yet gets the
+midpoint of its widest gap in log λ. A cell stops once the CI — computed by the analysis' own
+bootstrap fit (`rlp-tune analyze` reports the same number) — is narrower than `target_ci_decades`;
+the sweep ends when every cell has stopped or the budget is spent.
+
+Evidence is each finished trial's final-epoch train rand_acc at the primary tap (penultimate, else
+the last tap with heads). On a resume the searcher rebuilds its points from Tune's saved trials and
+their evidence from the Parquet metrics under the sweep folder (tune/designs.py, `_CellSearcher`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from .designs import _CellSearcher, norm_value
+from .space import ADAPTIVE_KEY, SearchSpace
+from .trainable import REPLICATE
+
+N_CANDIDATES = 61      # log-spaced candidate λ per cell
+N_SPREAD = 5           # λ50 values across the CI the expected variance is averaged over
+
+
+def fit_memorization(lam, y, seed: int = 0) -> dict:
+    """The analysis' logistic fit with its bootstrap CI. The one import of the analysis numerics:
+    repoint it here when they move."""
+    from ..analysis.curves import fit_logistic
+    return fit_logistic(lam, y, n_boot=200, seed=seed, name="adaptive")
+
+
+def logistic_jacobian(x, high, low, x50, slope) -> np.ndarray:
+    """(N, 4) derivatives of low + (high − low)/(1 + exp(slope (x − x50))) by (high, low, x50, slope)."""
+    x = np.asarray(x, float)
+    e = 1.0 / (1.0 + np.exp(np.clip(slope * (x - x50), -500, 500)))
+    q = (high - low) * e * (1 - e)
+    return np.stack([e, 1 - e, slope * q, -q * (x - x50)], axis=1)
+
+
+def expected_x50_variance(x_have, cand, params, x50s) -> np.ndarray:
+    """(C,) mean over x50s of the linearized variance of x50 (unit noise) after adding one
+    observation at each candidate x."""
+    high, low, _, slope = params
+    out = np.zeros(len(cand))
+    for x50 in x50s:
+        J = logistic_jacobian(x_have, high, low, x50, max(slope, 1e-3))
+        A = J.T @ J + 1e-9 * np.eye(4)
+        jc = logistic_jacobian(cand, high, low, x50, max(slope, 1e-3))          # (C, 4)
+        M = A[None] + jc[:, :, None] * jc[:, None, :]                            # (C, 4, 4)
+        out += np.linalg.inv(M)[:, 2, 2]
+    return out / len(x50s)
+
+
+def widest_gap(x_have, lo: float, hi: float) -> float:
+    xs = np.unique(np.concatenate([[lo, hi], np.asarray(x_have, float)]))
+    i = int(np.argmax(np.diff(xs)))
+    return float(0.5 * (xs[i] + xs[i + 1]))
+
+
+class AdaptiveSearcher(_CellSearcher):
+    def __init__(self, space: SearchSpace, root: str, max_concurrent: int):
+        super().__init__(space, root, max_concurrent)
+        lam = next(d for d in space.search if d.key == ADAPTIVE_KEY)
+        self.lo, self.hi = math.log10(lam.low), math.log10(lam.high)
+        self.n_seeds = len(space.seeds)
+        layers = list(space.base.rlp.layers)
+        self.tap = "penultimate" if "penultimate" in layers or not layers else layers[-1]
+        self.mem_key = f"train.rand_acc.{self.tap}"
+        self.epochs = space.base.run.epochs
+        self.initial = [float(v) for v in np.logspace(self.lo, self.hi, space.initial_points)]
+        self.evidence: dict[str, float] = {}     # trial_id -> final-epoch rand_acc
+        self.done_cells: set[int] = set()
+        self.fits: dict[int, dict] = {}          # cell -> the latest fit (for reports / tests)
+
+    def _point_keys(self) -> list[str]:
+        return [*self.grid_keys, ADAPTIVE_KEY]
+
+    def get_state(self) -> dict:
+        return {**super().get_state(), "evidence": dict(self.evidence), "done_cells": set(self.done_cells)}
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self.evidence, self.done_cells = dict(state["evidence"]), set(state["done_cells"])
+
+    # -- the folder's evidence (resume) --
+    def _on_sync(self, saved) -> None:
+        self.evidence = {tid: y for tid, y in self._parquet_evidence(saved).items() if tid in self.assigned}
+        self.done_cells = set()
+        for c in range(len(self.cells)):
+            self._update_cell(c)
+
+    def _parquet_evidence(self, saved) -> dict[str, float]:
+        """Final-epoch rand_acc of the saved trials that ran to the end, from ROOT/parquet/metrics."""
+        if "://" in self.root:
+            return {}
+        import pyarrow.compute as pc
+
+        from ..results import read_metrics_table
+        t = read_metrics_table(self.root)
+        t = t.filter(pc.and_(pc.and_(pc.equal(t["split"], "train"), pc.equal(t["metric"], "rand_acc")),
+                             pc.and_(pc.equal(t["layer"], self.tap), pc.equal(t["head"], -1))))
+        t = t.filter(pc.equal(t["epoch"], self.epochs))
+        return {tid: float(v) for tid, v in zip(t["trial_id"].to_pylist(), t["value"].to_pylist()) if tid in saved}
+
+    # -- evidence from Tune --
+    def _on_result(self, trial_id: str, result: dict | None) -> None:
+        if result and result.get("epoch") == self.epochs and result.get(self.mem_key) is not None:
+            self.evidence[trial_id] = float(result[self.mem_key])
+        self._update_cell(self.cell_of(self.assigned[trial_id]))
+
+    def cell_of(self, cfg: dict) -> int:
+        key = tuple(norm_value(cfg[k]) for k in self.grid_keys)
+        return next(i for i, c in enumerate(self.cells) if tuple(norm_value(v) for v in c) == key)
+
+    def cell_data(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log10 λ with evidence, their rand_acc, log10 λ still running) of cell c."""
+        xs, ys, xp = [], [], []
+        for tid, cfg in self.assigned.items():
+            if self.cell_of(cfg) != c:
+                continue
+            x = math.log10(float(cfg[ADAPTIVE_KEY]))
+            if tid in self.evidence:
+                xs.append(x)
+                ys.append(self.evidence[tid])
+            elif tid in self.live:
+                xp.append(x)
+        return np.array(xs), np.array(ys), np.array(xp)
+
+    def ci_width(self, c: int) -> float:
+        fit = self.fits.get(c) or {}
+        ci = (fit.get("ci") or {}).get("log10_lambda50") if fit.get("fitted") else None
+        return float(ci[1] - ci[0]) if ci else math.inf
+
+    def _update_cell(self, c: int) -> None:
+        xs, ys, _ = self.cell_data(c)
+        if len(np.unique(np.round(xs, 9))) < 5:
+            return
+        self.fits[c] = fit_memorization(10 ** xs, ys)
+        if self.ci_width(c) <= self.space.target_ci_decades:
+            self.done_cells.add(c)
+
+    # -- placing points --
+    def _points(self) -> dict[tuple[int, float], set[int]]:
+        """(cell, log10 λ) -> the replicate indices assigned so far."""
+        out: dict[tuple[int, float], set[int]] = {}
+        for cfg in self.assigned.values():
+            key = (self.cell_of(cfg), round(math.log10(float(cfg[ADAPTIVE_KEY])), 9))
+            out.setdefault(key, set()).add(int(cfg.get(REPLICATE, 0)))
+        return out
+
+    def _config(self, c: int, x: float, rep: int) -> dict:
+        return dict(zip(self.grid_keys, self.cells[c])) | {ADAPTIVE_KEY: float(10 ** x), REPLICATE: rep}
+
+    def _next(self, trial_id: str):
+        points = self._points()
+        for (c, x), reps in points.items():        # a point's remaining replicates first
+            if len(reps) < self.n_seeds:
+                return self._config(c, x, min(set(range(self.n_seeds)) - reps))
+        for c in range(len(self.cells)):            # then the initial set, cell by cell
+            for lam in self.initial:
+                if (c, round(math.log10(lam), 9)) not in points:
+                    return self._config(c, math.log10(lam), 0)
+        if len(points) >= self.space.num_samples or len(self.done_cells) == len(self.cells):
+            return Searcher.FINISHED
+        # cells whose initial set has finished and that have not reached the target, widest CI first
+        ready = [c for c in range(len(self.cells)) if c not in self.done_cells and not self._initial_running(c)]
+        if not ready:
+            return None                            # wait for evidence
+        c = max(ready, key=lambda c: (self.ci_width(c), -len(self.cell_data(c)[0])))
+        return self._config(c, self.propose(c), 0)
+
+    def _initial_running(self, c: int) -> bool:
+        init = {round(math.log10(v), 9) for v in self.initial}
+        return any(tid in self.live and self.cell_of(cfg) == c
+                   and round(math.log10(float(cfg[ADAPTIVE_KEY])), 9) in init for tid, cfg in self.assigned.items())
+
+    def propose(self, c: int) -> float:
+        """log10 λ of the next point of cell c."""
+        xs, ys, xp = self.cell_data(c)
+        fit = self.fits.get(c)
+        taken = np.concatenate([xs, xp])
+        if not fit or not fit.get("fitted"):
+            return widest_gap(taken, self.lo, self.hi)
+        p = fit["params"]
+        ci = fit["ci"]["log10_lambda50"] or [p["log10_lambda50"]] * 2
+        x50s = np.linspace(ci[0], ci[1], N_SPREAD)
+        cand = np.linspace(self.lo, self.hi, N_CANDIDATES)
+        score = expected_x50_variance(taken, cand, (p["rand_acc_high"], p["rand_acc_low"], p["log10_lambda50"],
+                                                    p["slope"]), x50s)
+        # a λ already run would merge with that point (its replicates are counted per λ): skip it
+        score[np.isin(np.round(cand, 9), np.round(taken, 9))] = np.inf
+        if not np.isfinite(score).any():
+            return widest_gap(taken, self.lo, self.hi)
+        return float(cand[int(np.argmin(score))])
