@@ -303,3 +303,34 @@ def test_grid_sweep_killed_and_resumed_runs_each_cell_once(tmp_path):
         if driver.poll() is None:
             driver.kill()
         _kill_marked(marker)
+
+
+# ---- shipped spaces --------------------------------------------------------------------------------------
+SHIPPED = sorted((ROOT / "search_spaces").rglob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT / "search_spaces")))
+def test_shipped_spaces_load_as_designed_experiments(path):
+    s = load_space(path)
+    if path.name == "tune_demo.toml":          # the tuning demo: TPE + ASHA
+        assert (s.design, s.scheduler["type"]) == ("tpe", "asha")
+        return
+    assert s.design == "grid" and s.scheduler["type"] == "fifo" and s.metric.startswith("val.")
+    assert s.total_trials() == s.n_cells() * len(s.seeds) and s.n_cells() >= 4
+
+
+def test_shipped_paper_designs_hold_the_papers_values():
+    spaces = {p.stem: load_space(p) for p in (ROOT / "search_spaces").glob("*.toml")}
+    grid = {name: {d.key: d.values for d in s.search} for name, s in spaces.items()}
+    assert spaces["rlp_lambda"].seeds == (0, 1, 2) and 0.0 in grid["rlp_lambda"]["rlp.lam"]
+    assert spaces["rlp_lambda"].base.rlp.n == 10000                          # A.1: WRN-16-4, n = 10,000
+    assert 10000 in grid["n_labels"]["rlp.n"] and spaces["n_labels"].base.rlp.lam == 0.0
+    assert spaces["head_width"].base.rlp.n == 100                            # A.6: n = 100
+    assert 10 in grid["multihead"]["rlp.heads"] and 1e4 in grid["multihead"]["rlp.lam"]   # A.8: 10 heads, λ 1e4
+    assert spaces["multihead"].base.rlp.n == 100000
+    assert spaces["label_noise"].n_cells() == 16                             # 7C: noise × λ, full factorial
+    assert set(grid["label_noise"]) == {"data.label_noise", "rlp.lam"}
+    assert set(grid["dataset_fraction"]) == {"data.fraction", "rlp.lam"}
+    assert grid["label_corruption"]["data.label_noise"] == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    demo = spaces["demo"]                                                   # make demo: λ grid, replicates
+    assert demo.base.data.name == "digits" and len(demo.seeds) >= 3 and len(grid["demo"]["rlp.lam"]) >= 8
