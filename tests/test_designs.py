@@ -68,6 +68,10 @@ LAM_RANGE = '"rlp.lam" = { dist = "loguniform", low = 1e-2, high = 1e2 }'
     (LAM_RANGE, 'design = "adaptive"\nnum_samples = 10', 'type = "asha"', "scheduler.type", "full-length"),
     (LAM_RANGE, 'design = "tpe"\ntarget_ci_decades = 0.5', "", "sweep.target_ci_decades", "only for design"),
     (GRID, 'design = "grid"\nseeds = [0, 0]', "", "sweep.seeds", "repeat"),
+    (LAM_RANGE, 'design = "adaptive"\nnum_samples = 10\npeak_metric = "train.acc"', "", "sweep.peak_metric",
+     "val.acc"),
+    (LAM_RANGE, 'design = "adaptive"\nnum_samples = 10\npeak_metric = "val"', "", "sweep.peak_metric", "val.acc"),
+    (LAM_RANGE, 'design = "grid"\npeak_metric = "val.acc"', "", "sweep.peak_metric", "only for design"),
 ])
 def test_invalid_designs_name_the_key(tmp_path, search, sweep, sched, key, words):
     with pytest.raises(SpaceError) as e:
@@ -176,11 +180,11 @@ def test_grid_rebuilt_from_parquet_rows_when_state_lacks_a_config(tmp_path):
 
 
 # ---- the adaptive searcher ------------------------------------------------------------------------------
-def _adaptive(tmp_path, num_samples=40, target=0.3, seeds="[0]", cells=""):
+def _adaptive(tmp_path, num_samples=40, target=0.3, seeds="[0]", cells="", extra=""):
     from rlp_tune.tune.adaptive import AdaptiveSearcher
     s = load_space(space_file(tmp_path, '"rlp.lam" = { dist = "loguniform", low = 1e-2, high = 1e3 }' + cells,
                               f'design = "adaptive"\nnum_samples = {num_samples}\ntarget_ci_decades = {target}\n'
-                              f'seeds = {seeds}', name="a"))
+                              f'seeds = {seeds}\n{extra}', name="a"))
     root = tmp_path / "res" / "a"
     root.mkdir(parents=True, exist_ok=True)
     return s, root, (lambda: AdaptiveSearcher(s, str(root), max_concurrent=1))
@@ -218,6 +222,37 @@ def test_adaptive_places_points_at_the_transition_and_stops_at_the_target(tmp_pa
     assert np.median(np.abs(later - 1.2)) < 1.0
     ci = a.fits[0]["ci"]["log10_lambda50"]
     assert ci[1] - ci[0] <= 0.3 and ci[0] - 0.1 <= 1.2 <= ci[1] + 0.1
+
+
+def _acc(lam, rng, noise=0.003):
+    """A validation accuracy with a peak at log10 λ* = 0.5."""
+    return 0.95 - 0.02 * (np.log10(lam) - 0.5) ** 2 + rng.normal(0, noise)
+
+
+def test_adaptive_with_a_peak_metric_narrows_lambda_star_too(tmp_path):
+    from ray.tune.search import Searcher
+    s, _, make = _adaptive(tmp_path, num_samples=80, target=0.6, extra='peak_metric = "val.acc"')
+    a = make()
+    rng = np.random.default_rng(3)
+    xs = []
+    for i in range(200):
+        cfg = a.suggest(f"t{i}")
+        if cfg is Searcher.FINISHED:
+            break
+        lam = cfg["rlp.lam"]
+        xs.append(np.log10(lam))
+        a.on_trial_complete(f"t{i}", {"epoch": s.base.run.epochs, "train.rand_acc.penultimate": _mem(lam),
+                                      "val.acc": _acc(lam, rng)})
+    assert 8 <= len(xs) < 80, len(xs)                             # stopped by the targets
+    assert a.ci_width(0, "peak") <= 0.6 and a.ci_width(0) <= 0.6
+    ci = a.peak_fits[0]["ci"]["log10_lambda_star"]
+    assert ci[0] - 0.2 <= 0.5 <= ci[1] + 0.2
+    # without the peak target the same data stop earlier: λ* needed points of its own
+    (tmp_path / "nopeak").mkdir()
+    s2, _, make2 = _adaptive(tmp_path / "nopeak", num_samples=80, target=0.6)
+    b = make2()
+    n_mem = len(_drive(b, s2.base.run.epochs, np.random.default_rng(3), noise=0.0))
+    assert n_mem < len(xs), (n_mem, len(xs))
 
 
 def test_adaptive_expected_variance_prefers_the_transition():

@@ -6,6 +6,11 @@
     [sweep]
     design = "adaptive"; num_samples = 24; seeds = [0, 1]; target_ci_decades = 0.5; initial_points = 5
 
+With `peak_metric = "val.acc"` (or
+"test.acc") a cell also needs the CI of log10 λ*, that accuracy's peak over λ (the analysis' spline
+fit), below the target; while λ*'s CI is the wider one, a cell's next λ is the middle of the widest
+gap between its λ inside that CI.
+
 A λ point is (cell, λ) run under every seed (paired replicates, as in the other designs);
 `num_samples` is the budget of λ points over all cells. Each cell first gets `initial_points`
 log-spaced λ over the range. After that, each new point goes to the cell whose 95% CI of log10 λ50
@@ -40,11 +45,21 @@ N_SPREAD = 5           # λ50 values across the CI the expected variance is aver
 MIN_POINTS_TO_STOP = 8
 
 
+def _fits():
+    """The analysis' fit functions (`fit_logistic`, `fit_peak`): the one import of the analysis
+    numerics in the tune package; repoint it here when they move."""
+    from ..analysis import curves
+    return curves
+
+
 def fit_memorization(lam, y, seed: int = 0) -> dict:
-    """The analysis' logistic fit with its bootstrap CI. The one import of the analysis numerics:
-    repoint it here when they move."""
-    from ..analysis.curves import fit_logistic
-    return fit_logistic(lam, y, n_boot=200, seed=seed, name="adaptive")
+    """The analysis' 4-parameter logistic of rand_acc vs log10 λ, with its bootstrap CI."""
+    return _fits().fit_logistic(lam, y, n_boot=200, seed=seed, name="adaptive")
+
+
+def fit_accuracy_peak(lam, y, seed: int = 0) -> dict:
+    """The analysis' spline fit of an accuracy's peak over λ, with its bootstrap CI."""
+    return _fits().fit_peak(lam, y, n_boot=200, seed=seed, name="adaptive_peak")
 
 
 def logistic_jacobian(x, high, low, x50, slope) -> np.ndarray:
@@ -84,77 +99,105 @@ class AdaptiveSearcher(_CellSearcher):
         layers = list(space.base.rlp.layers)
         self.tap = "penultimate" if "penultimate" in layers or not layers else layers[-1]
         self.mem_key = f"train.rand_acc.{self.tap}"
+        # what each kind of evidence is: the reported key, and its (split, metric, layer) in Parquet
+        self.sources = {"mem": (self.mem_key, ("train", "rand_acc", self.tap))}
+        if space.peak_metric:
+            split, _, metric = space.peak_metric.partition(".")
+            self.sources["peak"] = (space.peak_metric, (split, metric, ""))
         self.epochs = space.base.run.epochs
         self.initial = [float(v) for v in np.logspace(self.lo, self.hi, space.initial_points)]
         self.evidence: dict[str, float] = {}     # trial_id -> final-epoch rand_acc
+        self.peak_evidence: dict[str, float] = {}  # trial_id -> final-epoch peak_metric
         self.done_cells: set[int] = set()
-        self.fits: dict[int, dict] = {}          # cell -> the latest fit (for reports / tests)
+        self.fits: dict[int, dict] = {}          # cell -> the latest λ50 fit (for reports / tests)
+        self.peak_fits: dict[int, dict] = {}     # cell -> the latest λ* fit
 
     def _point_keys(self) -> list[str]:
         return [*self.grid_keys, ADAPTIVE_KEY]
 
     def get_state(self) -> dict:
-        return {**super().get_state(), "evidence": dict(self.evidence), "done_cells": set(self.done_cells)}
+        return {**super().get_state(), "evidence": dict(self.evidence), "peak_evidence": dict(self.peak_evidence),
+                "done_cells": set(self.done_cells)}
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
         self.evidence, self.done_cells = dict(state["evidence"]), set(state["done_cells"])
+        self.peak_evidence = dict(state.get("peak_evidence", {}))
 
     # -- the folder's evidence (resume) --
     def _on_sync(self, saved) -> None:
-        self.evidence = {tid: y for tid, y in self._parquet_evidence(saved).items() if tid in self.assigned}
+        self.evidence = {tid: y for tid, y in self._parquet_evidence(saved, "mem").items() if tid in self.assigned}
+        self.peak_evidence = ({tid: y for tid, y in self._parquet_evidence(saved, "peak").items()
+                               if tid in self.assigned} if "peak" in self.sources else {})
         self.done_cells = set()
         for c in range(len(self.cells)):
             self._update_cell(c)
 
-    def _parquet_evidence(self, saved) -> dict[str, float]:
-        """Final-epoch rand_acc of the saved trials that ran to the end, from ROOT/parquet/metrics."""
+    def _parquet_evidence(self, saved, kind: str) -> dict[str, float]:
+        """Final-epoch values (rand_acc, or the peak metric) of the saved trials that ran to the end,
+        from ROOT/parquet/metrics."""
         if "://" in self.root:
             return {}
         import pyarrow.compute as pc
 
         from ..results import read_metrics_table
+        split, metric, layer = self.sources[kind][1]
         t = read_metrics_table(self.root)
-        t = t.filter(pc.and_(pc.and_(pc.equal(t["split"], "train"), pc.equal(t["metric"], "rand_acc")),
-                             pc.and_(pc.equal(t["layer"], self.tap), pc.equal(t["head"], -1))))
+        t = t.filter(pc.and_(pc.and_(pc.equal(t["split"], split), pc.equal(t["metric"], metric)),
+                             pc.and_(pc.equal(t["layer"], layer), pc.equal(t["head"], -1))))
         t = t.filter(pc.equal(t["epoch"], self.epochs))
         return {tid: float(v) for tid, v in zip(t["trial_id"].to_pylist(), t["value"].to_pylist()) if tid in saved}
 
     # -- evidence from Tune --
     def _on_result(self, trial_id: str, result: dict | None) -> None:
-        if result and result.get("epoch") == self.epochs and result.get(self.mem_key) is not None:
-            self.evidence[trial_id] = float(result[self.mem_key])
+        full = bool(result) and result.get("epoch") == self.epochs
+        for kind, store in (("mem", self.evidence), ("peak", self.peak_evidence)):
+            key = self.sources.get(kind, ("",))[0]
+            if full and kind in self.sources and result.get(key) is not None:
+                store[trial_id] = float(result[key])
         self._update_cell(self.cell_of(self.assigned[trial_id]))
 
     def cell_of(self, cfg: dict) -> int:
         key = tuple(norm_value(cfg[k]) for k in self.grid_keys)
         return next(i for i, c in enumerate(self.cells) if tuple(norm_value(v) for v in c) == key)
 
-    def cell_data(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(log10 λ with evidence, their rand_acc, log10 λ still running) of cell c."""
+    def cell_data(self, c: int, kind: str = "mem") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log10 λ with evidence, their values, log10 λ still running) of cell c; kind "mem"
+        (rand_acc) or "peak" (the peak metric)."""
+        store = self.evidence if kind == "mem" else self.peak_evidence
         xs, ys, xp = [], [], []
         for tid, cfg in self.assigned.items():
             if self.cell_of(cfg) != c:
                 continue
             x = math.log10(float(cfg[ADAPTIVE_KEY]))
-            if tid in self.evidence:
+            if tid in store:
                 xs.append(x)
-                ys.append(self.evidence[tid])
+                ys.append(store[tid])
             elif tid in self.live:
                 xp.append(x)
         return np.array(xs), np.array(ys), np.array(xp)
 
-    def ci_width(self, c: int) -> float:
-        fit = self.fits.get(c) or {}
-        ci = (fit.get("ci") or {}).get("log10_lambda50") if fit.get("fitted") else None
+    def ci_width(self, c: int, kind: str = "mem") -> float:
+        """Width in decades of the 95% CI of log10 λ50 (kind "mem") or log10 λ* ("peak"); inf when
+        not identified."""
+        fit = (self.fits if kind == "mem" else self.peak_fits).get(c) or {}
+        key = "log10_lambda50" if kind == "mem" else "log10_lambda_star"
+        ci = (fit.get("ci") or {}).get(key) if fit.get("fitted") else None
         return float(ci[1] - ci[0]) if ci else math.inf
+
+    def widest(self, c: int) -> tuple[float, str]:
+        """The widest CI of cell c over the quantities it targets, and which one."""
+        return max((self.ci_width(c, kind), kind) for kind in self.sources)
 
     def _update_cell(self, c: int) -> None:
         xs, ys, _ = self.cell_data(c)
         if len(np.unique(np.round(xs, 9))) < 5:
             return
         self.fits[c] = fit_memorization(10 ** xs, ys)
-        if len(xs) >= MIN_POINTS_TO_STOP and self.ci_width(c) <= self.space.target_ci_decades:
+        if "peak" in self.sources:
+            xq, yq, _ = self.cell_data(c, "peak")
+            self.peak_fits[c] = fit_accuracy_peak(10 ** xq, yq)
+        if len(xs) >= MIN_POINTS_TO_STOP and self.widest(c)[0] <= self.space.target_ci_decades:
             self.done_cells.add(c)
 
     # -- placing points --
@@ -189,7 +232,7 @@ class AdaptiveSearcher(_CellSearcher):
         ready = [c for c in range(len(self.cells)) if c not in self.done_cells and not self._initial_running(c)]
         if not ready:
             return None                            # wait for evidence
-        c = max(ready, key=lambda c: (self.ci_width(c), -len(self.cell_data(c)[0])))
+        c = max(ready, key=lambda c: (self.widest(c)[0], -len(self.cell_data(c)[0])))
         return self._config(c, float(10 ** self.propose(c)), 0)
 
     def _initial_running(self, c: int) -> bool:
@@ -198,10 +241,17 @@ class AdaptiveSearcher(_CellSearcher):
                    and round(math.log10(float(cfg[ADAPTIVE_KEY])), 9) in init for tid, cfg in self.assigned.items())
 
     def propose(self, c: int) -> float:
-        """log10 λ of the next point of cell c."""
+        """log10 λ of the next point of cell c: for λ50 by the expected variance; for λ* (when its
+        CI is the wider one) the middle of the widest gap between the cell's λ inside that CI."""
         xs, ys, xp = self.cell_data(c)
         fit = self.fits.get(c)
         taken = np.concatenate([xs, xp])
+        if self.widest(c)[1] == "peak":
+            peak = self.peak_fits.get(c) or {}
+            ci = (peak.get("ci") or {}).get("log10_lambda_star") if peak.get("fitted") else None
+            if not ci:
+                return widest_gap(taken, self.lo, self.hi)
+            return widest_gap(taken[(taken > ci[0]) & (taken < ci[1])], ci[0], ci[1])
         if not fit or not fit.get("fitted"):
             return widest_gap(taken, self.lo, self.hi)
         p = fit["params"]

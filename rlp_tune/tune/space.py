@@ -19,6 +19,7 @@ Format (docs/search-spaces.md has the whole reference):
     name = "demo"; metric = "val.acc"; mode = "max"; num_samples = 12; max_concurrent = 0 (0 = what fits)
     seeds = [0]                               # replicate seeds: each sampled config runs under every seed
     target_ci_decades = 0.5; initial_points = 5    # design = "adaptive" only
+    peak_metric = "val.acc"                         # adaptive only: also narrow the CI of its peak λ*
     [scheduler]
     type = "asha"; grace_period = 2; reduction_factor = 3      # or type = "fifo" (default for curve designs)
     [resources]
@@ -86,6 +87,7 @@ class SearchSpace:
     design: str = "tpe"
     target_ci_decades: float = 0.5    # adaptive: stop a cell once its 95% CI of log10 λ50 is narrower
     initial_points: int = 5           # adaptive: log-spaced λ per cell before λ is placed by the fit
+    peak_metric: str = ""             # adaptive: also narrow the CI of λ*, this metric's peak ("" = off)
     scheduler: dict = field(default_factory=lambda: {"type": "asha", "grace_period": 1, "reduction_factor": 3})
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
@@ -198,7 +200,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
     sched = {"type": "fifo" if design in CURVE_DESIGNS else "asha", "grace_period": 1, "reduction_factor": 3,
              **doc.get("scheduler", {})}
     res = doc.get("resources", {})
-    adaptive_keys = {k: sw.pop(k) for k in ("target_ci_decades", "initial_points") if k in sw}
+    adaptive_keys = {k: sw.pop(k) for k in ("target_ci_decades", "initial_points", "peak_metric") if k in sw}
     if adaptive_keys and design != "adaptive":
         raise _err(f"sweep.{sorted(adaptive_keys)[0]}", f"only for design = 'adaptive' (this is {design!r})")
     n_given = sw.pop("num_samples", None)
@@ -219,6 +221,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
             num_samples=int(8 if n_given is None else n_given), max_concurrent=int(sw.pop("max_concurrent", 0)),
             seeds=tuple(int(s) for s in sw.pop("seeds", [cfg.run.seed])), scheduler=sched,
             design=design, target_ci_decades=float(target), initial_points=initial,
+            peak_metric=str(adaptive_keys.get("peak_metric", "")),
             workers_per_trial=int(res.get("workers_per_trial", 1)),
             cpus_per_worker=float(res.get("cpus_per_worker", 1)), gpus_per_worker=float(res.get("gpus_per_worker", 0)),
             text=p.read_text())
@@ -293,6 +296,12 @@ def _check_design(s: SearchSpace) -> None:
     if s.initial_points < 5:
         raise _err("sweep.initial_points", f"must be >= 5 (the 4-parameter logistic needs 5 distinct λ), "
                                            f"got {s.initial_points}")
+    split, _, metric = s.peak_metric.partition(".")
+    if s.peak_metric and (split not in ("val", "test") or not metric or "." in metric):
+        raise _err("sweep.peak_metric", f"expected 'val.acc' or 'test.acc' (a split-level accuracy), "
+                                        f"got {s.peak_metric!r}")
+    if split == "val" and s.base.data.val_fraction <= 0:
+        raise _err("sweep.peak_metric", "a 'val' metric needs data.val_fraction > 0")
     if s.num_samples < s.n_cells() * s.initial_points:
         raise _err("sweep.num_samples", f"{s.num_samples} λ points cannot cover the initial set: "
                                         f"{s.n_cells()} cell(s) x {s.initial_points} initial points")
