@@ -179,6 +179,18 @@ def test_grid_rebuilt_from_parquet_rows_when_state_lacks_a_config(tmp_path):
     assert _point(first) != _point(nxt) and g.remaining() == 10 and g.live == {"b"}
 
 
+def test_grid_keeps_its_own_state_when_tunes_state_is_unreadable(tmp_path, capsys):
+    _, root, make = _grid(tmp_path)
+    g = make()
+    first = [g.suggest(f"t{i}") for i in range(3)]
+    (root / "experiment_state-2026-01-01_00-00-00.json").write_text("{not json")
+    h = make()
+    h.set_state(g.get_state())                   # as Tune restores its pickle
+    nxt = h.suggest("t3")
+    assert _point(nxt) not in {_point(c) for c in first} and h.remaining() == 8
+    assert "cannot read Tune's experiment state" in capsys.readouterr().err
+
+
 # ---- the adaptive searcher ------------------------------------------------------------------------------
 def _adaptive(tmp_path, num_samples=40, target=0.3, seeds="[0]", cells="", extra=""):
     from rlp_tune.tune.adaptive import AdaptiveSearcher

@@ -92,12 +92,18 @@ def saved_trials(root: str) -> dict[str, tuple[dict, str]] | None:
     states = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-") and i.path.endswith(".json"))
     if not states:
         return None
-    with fs.open_input_stream(states[-1]) as f:   # names end in a sortable timestamp
-        doc = json.loads(f.read())
     out = {}
-    for t in doc.get("trial_data", []):
-        state = json.loads(t[0] if isinstance(t, list) else t)
-        out[state["trial_id"]] = (state.get("config") or {}, state.get("status", ""))
+    try:
+        with fs.open_input_stream(states[-1]) as f:   # names end in a sortable timestamp
+            doc = json.loads(f.read())
+        for t in doc.get("trial_data", []):
+            state = json.loads(t[0] if isinstance(t, list) else t)
+            out[state["trial_id"]] = (state.get("config") or {}, state.get("status", ""))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        import sys
+        print(f"rlp-tune: cannot read Tune's experiment state {states[-1]} ({e}); the searcher keeps its own "
+              "saved state", file=sys.stderr)
+        return None
     return out
 
 
