@@ -106,6 +106,28 @@ def test_optuna_designs_use_their_seeded_sampler(tmp_path, design, sampler):
     assert draws[0] == draws[1] and len(set(draws[0])) == 4
 
 
+@pytest.mark.parametrize("design, inner", [("grid", "GridSearcher"), ("adaptive", "AdaptiveSearcher"),
+                                           ("tpe", "OptunaSearch"), ("random", "OptunaSearch"),
+                                           ("qmc", "OptunaSearch")])
+def test_build_searcher_per_design(tmp_path, design, inner):
+    from ray.tune.search import ConcurrencyLimiter, Repeater
+
+    from rlp_tune.tune.designs import build_searcher
+    search = {"grid": GRID, "adaptive": LAM_RANGE}.get(design, LAM_RANGE)
+    sweep = {"grid": "", "adaptive": "num_samples = 6"}.get(design, "num_samples = 4")
+    s = load_space(space_file(tmp_path, search, f'design = "{design}"\n{sweep}\nseeds = [0, 1]',
+                              sched='type = "fifo"'))
+    alg = build_searcher(s, str(tmp_path / "root"), max_concurrent=3)
+    assert isinstance(alg, ConcurrencyLimiter) and alg.max_concurrent == 3
+    inner_alg = alg.searcher
+    if design in ("tpe", "random", "qmc"):      # replicate seeds through Tune's Repeater
+        assert isinstance(inner_alg, Repeater) and inner_alg.repeat == 2
+        inner_alg = inner_alg.searcher
+    else:                                        # the grid / adaptive searcher limits concurrency itself
+        assert inner_alg.max_concurrent == 3 and not alg._limit_concurrency
+    assert type(inner_alg).__name__ == inner
+
+
 # ---- the grid searcher ----------------------------------------------------------------------------
 def _grid(tmp_path, seeds="[0, 1]"):
     from rlp_tune.tune.designs import GridSearcher
@@ -128,6 +150,17 @@ def test_grid_suggests_every_cell_and_seed_once(tmp_path):
     assert {_point(c) for c in got} == {(lam, h, r) for lam in (0.1, 1.0, 10.0) for h in (1, 2) for r in (0, 1)}
     assert got[0] == {"rlp.lam": 0.1, "rlp.heads": 1, REPLICATE: 0} and got[1][REPLICATE] == 1   # seeds adjacent
     assert g.suggest("t12") is Searcher.FINISHED
+
+
+def test_grid_limits_concurrency_itself(tmp_path):
+    from rlp_tune.tune.designs import GridSearcher
+    s, root, _ = _grid(tmp_path)
+    g = GridSearcher(s, str(root), max_concurrent=2)
+    a, b = g.suggest("a"), g.suggest("b")
+    assert a and b and g.suggest("c") is None          # two running: wait
+    g.on_trial_complete("a", {"val.acc": 0.9})
+    c = g.suggest("c")
+    assert c is not None and len({_point(x) for x in (a, b, c)}) == 3
 
 
 def _save_state(root, trials):

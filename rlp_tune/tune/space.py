@@ -13,7 +13,7 @@ Format (docs/search-spaces.md has the whole reference):
     "rlp.heads"  = { dist = "int", low = 1, high = 4 }
     "rlp.n"      = { dist = "intlog", low = 8, high = 1024 }
     "rlp.hidden" = { dist = "choice", values = [0, 64, 256] }
-    "rlp.heads"  = { dist = "grid", values = [1, 2, 5] }          # design = "grid" / "adaptive" only
+    "model.width" = { dist = "grid", values = [64, 256] }        # design = "grid" / "adaptive" only
     [sweep]
     design = "tpe"        # "grid" | "qmc" | "random" | "tpe" | "adaptive" (rlp_tune/tune/designs.py)
     name = "demo"; metric = "val.acc"; mode = "max"; num_samples = 12; max_concurrent = 0 (0 = what fits)
