@@ -5,26 +5,27 @@
     "rlp.heads" = { dist = "grid", values = [1, 4] }                  # cells (optional)
     [sweep]
     design = "adaptive"; num_samples = 24; seeds = [0, 1]; target_ci_decades = 0.5; initial_points = 5
-
-With `peak_metric = "val.acc"` (or
-"test.acc") a cell also needs the CI of log10 λ*, that accuracy's peak over λ (the analysis' spline
-fit), below the target; while λ*'s CI is the wider one, a cell's next λ is the middle of the widest
-gap between its λ inside that CI.
+    peak_metric = "val.acc"                                           # optional: λ* too
 
 A λ point is (cell, λ) run under every seed (paired replicates, as in the other designs);
 `num_samples` is the budget of λ points over all cells. Each cell first gets `initial_points`
 log-spaced λ over the range. After that, each new point goes to the cell whose 95% CI of log10 λ50
 is widest, at the λ where one more observation most lowers the expected variance of log10 λ50:
 the linearized (Gauss-Newton) variance [(JᵀJ + j(x) j(x)ᵀ)⁻¹] of the 4-parameter logistic, with J
-over the cell's observed and pending λ, averaged over λ50 values spread across its current CI
-(so an uncertain transition spreads the points). A cell whose fit is not identified yet gets the
-midpoint of its widest gap in log λ. A cell stops once the CI — computed by the analysis' own
-bootstrap fit (`rlp-tune analyze` reports the same number) — is narrower than `target_ci_decades`;
+over the cell's observed and pending λ, averaged over λ50 values within one standard error of the
+estimate (so an uncertain transition spreads the points). A cell whose fit is not identified yet
+gets the midpoint of its widest gap in log λ. A cell stops once it has MIN_POINTS_TO_STOP results
+and the CI — the analysis' own bootstrap fit, `fit_logistic` — is at most `target_ci_decades` wide;
 the sweep ends when every cell has stopped or the budget is spent.
 
+With `peak_metric = "val.acc"` (or "test.acc") a cell also needs the CI of log10 λ*, that
+accuracy's peak over λ (the analysis' spline fit, `fit_peak`), within the target; while λ*'s CI is
+the wider one, the cell's next λ is the middle of the widest gap between its λ inside that CI.
+
 Evidence is each finished trial's final-epoch train rand_acc at the primary tap (penultimate, else
-the last tap with heads). On a resume the searcher rebuilds its points from Tune's saved trials and
-their evidence from the Parquet metrics under the sweep folder (tune/designs.py, `_CellSearcher`).
+the last tap with heads), and the peak metric. On a resume the searcher rebuilds its points from
+Tune's saved trials and their evidence from the Parquet metrics under the sweep folder
+(tune/designs.py, `_CellSearcher`).
 """
 from __future__ import annotations
 
