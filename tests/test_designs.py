@@ -118,6 +118,15 @@ def test_build_searcher_per_design(tmp_path, design, inner):
     s = load_space(space_file(tmp_path, search, f'design = "{design}"\n{sweep}\nseeds = [0, 1]',
                               sched='type = "fifo"'))
     alg = build_searcher(s, str(tmp_path / "root"), max_concurrent=3)
+    if design in ("grid", "adaptive"):          # finished when the searcher says so, not by Tune's counter
+        from rlp_tune.tune.designs import DesignGenerator
+        assert isinstance(alg, DesignGenerator)
+        alg._counter, alg._total_samples = 99, 1
+        assert not alg.is_finished()
+        alg._finished = True
+        alg.set_state(alg.get_state())         # a restored "finished" is asked again
+        assert not alg.is_finished()
+        alg = alg.searcher
     assert isinstance(alg, ConcurrencyLimiter) and alg.max_concurrent == 3
     inner_alg = alg.searcher
     if design in ("tpe", "random", "qmc"):      # replicate seeds through Tune's Repeater
@@ -347,8 +356,8 @@ def test_adaptive_rebuilt_from_the_folder(tmp_path):
 # ---- one Ray end-to-end test ---------------------------------------------------------------------------
 @pytest.mark.ray
 def test_grid_sweep_killed_and_resumed_runs_each_cell_once(tmp_path):
-    """A 3 x 2 grid x 2 seeds of 3-epoch trials on digits: the driver is SIGKILLed once two trials
-    have finished; `rlp-tune resume` ends with every cell x seed exactly once."""
+    """A 3 x 2 grid x 2 seeds of 3-epoch trials on digits: the driver is SIGKILLed once two to eight
+    trials have finished; `rlp-tune resume` ends with every cell x seed exactly once."""
     from test_sweep import _kill_marked   # the same process cleanup as the sweep kill test
     space = space_file(tmp_path, '"rlp.lam" = { dist = "grid", values = [0.1, 1.0, 10.0] }\n'
                                  '"rlp.heads" = { dist = "grid", values = [1, 2] }',
@@ -364,11 +373,14 @@ def test_grid_sweep_killed_and_resumed_runs_each_cell_once(tmp_path):
         deadline = time.time() + 240
         while time.time() < deadline:
             tr = read_trials(root) if (root / "parquet").exists() else None
-            if tr is not None and (tr.status == "TERMINATED").sum() >= 2 and (tr.status == "RUNNING").any():
+            done = 0 if tr is None else int((tr.status == "TERMINATED").sum())
+            if 2 <= done <= 8:             # mid-sweep: some cells done, others running or not started
                 break
-            time.sleep(0.3)
+            if done > 8:
+                pytest.fail("the sweep ran past its middle before the poll saw it")
+            time.sleep(0.2)
         else:
-            pytest.fail("sweep did not reach a finished and a running trial in time")
+            pytest.fail("sweep did not finish two trials in time")
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         time.sleep(2)

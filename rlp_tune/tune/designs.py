@@ -21,7 +21,7 @@ import itertools
 import json
 from typing import Any
 
-from ray.tune.search import ConcurrencyLimiter, Repeater, Searcher
+from ray.tune.search import ConcurrencyLimiter, Repeater, SearchGenerator, Searcher
 
 from .space import SearchSpace
 from .trainable import REPLICATE
@@ -32,12 +32,14 @@ Point = tuple[tuple, int]      # (values of the grid keys, replicate seed index)
 def build_searcher(space: SearchSpace, root: str, max_concurrent: int):
     """The search algorithm for `space.design`, limited to `max_concurrent` trials at once."""
     # the grid and adaptive searchers limit concurrency themselves (the limiter then only tells Tune
-    # how many trials may wait for resources)
+    # how many trials may wait for resources) and say themselves when the sweep has all its trials
     if space.design == "grid":
-        return ConcurrencyLimiter(GridSearcher(space, root, max_concurrent), max_concurrent=max_concurrent)
+        return DesignGenerator(ConcurrencyLimiter(GridSearcher(space, root, max_concurrent),
+                                                  max_concurrent=max_concurrent))
     if space.design == "adaptive":
         from .adaptive import AdaptiveSearcher
-        return ConcurrencyLimiter(AdaptiveSearcher(space, root, max_concurrent), max_concurrent=max_concurrent)
+        return DesignGenerator(ConcurrencyLimiter(AdaptiveSearcher(space, root, max_concurrent),
+                                                  max_concurrent=max_concurrent))
     search = optuna_search(space)
     if len(space.seeds) > 1:   # paired replicates: each sampled config runs under every seed; Optuna sees the mean
         search = Repeater(search, repeat=len(space.seeds), set_index=True)
@@ -116,6 +118,20 @@ def trial_rows(root: str, trial_ids) -> list[dict]:
     if not len(df):
         return []
     return df[df["trial_id"].astype(str).isin(set(trial_ids))].to_dict("records")
+
+
+class DesignGenerator(SearchGenerator):
+    """Tune's SearchGenerator, finished only when the design's searcher says so (Searcher.FINISHED),
+    not when its trial counter reaches num_samples: after a driver kill the counter comes from a
+    saved state that may count a trial the restored sweep will not continue (its cell must run
+    again). A resume re-asks the searcher rather than trusting a saved "finished"."""
+
+    def is_finished(self) -> bool:
+        return self._finished
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self._finished = False
 
 
 class _CellSearcher(Searcher):
