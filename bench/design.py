@@ -13,7 +13,7 @@ residuals; CPU-seconds per trial are that sweep's mean trial wall time (one CPU 
 range is wider than the demo's: [1e-4, 30] (see MODEL).
 
 Both designs use the same fit and stopping rule: the analysis' logistic fit with its bootstrap CI
-(rlp_tune/analysis/curves.py `fit_logistic`, through rlp_tune/tune/adaptive.py `fit_memorization`).
+(rlp_tune/analysis/fit_lambda.py `fit_logistic`, through rlp_tune/tune/adaptive.py `fit_memorization`).
   grid      9 log-spaced λ over the range (the demo's grid), repeated seed after seed; the CI is
             checked after every trial, in design order, and the first trial count that reaches
             the target counts (an optimistic reading for the grid: a real grid fixes its size first);
@@ -55,7 +55,7 @@ def logistic(x, m) -> np.ndarray:
 
 
 def calibrate(root: str) -> dict:
-    from rlp_tune.analysis.curves import load_tables, per_trial
+    from rlp_tune.analysis.tables import load_tables, per_trial
     d = per_trial(load_tables(root))
     d = d[(d.lam > 0) & np.isfinite(d.rand_acc)]
     fit = fit_memorization(d.lam.values, d.rand_acc.values)

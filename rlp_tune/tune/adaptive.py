@@ -22,8 +22,9 @@ With `peak_metric = "val.acc"` (or "test.acc") a cell also needs the CI of log10
 accuracy's peak over λ (the analysis' spline fit, `fit_peak`), within the target; while λ*'s CI is
 the wider one, the cell's next λ is the middle of the widest gap between its λ inside that CI.
 
-Evidence is each finished trial's final-epoch train rand_acc at the primary tap (penultimate, else
-the last tap with heads), and the peak metric. On a resume the searcher rebuilds its points from
+Evidence is each finished trial's final-epoch memorization at the primary tap (penultimate, else
+the last tap with heads) — the analysis' metric: rand_acc_eval where reported, else rand_acc — and
+the peak metric. On a resume the searcher rebuilds its points from
 Tune's saved trials and their evidence from the Parquet metrics under the sweep folder
 (tune/designs.py, `_CellSearcher`).
 """
@@ -46,21 +47,22 @@ N_SPREAD = 5           # λ50 values across the CI the expected variance is aver
 MIN_POINTS_TO_STOP = 8
 
 
-def _fits():
-    """The analysis' fit functions (`fit_logistic`, `fit_peak`): the one import of the analysis
-    numerics in the tune package; repoint it here when they move."""
-    from ..analysis import curves
-    return curves
+def _analysis():
+    """The analysis modules the searcher uses — its λ fits and the name of the memorization metric —
+    the one import of rlp_tune.analysis in the tune package: repoint it here when they move."""
+    from ..analysis import fit_lambda, tables
+    return fit_lambda, tables
 
 
 def fit_memorization(lam, y, seed: int = 0) -> dict:
-    """The analysis' 4-parameter logistic of rand_acc vs log10 λ, with its bootstrap CI."""
-    return _fits().fit_logistic(lam, y, n_boot=200, seed=seed, name="adaptive")
+    """The analysis' 4-parameter logistic of rand_acc vs log10 λ with its bootstrap CI, as its JSON dict
+    ({"fitted": False, "reason": ...} when not identified)."""
+    return _analysis()[0].fit_logistic(lam, y, n_boot=200, seed=seed, name="adaptive").to_dict()
 
 
 def fit_accuracy_peak(lam, y, seed: int = 0) -> dict:
-    """The analysis' spline fit of an accuracy's peak over λ, with its bootstrap CI."""
-    return _fits().fit_peak(lam, y, n_boot=200, seed=seed, name="adaptive_peak")
+    """The analysis' spline fit of an accuracy's peak over λ with its bootstrap CI, as its JSON dict."""
+    return _analysis()[0].fit_peak(lam, y, n_boot=200, seed=seed, name="adaptive_peak").to_dict()
 
 
 def logistic_jacobian(x, high, low, x50, slope) -> np.ndarray:
@@ -99,12 +101,15 @@ class AdaptiveSearcher(_CellSearcher):
         self.n_seeds = len(space.seeds)
         layers = list(space.base.rlp.layers)
         self.tap = "penultimate" if "penultimate" in layers or not layers else layers[-1]
-        self.mem_key = f"train.rand_acc.{self.tap}"
-        # what each kind of evidence is: the reported key, and its (split, metric, layer) in Parquet
-        self.sources = {"mem": (self.mem_key, ("train", "rand_acc", self.tap))}
+        # what each kind of evidence is, in order of preference: the reported key, and its (split,
+        # metric, layer) in Parquet. Memorization: the analysis' metric (rand_acc_eval where the
+        # trainer reports it, else the online rand_acc)
+        mem = [(f"train.{m}.{self.tap}", ("train", m, self.tap)) for m in _analysis()[1].MEMORIZATION_METRICS]
+        self.mem_key = mem[0][0]
+        self.sources = {"mem": mem}
         if space.peak_metric:
             split, _, metric = space.peak_metric.partition(".")
-            self.sources["peak"] = (space.peak_metric, (split, metric, ""))
+            self.sources["peak"] = [(space.peak_metric, (split, metric, ""))]
         self.epochs = space.base.run.epochs
         self.initial = [float(v) for v in np.logspace(self.lo, self.hi, space.initial_points)]
         self.evidence: dict[str, float] = {}     # trial_id -> final-epoch rand_acc
@@ -142,20 +147,25 @@ class AdaptiveSearcher(_CellSearcher):
         import pyarrow.compute as pc
 
         from ..results import read_metrics_table
-        split, metric, layer = self.sources[kind][1]
-        t = read_metrics_table(self.root)
-        t = t.filter(pc.and_(pc.and_(pc.equal(t["split"], split), pc.equal(t["metric"], metric)),
-                             pc.and_(pc.equal(t["layer"], layer), pc.equal(t["head"], -1))))
-        t = t.filter(pc.equal(t["epoch"], self.epochs))
-        return {tid: float(v) for tid, v in zip(t["trial_id"].to_pylist(), t["value"].to_pylist()) if tid in saved}
+        table = read_metrics_table(self.root)
+        table = table.filter(pc.and_(pc.equal(table["epoch"], self.epochs), pc.equal(table["head"], -1)))
+        out: dict[str, float] = {}
+        for _, (split, metric, layer) in self.sources[kind]:     # preferred metric first
+            t = table.filter(pc.and_(pc.and_(pc.equal(table["split"], split), pc.equal(table["metric"], metric)),
+                                     pc.equal(table["layer"], layer)))
+            for tid, v in zip(t["trial_id"].to_pylist(), t["value"].to_pylist()):
+                if tid in saved and tid not in out:
+                    out[tid] = float(v)
+        return out
 
     # -- evidence from Tune --
     def _on_result(self, trial_id: str, result: dict | None) -> None:
         full = bool(result) and result.get("epoch") == self.epochs
         for kind, store in (("mem", self.evidence), ("peak", self.peak_evidence)):
-            key = self.sources.get(kind, ("",))[0]
-            if full and kind in self.sources and result.get(key) is not None:
-                store[trial_id] = float(result[key])
+            value = next((result[key] for key, _ in self.sources.get(kind, []) if result.get(key) is not None),
+                         None) if full else None
+            if value is not None:
+                store[trial_id] = float(value)
         self._update_cell(self.cell_of(self.assigned[trial_id]))
 
     def cell_of(self, cfg: dict) -> int:

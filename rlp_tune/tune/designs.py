@@ -81,8 +81,11 @@ def norm_value(v: Any) -> Any:
 
 def saved_trials(root: str) -> dict[str, tuple[dict, str]] | None:
     """{trial_id: (config, status)} of the trials in Tune's newest experiment state under ROOT (the
-    trials a resume continues), or None when there is no saved state (a sweep not yet saved)."""
+    trials a resume continues), or None when there is no saved state (a sweep not yet saved) or it
+    cannot be read (then the searcher keeps its own saved state)."""
     from pyarrow import fs as pafs
+
+    from ._ray_compat import trials_in_state
     if "://" in root:
         fs, base = pafs.FileSystem.from_uri(root)
     else:
@@ -91,22 +94,20 @@ def saved_trials(root: str) -> dict[str, tuple[dict, str]] | None:
         infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     except OSError:
         return None
+    # one file per driver session, named by a sortable timestamp (see _ray_compat.newest_experiment_state)
     states = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-") and i.path.endswith(".json"))
     if not states:
         return None
-    out = {}
     try:
-        with fs.open_input_stream(states[-1]) as f:   # names end in a sortable timestamp
-            doc = json.loads(f.read())
-        for t in doc.get("trial_data", []):
-            state = json.loads(t[0] if isinstance(t, list) else t)
-            out[state["trial_id"]] = (state.get("config") or {}, state.get("status", ""))
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        with fs.open_input_stream(states[-1]) as f:
+            trials = trials_in_state(f.read().decode())
+    except (OSError, UnicodeDecodeError):
+        trials = None
+    if trials is None:
         import sys
-        print(f"rlp-tune: cannot read Tune's experiment state {states[-1]} ({e}); the searcher keeps its own "
+        print(f"rlp-tune: cannot read Tune's experiment state {states[-1]}; the searcher keeps its own "
               "saved state", file=sys.stderr)
-        return None
-    return out
+    return trials
 
 
 def trial_rows(root: str, trial_ids) -> list[dict]:

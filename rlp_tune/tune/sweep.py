@@ -16,23 +16,19 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import UserError
+from ..rundir import check_folder
+from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experiment_state, node_ip_kwargs,
+                          trial_ids_in_state)
 from .signals import StopRequest
-from .space import SearchSpace, load_space
+from .space import SearchSpace, SpaceError, load_space, space_file
 from .trainable import META, train_trial
 
 SPACE_FILE = "space.toml"
 
 
-def loopback_only() -> None:
-    """Make an embedded (single-machine) Ray advertise 127.0.0.1, not the interface address.
-
-    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported; the environment variable
-    reaches the processes Ray starts, the module constant covers a Ray imported already. It also
-    keeps other machines from joining, which is what an embedded cluster wants."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if "ray" in sys.modules:
-        from ray._private import ray_constants
-        ray_constants.ENABLE_RAY_CLUSTER = False
+class SweepError(UserError, RuntimeError):
+    """A sweep folder that cannot be started, resumed or shown as asked; the message names it."""
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -46,20 +42,32 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
         return
     loopback_only()
-    ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
+    ray.init(num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"), dashboard_host="127.0.0.1",
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 
 
-def max_concurrent(space: SearchSpace) -> int:
-    """Trials at once: what the cluster's CPUs (and GPUs) hold, never more (trials would hang)."""
-    import ray
-    res = ray.cluster_resources()
-    fit = math.floor(res.get("CPU", 1) / space.cpus_per_trial())
-    if space.gpus_per_worker:
-        fit = min(fit, math.floor(res.get("GPU", 0) / (space.gpus_per_worker * space.workers_per_trial)))
-    if fit < 1:
-        raise RuntimeError(f"one trial needs {space.cpus_per_trial()} CPUs, the cluster has {res.get('CPU', 0)}")
-    return max(1, min(fit, space.max_concurrent or fit))
+def max_concurrent(space: SearchSpace, res: dict | None = None) -> int:
+    """Trials at once: what the cluster's CPUs (and GPUs) hold, never more (trials would hang).
+    `res`: the cluster's {"CPU": .., "GPU": ..} (default: ask the connected Ray)."""
+    if res is None:
+        import ray
+        res = ray.cluster_resources()
+    need = {"CPU": space.cpus_per_trial(), "GPU": space.gpus_per_worker * space.workers_per_trial}
+    fit = space.max_concurrent or 1 << 30
+    for kind, n in need.items():
+        if n > res.get(kind, 0):
+            key = "resources.cpus_per_worker" if kind == "CPU" else "resources.gpus_per_worker"
+            raise SpaceError(f"{key}: one trial needs {n:g} {kind}s ({space.workers_per_trial} worker(s)), "
+                             f"the cluster has {res.get(kind, 0):g}")
+        if n:
+            fit = min(fit, math.floor(res[kind] / n))
+    return max(1, fit)
+
+
+def local_resources() -> dict:
+    """What an embedded Ray started here would hold (its defaults: every CPU, every visible GPU)."""
+    import torch
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
 
 def _trainable(space: SearchSpace, raw):
@@ -128,9 +136,15 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     storage = storage if "://" in storage else str(Path(storage).resolve())
     root = _join(storage, name)
     if "://" not in root and Path(root, "tuner.pkl").exists():
-        raise SystemExit(f"rlp-tune: {root} already holds a sweep; `rlp-tune resume {root}` continues it")
-    init_ray(address)
+        raise SweepError(f"{root} already holds a sweep; `rlp-tune resume {root}` continues it")
+    if "://" not in storage:
+        check_folder(storage, "--storage")
+    if not address:
+        max_concurrent(space, local_resources())
     raw = _load_shared_raw(space)
+    from .preflight import preflight
+    preflight(space, raw)         # the trials' data sizes and the metric they report, before Ray starts
+    init_ray(address)
     _write_space(space, root)
     print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
           f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
@@ -155,9 +169,9 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
             # the restored run config holds the callbacks pickled at the first start (the stop callback
             # pickles to a no-op): add this process's stop callback (no public API for that)
-            tuner._local_tuner.get_run_config().callbacks.append(stop.callback(expected_trials(space)))
+            add_callbacks_on_restore(tuner, [stop.callback(expected_trials(space))])
         elif _has_trial_results(root):
-            raise SystemExit(f"rlp-tune: {root} holds trial results but no restorable sweep state")
+            raise SweepError(f"{root} holds trial results but no restorable sweep state")
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
             print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
             storage, name = _split(root)
@@ -191,12 +205,11 @@ def _restorable(root: str) -> bool:
         return False
     if "://" in root:
         return True
-    import json
-    states = sorted(Path(root).glob("experiment_state-*.json"))   # names end in a sortable timestamp
-    try:
-        return bool(states) and bool(json.loads(states[-1].read_text()).get("trial_data"))
-    except (OSError, ValueError):
-        return True   # let Tune say what is wrong with it
+    state = newest_experiment_state(root)
+    if state is None:
+        return False
+    ids = trial_ids_in_state(state)
+    return ids is None or bool(ids)   # unreadable: let Tune say what is wrong with it
 
 
 def _quarantine_orphans(root: str) -> list[str]:
@@ -208,17 +221,11 @@ def _quarantine_orphans(root: str) -> list[str]:
     duplicate trial, so they go to ROOT/orphans/<trial_id>/ (kept for inspection, out of the results)."""
     if "://" in root:
         return []
-    import json
     import shutil
-    states = sorted(Path(root).glob("experiment_state-*.json"))
-    if not states:
-        return []
-    known = set()
-    for t in json.loads(states[-1].read_text()).get("trial_data", []):
-        try:
-            known.add(json.loads(t[0] if isinstance(t, list) else t)["trial_id"])
-        except (ValueError, KeyError, TypeError, IndexError):
-            return []   # unknown format: move nothing
+    state = newest_experiment_state(root)
+    known = trial_ids_in_state(state) if state else None
+    if known is None:
+        return []   # no state, or unknown format: move nothing
     moved = []
     for f in Path(root, "parquet", "trials").glob("*.parquet"):
         tid = f.stem
@@ -260,14 +267,11 @@ def _space_path(root: str) -> str:
             with fs.open_input_stream(f"{path.rstrip('/')}/{SPACE_FILE}") as f:
                 data = f.read()
         except (FileNotFoundError, OSError):
-            raise SystemExit(f"rlp-tune: {root} is not a sweep folder (no {SPACE_FILE})") from None
+            raise SweepError(f"{root} is not a sweep folder (no {SPACE_FILE})") from None
         local = Path(tempfile.mkdtemp(prefix="rlp_tune_space_")) / SPACE_FILE
         local.write_bytes(data)
         return str(local)
-    p = Path(root) / SPACE_FILE
-    if not p.exists():
-        raise SystemExit(f"rlp-tune: {root} is not a sweep folder (no {SPACE_FILE})")
-    return str(p)
+    return space_file(root)
 
 
 def _write_space(space: SearchSpace, root: str) -> None:

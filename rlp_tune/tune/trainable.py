@@ -81,12 +81,15 @@ def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int
     import ray
     trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), sweep=meta["sweep"], trial_id=trial_id,
                       results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id()})
-    for rec in trainer.fit():
-        metrics = rec.flat()
-        ckpt = None
-        if rank == 0:
-            ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
-        report(metrics, checkpoint=ckpt)
+    try:
+        for rec in trainer.fit():
+            metrics = rec.flat()
+            ckpt = None
+            if rank == 0:
+                ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
+            report(metrics, checkpoint=ckpt)
+    finally:   # a trial stopped inside report() frees its folder's lock at once (reused actors live on)
+        trainer.close()
 
 
 def _tune_ckpt_dir(out: Path, epoch: int, shared: bool) -> Path:
@@ -139,7 +142,9 @@ def _restore_from_tune(checkpoint, out: Path) -> None:
 
 
 def _epoch_of(path: Path) -> int:
+    """The checkpoint's epoch, read as the trainer reads it (weights only: a crafted file runs no code)."""
+    from ..train import CheckpointError, read_checkpoint
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint loses to a readable one
+        return int(read_checkpoint(path)["epoch"])
+    except CheckpointError:   # an unreadable checkpoint loses to a readable one
         return -1
