@@ -607,3 +607,27 @@ def test_analysis_does_not_depend_on_trial_ids(tmp_path, capsys):
     assert sorted(ids["a"]) != [ids["a"][k] for k in np.argsort(ids["b"])]    # the id orders differ
     assert docs["a"]["fits"]["memorization_vs_lambda"]["ci"]["log10_lambda50"] is not None
     assert _strip_ids(docs["a"]) == _strip_ids(docs["b"])
+
+
+@pytest.mark.parametrize("cmd", ["analyze", "report"])
+def test_at_epoch_no_trial_reached_is_one_line_exit_2(tmp_path, capsys, cmd):
+    """--at-epoch E that no trial has metrics at: one line naming the cause, exit 2, no report
+    folder left behind; an epoch some trial has is accepted."""
+    from rlp_tune.cli import main
+    rng = np.random.default_rng(5)
+    for i, lam in enumerate(LAMS[:4]):
+        _write_trial(tmp_path / "res", f"t{i}", lam, 0, rng)
+    out = ["--out", str(tmp_path / "rep")] if cmd == "report" else []
+    want = {"999": f"--at-epoch 999: no trial reached epoch 999 (the longest reached {EPOCHS})",
+            "0": f"--at-epoch 0: no trial has metrics at epoch 0 (recorded epochs run from 1 to {EPOCHS})",
+            "-1": "--at-epoch: must be ≥ 0, got -1"}
+    for e, msg in want.items():
+        code = None
+        try:
+            code = main([cmd, str(tmp_path / "res"), "--at-epoch", e, "--boot", "0", *out])
+        except SystemExit as x:
+            code = x.code
+        err = capsys.readouterr().err
+        assert code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err, (e, err)
+        assert not (tmp_path / "rep").exists()
+    assert main([cmd, str(tmp_path / "res"), "--at-epoch", str(EPOCHS), "--boot", "0", *out]) == 0

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
+
 SECTION_PREFIXES = ("data.", "model.", "rlp.", "optim.", "probe.", "run.")
 # config keys that identify a trial or the machine, never a studied factor
 IDENTITY_KEYS = {"run.seed", "data.seed", "run.name", "run.device", "run.threads", "data.root",
@@ -63,6 +65,24 @@ class Tables:
     memorization_metric: str = "rand_acc"
 
 
+class AtEpochError(UserError, ValueError):
+    """--at-epoch E names an epoch no trial has metrics at (or is not an epoch number)."""
+
+
+def _check_at_epoch(con, at_epoch: int) -> None:
+    """AtEpochError unless some trial's last epoch up to at_epoch is at_epoch (`last` is registered)."""
+    from .query import fetch
+    if fetch(con, f"SELECT count(*) FROM last WHERE epoch = {int(at_epoch)}", "rows")[0][0]:
+        return
+    lo, hi = fetch(con, "SELECT min(epoch), max(epoch) FROM metrics", "rows")[0]
+    if hi is None:
+        raise AtEpochError(f"--at-epoch {at_epoch}: no trial has recorded an epoch yet")
+    if at_epoch > hi:
+        raise AtEpochError(f"--at-epoch {at_epoch}: no trial reached epoch {at_epoch} (the longest reached {hi})")
+    raise AtEpochError(f"--at-epoch {at_epoch}: no trial has metrics at epoch {at_epoch} "
+                       f"(recorded epochs run from {lo} to {hi})")
+
+
 def layer_order(names) -> list[str]:
     """Tap names in depth order: 'input', then names by their trailing number (block2 < block10),
     then 'encoder', then 'penultimate'."""
@@ -80,11 +100,12 @@ def layer_order(names) -> list[str]:
 
 def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
     """Read ROOT's Parquet results once (DuckDB) into the frames of `Tables`: two scans of the metrics
-    (last values; per-epoch curves) and one read of the trials. at_epoch: see `Tables`."""
+    (last values; per-epoch curves) and one read of the trials. at_epoch: see `Tables`; no trial
+    with metrics at that epoch: AtEpochError (a UserError naming the longest run)."""
     from .query import connect, fetch, final_sql, headmean_expr, sql_literal
 
     if at_epoch is not None and (isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0):
-        raise ValueError(f"at_epoch must be an epoch number ≥ 0, got {at_epoch!r}")
+        raise AtEpochError(f"at_epoch must be an epoch number ≥ 0, got {at_epoch!r}")
     src = "metrics" if at_epoch is None else f"(SELECT * FROM metrics WHERE epoch <= {int(at_epoch)})"
     con = connect(root, final=False, live=False)
     try:
@@ -99,6 +120,8 @@ def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
                           f"arg_max(value, epoch) AS value FROM {src} GROUP BY ALL) "
                           "GROUP BY sweep, trial_id, split, layer, metric", "arrow")
         con.register("last", last)
+        if at_epoch is not None:
+            _check_at_epoch(con, at_epoch)
         names = [tuple(r) for r in fetch(con, "SELECT DISTINCT split, metric FROM last WHERE layer IN "
                                               "('', 'penultimate') ORDER BY ALL", "rows")]
         final = fetch(con, f"SELECT * FROM ({final_sql(names, trials='tr', last='last')}) "
