@@ -9,7 +9,9 @@ The names are not a list kept here: they are the keys of `EpochRecord.flat()` (w
 to Tune) from one epoch of the real Trainer on a few stand-in samples of the dataset's shape, on
 CPU, with no output folder. So a metric the trainer gains or loses is known here at once. The
 trial checked is the base config with every searched key at its first corner (low bound / first
-choice); with probes on, they run in that epoch (probe.k capped to the stand-in set).
+choice). Metrics a trial measures only every k epochs are measured in that one epoch: with probes
+on (probe.every) they run (probe.k capped to the stand-in set), with the fresh-head audit on
+(rlp.audit_every) it runs for one head epoch. Only the stand-in's copy of the config changes.
 """
 from __future__ import annotations
 
@@ -49,6 +51,9 @@ def reported_metrics(cfg: Config, raw=None) -> set[str]:
     small = cfg.replace(**{"run.epochs": 1, "run.device": "cpu", "run.compile": False, "run.batch_size": STAND_IN,
                            "run.eval_batch_size": STAND_IN, "probe.every": 1 if cfg.probe.every else 0,
                            "probe.k": min(cfg.probe.k, STAND_IN), "run.stop_train_acc": 0.0,
+                           # measured every k epochs in a trial: in the stand-in's one epoch too
+                           "rlp.audit_every": 1 if cfg.rlp.audit_every else 0,
+                           "rlp.audit_epochs": min(cfg.rlp.audit_epochs, 1),
                            "data.augment_sets": min(cfg.data.augment_sets, 2)})
     threads = torch.get_num_threads()
     try:
