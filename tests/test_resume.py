@@ -88,7 +88,7 @@ def test_rungs_rebuilt_as_decided_and_lost_decision_taken_again(tmp_path):
     keeps earlier stops, and stops a trial whose rung-epoch decision a driver kill lost."""
     from rlp_tune.tune.asha import Rungs, rebuild, rung_epochs, write_stops
     _trial(tmp_path, "t1", [0.5, 0.6, 0.7, 0.8], "TERMINATED")
-    _trial(tmp_path, "t2", [0.4], "RUNNING")          # stopped at rung 1 (0.4 < 0.5): in scheduler.json
+    _trial(tmp_path, "t2", [0.4], "RUNNING")          # stopped at rung 1 (0.4 < 0.5): in scheduler-stops.csv
     _trial(tmp_path, "t3", [0.7, 0.65], "RUNNING")    # cut at epoch 2 (rung 2: 0.65 > 0.6 continues)
     _trial(tmp_path, "t4", [0.9, 0.1], "RUNNING")     # wrote rung 2, driver died before deciding: stop
     write_stops(str(tmp_path), {"t2": 1})
@@ -99,6 +99,7 @@ def test_rungs_rebuilt_as_decided_and_lost_decision_taken_again(tmp_path):
                               2: {"t1": 0.6, "t3": 0.65, "t4": 0.1}, 4: {"t1": 0.8}}
     # the next trial is judged against the same rung values as in the uninterrupted run
     assert rungs.cutoff(1) == pytest.approx(0.6) and rungs.decide("t5", 1, 0.55) is True
+    assert rungs.decide("t6", 3, -1.0) is False and 3 not in rungs.recorded   # never off a rung
 
 
 def test_min_mode_rebuild(tmp_path):
@@ -341,6 +342,11 @@ def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path)
         assert states == ["PRUNED" if w[1] == "STOPPED" else "COMPLETE" for w in want]
         assert [round(t.params["rlp.lam"], 10) for t in study.trials] == [w[0][0] for w in want]
 
+        st = subprocess.run(CLI + ["status", str(cut)], env=env, capture_output=True, text=True, timeout=120)
+        assert st.stdout.splitlines()[:2] == ["sweep r: 6 of 6 trials done "
+                                              f"({sum(w[1] == 'TERMINATED' for w in want)} finished, "
+                                              f"{sum(w[1] == 'STOPPED' for w in want)} stopped by the scheduler)",
+                                              "complete"], st.stdout
         r = subprocess.run(CLI + ["resume", str(cut)], env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "nothing to resume" in r.stderr
         assert _outcome(cut) == want
@@ -349,3 +355,31 @@ def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path)
             if p.poll() is None:
                 p.kill()
         _kill_marked(marker)
+
+
+def test_progress_line_and_verbose_lines(tmp_path):
+    """A sweep prints one compact line (trials done / total, running trials' epochs, best, ETA), on a
+    log file when a trial ends; --verbose prints a line per trial epoch. The driver marks the row."""
+    import io
+    import types
+
+    from rlp_tune.tune.progress import ProgressPrinter
+    space, root = _sweep_folder(tmp_path, samples=3)
+    out = {}
+    for verbose in (False, True):
+        stream = io.StringIO()
+        p = ProgressPrinter(space, str(root), verbose=verbose, stream=stream)
+        p.setup()
+        tr = types.SimpleNamespace(trial_id=f"a{int(verbose)}", config={"rlp.lam": 0.5}, last_result={})
+        for e, v in [(1, 0.5), (2, 0.75)]:
+            _trial(root, tr.trial_id, [0.5, 0.75][:e], "RUNNING")
+            tr.last_result = {"epoch": e, "val.acc": v}
+            p.on_trial_result(0, [], tr, tr.last_result)
+        p.on_trial_complete(0, [], tr)
+        out[verbose] = stream.getvalue().splitlines()
+        assert read_trials(root).set_index("trial_id").loc[tr.trial_id, "status"] == "TERMINATED"
+    compact, verbose = out[False], out[True]
+    assert len(compact) == 2 and "0/3 trials done | running a0 1/2 | best val.acc 0.5 (a0) | ETA -" in compact[0]
+    assert "1/3 trials done | running - | best val.acc 0.75 (a0) | ETA " in compact[1]
+    assert [ln.split("] ")[1].split("  ")[0] for ln in verbose] == [
+        "a1 epoch 1/2 val.acc=0.5", "a1 epoch 2/2 val.acc=0.75", "a1 finished at epoch 2"]

@@ -12,12 +12,11 @@ What Ray does not keep, this class does: Ray's saved experiment state leaves the
 restored `ASHAScheduler` has empty rungs and stops resumed trials off their rungs). Here the rungs
 are rebuilt, on first use in each driver process, from the metric rows every trial wrote under
 ROOT/parquet, trials in creation order; the trials the scheduler stopped are kept in
-ROOT/scheduler.json (written before the stop takes effect). A decision lost in a driver kill (the
+ROOT/scheduler-stops.csv (written before the stop takes effect). A decision lost in a driver kill (the
 trial wrote its rung epoch, the driver died before deciding) is taken again during the rebuild.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -25,7 +24,9 @@ from pathlib import Path
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-SCHEDULER_FILE = "scheduler.json"
+# trial_id,epoch per line. Not .json / .pkl: Tune copies the sweep folder's top-level .json/.pkl
+# files to its staging folder on restore and back on every save, which would bring back stale copies.
+SCHEDULER_FILE = "scheduler-stops.csv"
 
 
 def rung_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
@@ -42,8 +43,9 @@ def rung_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[
 def read_stops(root: str) -> dict[str, int]:
     """trial_id → epoch at which the scheduler stopped it ({} when none, or the file is unreadable)."""
     try:
-        return {str(k): int(v) for k, v in json.loads(Path(root, SCHEDULER_FILE).read_text())["stopped"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        lines = Path(root, SCHEDULER_FILE).read_text().splitlines()[1:]
+        return {t: int(e) for t, _, e in (ln.partition(",") for ln in lines if ln.strip())}
+    except (OSError, ValueError):
         return {}
 
 
@@ -78,7 +80,7 @@ class Rungs:
 
 def rebuild(root: str, metric: str, rungs: Rungs, max_t: int) -> dict[str, int]:
     """Refill `rungs` from ROOT's Parquet rows, trials in creation order; return the stops: those
-    in ROOT/scheduler.json, plus any decision a driver kill lost (a trial whose last written epoch
+    in ROOT/scheduler-stops.csv, plus any decision a driver kill lost (a trial whose last written epoch
     is a rung where it must stop, and that has not finished)."""
     from ..results import read_metrics, read_trials
     stops = read_stops(root)
@@ -110,7 +112,7 @@ def write_stops(root: str, stops: dict[str, int]) -> None:
     from ..results import temp_name
     path = str(Path(root, SCHEDULER_FILE))
     tmp = temp_name(path)
-    Path(tmp).write_text(json.dumps({"stopped": stops}, indent=0, sort_keys=True))
+    Path(tmp).write_text("trial_id,epoch\n" + "".join(f"{t},{e}\n" for t, e in stops.items()))
     os.replace(tmp, path)
 
 

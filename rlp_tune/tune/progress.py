@@ -28,8 +28,7 @@ class ProgressPrinter(Callback):
         self.done_before = self.done_here = 0
         self.epochs: dict[str, int] = {}            # running trial → last epoch
         self.best: tuple[float, str] | None = None   # (value, trial_id)
-        self.last_print = 0.0
-        self.started = False
+        self.last_print, self.last_line = 0.0, ""
 
     def __reduce__(self):   # Tune pickles its run config (tuner.pkl): a restore gets a no-op
         return (Callback, ())
@@ -62,12 +61,10 @@ class ProgressPrinter(Callback):
 
     def _show(self, force: bool = False) -> None:
         now = time.time()
-        if self.tty:
-            if force or now - self.last_print >= 1:
-                print("\r\033[K" + self.line(), end="", file=self.stream, flush=True)
-                self.last_print = now
-        elif force or now - self.last_print >= 60:
-            print(self.line(), file=self.stream, flush=True)
+        if force or now - self.last_print >= (1 if self.tty else 60):
+            self.last_line = self.line()
+            print(("\r\033[K" if self.tty else "") + self.last_line, end="" if self.tty else "\n",
+                  file=self.stream, flush=True)
             self.last_print = now
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -121,7 +118,10 @@ class ProgressPrinter(Callback):
               f"{trial.trial_id} failed: see {trial.local_path or trial.path}", file=self.stream, flush=True)
 
     def on_experiment_end(self, trials, **info):
-        if self.tty and not self.verbose:
-            print("\r\033[K" + self.line(), file=self.stream, flush=True)
-        elif not self.verbose:
-            print(self.line(), file=self.stream, flush=True)
+        if self.verbose:
+            return
+        line = self.line()
+        if self.tty:   # end the line rewritten in place
+            print("\r\033[K" + line, file=self.stream, flush=True)
+        elif line.partition("]")[2] != self.last_line.partition("]")[2]:
+            print(line, file=self.stream, flush=True)

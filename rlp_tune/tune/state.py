@@ -3,10 +3,10 @@ running, and the counts `rlp-tune status`, `rlp-tune resume` and the progress li
 
     s = sweep_state(root, expected=16)
     s.done, s.expected, s.finished, s.stopped, s.running, s.interrupted, s.failed, s.complete
-    mark_driver(root) ... clear_driver(root)      # ROOT/.driver.json while a driver runs the sweep
+    mark_driver(root) ... clear_driver(root)      # ROOT/.driver while a driver runs the sweep
 
 A trial is *done* when it finished all its epochs (TERMINATED) or the scheduler stopped it
-(listed in ROOT/scheduler.json). A trial that is neither, while no driver runs, was cut by an
+(listed in ROOT/scheduler-stops.csv). A trial that is neither, while no driver runs, was cut by an
 interrupt (Ctrl-C, SIGTERM, a kill, a wall-time limit): `rlp-tune resume` continues it.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DRIVER_FILE = ".driver.json"
+DRIVER_FILE = ".driver"   # JSON; not named .json (see asha.SCHEDULER_FILE)
 
 
 def known_trials(root: str) -> list[str] | None:

@@ -39,6 +39,11 @@ TRIAL_ATTR = "trial_id"     # user attribute: the Tune trial id (= the Parquet t
 
 
 def journal_path(root: str) -> Path:
+    """ROOT/optuna.journal; for an object-store sweep (s3://...) a file on the driver's disk
+    (TMPDIR/rlp_tune/<name>/optuna.journal): a resume on another machine starts a new study."""
+    if "://" in root:
+        import tempfile
+        return Path(tempfile.gettempdir()) / "rlp_tune" / root.rstrip("/").rpartition("/")[2] / JOURNAL
     return Path(root) / JOURNAL
 
 
@@ -107,8 +112,8 @@ class StudySearcher(Searcher):
             return self._create(path)
         old = optuna.load_study(study_name=self.cfg["name"], storage=storage(path)).get_trials(deepcopy=False)
         from .state import known_trials
-        known = set(known_trials(root) or ())
-        keep = [t for t in old if t.user_attrs.get(TRIAL_ATTR) in known]
+        known = known_trials(root)   # None: Tune saved no state (a new start), or an object store
+        keep = [t for t in old if "://" in root or t.user_attrs.get(TRIAL_ATTR) in set(known or ())]
         path.rename(old_path)
         study = self._replay(path, keep, sample=True)
         if study is None:

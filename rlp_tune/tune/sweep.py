@@ -6,7 +6,7 @@
 
 The sweep folder STORAGE/NAME holds Tune's experiment state, `space.toml` (the search space as
 run), `parquet/` (every trial's rows, written by the trials), `trials/<id>/` (each trial's own
-checkpoints), `optuna.journal` (the Optuna study, tune/study.py) and `scheduler.json` (the trials
+checkpoints), `optuna.journal` (the Optuna study, tune/study.py) and `scheduler-stops.csv` (the trials
 ASHA stopped, tune/asha.py). What a resume needs is rebuilt from these files, not from Ray's
 pickles: the sampler by replaying the study, the ASHA rungs from the Parquet rows.
 """
@@ -190,7 +190,7 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
 
 
 class _driving:
-    """`with _driving(root):` ROOT/.driver.json names this process while it drives the sweep."""
+    """`with _driving(root):` ROOT/.driver names this process while it drives the sweep."""
 
     def __init__(self, root: str):
         self.root = root

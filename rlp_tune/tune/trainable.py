@@ -94,7 +94,7 @@ def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int
             report(metrics, checkpoint=ckpt)
         except BaseException:
             # Tune ends the trial inside report (sys.exit): a scheduler stop or an interrupt. The
-            # driver records which (scheduler.json); the trial's row stays RUNNING, not STOPPED
+            # driver records which (scheduler-stops.csv); the trial's row stays RUNNING, not STOPPED
             trainer.writer = None
             fit.close()
             raise
