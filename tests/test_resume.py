@@ -336,11 +336,13 @@ def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path)
         assert p.wait(timeout=600) == 0, p.stdout.read()[-3000:]
         assert _outcome(cut) == want
 
-        study = optuna.load_study(study_name="r", storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(cut / "optuna.journal"))))
-        states = [t.state.name for t in study.trials]
-        assert states == ["PRUNED" if w[1] == "STOPPED" else "COMPLETE" for w in want]
-        assert [round(t.params["rlp.lam"], 10) for t in study.trials] == [w[0][0] for w in want]
+        for folder in (ref, cut):   # the finished and the resumed sweep's study: every trial, its state
+            study = optuna.load_study(study_name="r", storage=optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(folder / "optuna.journal"))))
+            assert [t.state.name for t in study.trials] == ["PRUNED" if w[1] == "STOPPED" else "COMPLETE"
+                                                            for w in want]
+            assert [round(t.params["rlp.lam"], 10) for t in study.trials] == [w[0][0] for w in want]
+            assert [round(t.value, 10) for t in study.trials] == [w[3][-1] for w in want]
 
         st = subprocess.run(CLI + ["status", str(cut)], env=env, capture_output=True, text=True, timeout=120)
         assert st.stdout.splitlines()[:2] == ["sweep r: 6 of 6 trials done "
