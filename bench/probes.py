@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/probes.py                      # 50,000 × 512 train, 10,000 test, 10 classes, k = 20
     .venv/bin/python bench/probes.py --n-train 5000 --n-test 1000 --threads 2
+    .venv/bin/python bench/probes.py --n-train 10000 --variants torch                  # rlp_tune only
 
 Both see the same random float32 data (seeded). Each variant runs in its own fresh subprocess so
 peak memory is honest: the subprocess builds the data, warms up, resets the kernel's RSS high-water
@@ -12,8 +13,8 @@ predict call (sklearn's fit only stores the data; it is timed too and counted). 
 `--rounds` interleaved rounds (fresh subprocesses each), and each keeps its fastest round, which
 damps bursts of load from other processes on a shared machine; memory is the max over rounds.
 
-Variants: "torch" = knn_predict with its automatic certified bf16 prefilter (exact fp32 top-k; used
-when the CPU has native bf16), "torch-fp32" = prefilter off (plain fp32 matmul + top-k).
+Variants: "torch" = knn_predict (fp32 blockwise matmul + running top-k), "sklearn" and
+"sklearn-jobs" (below). `--variants` picks some (default: all).
 Threads: torch.set_num_threads(T); sklearn gets T BLAS threads with n_jobs=1 ("sklearn") and, as a
 second configuration, n_jobs=T with 1 BLAS thread each ("sklearn-jobs"); the ratio is against the
 faster of the two sklearn configurations. BLAS/OpenMP env vars are set to T in every subprocess. The parent prints both
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("torch", "torch-fp32", "sklearn", "sklearn-jobs")
+VARIANTS = ("torch", "sklearn", "sklearn-jobs")
 
 
 def _status_kib(field: str) -> int:
@@ -67,8 +68,7 @@ def child(args) -> None:
         ttr, tte, tyr = torch.from_numpy(xtr), torch.from_numpy(xte), torch.from_numpy(ytr)
         knn_predict(ttr[:1000], tyr[:1000], tte[:100], k=args.k)             # warm-up
         fit = lambda: None                                                   # noqa: E731
-        pf = False if args.variant == "torch-fp32" else None                # None = auto (bf16 prefilter if native)
-        run = lambda: knn_predict(ttr, tyr, tte, k=args.k, num_classes=args.classes, prefilter=pf).numpy()  # noqa: E731
+        run = lambda: knn_predict(ttr, tyr, tte, k=args.k, num_classes=args.classes).numpy()  # noqa: E731
     else:
         from sklearn.neighbors import KNeighborsClassifier
         from threadpoolctl import threadpool_limits
@@ -101,11 +101,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the fastest counts")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.variant:
         return child(args)
+    variants = [v for v in VARIANTS if v in args.variants.split(",")]
 
     env = dict(os.environ, **{v: str(args.threads) for v in
                               ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
@@ -115,10 +117,10 @@ def main() -> None:
     res, preds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.rounds):   # interleaved rounds; each variant keeps its fastest round
-            for variant in VARIANTS:
+            for variant in variants:
                 out = os.path.join(tmp, f"{variant}.npy")
                 cmd = [sys.executable, __file__, "--variant", variant, "--out", out] + [
-                    f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("variant", "out")]
+                    f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("variant", "variants", "out")]
                 p = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if p.returncode != 0:
                     sys.exit(f"bench/probes.py: variant {variant} failed:\n{p.stderr}")
@@ -132,15 +134,17 @@ def main() -> None:
                     res[variant] = r
                 res[variant]["extra_peak_mib"] = peak
     print("best of rounds (time) / max of rounds (memory):")
-    for v in VARIANTS:
+    for v in variants:
         print(f"  {v:13s} {res[v]['predict_s'] + res[v]['fit_s']:7.2f} s  {res[v]['extra_peak_mib']:7.1f} MiB")
-    best = min(("sklearn", "sklearn-jobs"), key=lambda v: res[v]["predict_s"] + res[v]["fit_s"])
+    sk = [v for v in ("sklearn", "sklearn-jobs") if v in res]
+    if not sk or "torch" not in res:
+        return
+    best = min(sk, key=lambda v: res[v]["predict_s"] + res[v]["fit_s"])
     t_sk = res[best]["predict_s"] + res[best]["fit_s"]
-    for v in ("torch", "torch-fp32"):
-        agree = float((preds[v] == preds[best]).mean())
-        print(f"{v:10s}: speed ratio (sklearn '{best}' / {v}) {t_sk / res[v]['predict_s']:.2f}x (goal >= 3x); "
-              f"extra-peak-memory ratio {res[best]['extra_peak_mib'] / max(res[v]['extra_peak_mib'], 1e-9):.2f}x; "
-              f"identical predictions {agree:.4%}")
+    t, agree = res["torch"], float((preds["torch"] == preds[best]).mean())
+    print(f"torch: speed ratio (sklearn '{best}' / torch) {t_sk / t['predict_s']:.2f}x (goal >= 3x); "
+          f"extra-peak-memory ratio {res[best]['extra_peak_mib'] / max(t['extra_peak_mib'], 1e-9):.2f}x; "
+          f"identical predictions {agree:.4%}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
     def mlp(cfg, in_shape, num_classes): ...
     MODELS.create("mlp", cfg, in_shape=(1, 8, 8), num_classes=10)
 
-An unknown name raises `RegistryError` listing the closest registered names.
+A key ending in ":" registers a family of names: `@MODELS.register("timm:")` serves every
+"timm:<anything>"; the factory reads the rest of the name itself. An unknown name raises
+`RegistryError` listing the closest registered names.
 """
 from __future__ import annotations
 
@@ -36,11 +38,19 @@ class Registry:
         return deco
 
     def get(self, name: str) -> Callable[..., Any]:
-        if name not in self._items:
+        key = self._key(name)
+        if key is None:
             close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.4)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(self._items))})")
-        return self._items[name]
+        return self._items[key]
+
+    def _key(self, name: str) -> str | None:
+        """The registered key serving `name`: itself, or its family "prefix:"; None if neither."""
+        if name in self._items:
+            return name
+        family = name.partition(":")[0] + ":"
+        return family if ":" in name and family in self._items else None
 
     def create(self, name: str, *args, **kwargs) -> Any:
         return self.get(name)(*args, **kwargs)
@@ -49,4 +59,4 @@ class Registry:
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._items
+        return self._key(name) is not None

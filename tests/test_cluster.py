@@ -156,13 +156,13 @@ def test_space_of_a_uri_sweep_folder(tmp_path):
 
 # ---- cloud: Ray's cluster launcher ------------------------------------------------------------------
 def test_cloud_yaml_passes_rays_cluster_config_checks():
-    from ray.autoscaler._private.util import prepare_config, validate_config
+    from rlp_tune.tune._ray_compat import check_cluster_config
     raw = yaml.safe_load((CLUSTER / "cloud" / "aws.yaml").read_text())
-    validate_config(prepare_config(copy.deepcopy(raw)))   # ray-schema.json + node-type consistency
+    check_cluster_config(raw)                              # ray-schema.json + node-type consistency
     broken = copy.deepcopy(raw)
     broken["available_node_types"]["head"]["node_confg"] = broken["available_node_types"]["head"].pop("node_config")
     with pytest.raises((jsonschema.ValidationError, ValueError)):
-        validate_config(prepare_config(broken))            # the check does catch a misspelt key
+        check_cluster_config(broken)                       # the check does catch a misspelt key
 
 
 def test_cloud_yaml_keeps_token_auth_and_a_local_dashboard():

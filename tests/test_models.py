@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from rlp_tune.config import Model
-from rlp_tune.models import ModelInputError, create_model, list_models
+from rlp_tune.models import MODELS, ModelInputError, create_model, list_models
 
 NUM_CLASSES = 7
 # name → (in_shape, extra Model fields); unlisted (future) models get DEFAULT_CASE
@@ -29,10 +29,18 @@ CASES = {
     "vit_tiny4": ((3, 16, 16), {}),
     "vit_s4": ((3, 16, 16), {}),
     "vit_b32": ((3, 64, 64), {}),        # 2×2 patches; 224 px is checked once below
+    # the generic "timm:<name>" family at two small timm models, a CNN and a ViT (2×2 patches of 16).
+    # (Not resnet10t: timm zero-inits each block's last BN, so a fresh one passes no gradient to
+    # the block's first conv and the every-parameter-gets-a-gradient check cannot hold.)
+    "timm:convnext_atto": ((3, 32, 32), {}),
+    "timm:vit_tiny_patch16_224": ((3, 32, 32), {}),
 }
 DEFAULT_CASE = ((3, 16, 16), {})
-IMAGE_MODELS = ["wrn", "wrn16_4", "wrn28_10", "vgg16", "resnet18_cifar", "vit_tiny4", "vit_s4", "vit_b32"]
-ALL = list_models()
+TIMM_ANY = ["timm:convnext_atto", "timm:vit_tiny_patch16_224"]
+IMAGE_MODELS = ["wrn", "wrn16_4", "wrn28_10", "vgg16", "resnet18_cifar", "vit_tiny4", "vit_s4", "vit_b32",
+                "timm:convnext_atto"]
+# every registered name; a family key ("timm:") stands for many names and is checked through TIMM_ANY
+ALL = [n for n in list_models() if not n.endswith(":")] + TIMM_ANY
 
 
 def case(name):
@@ -64,6 +72,26 @@ def batch(name: str, b: int = 3, seed: int = 1):
 
 def test_image_families_are_registered():
     assert set(IMAGE_MODELS) <= set(ALL)
+    assert "timm:" in list_models() and all(n in MODELS for n in TIMM_ANY) and "timmy:resnet10t" not in MODELS
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reset_classifier(name):
+    in_shape, extra = case(name)
+    torch.manual_seed(0)
+    model = create_model(Model(name=name, **extra), in_shape, NUM_CLASSES).eval()
+    x = batch(name)
+    with torch.no_grad():
+        _, feats = model(x, taps=("penultimate",))
+        model.reset_classifier(4)
+        assert isinstance(model.classifier, nn.Linear)
+        assert (model.classifier.in_features, model.classifier.out_features) == (model.tap_dims["penultimate"], 4)
+        logits4, feats4 = model(x, taps=("penultimate",))
+        model.reset_classifier(0)                               # no head: the "logits" are the features
+        logits0, _ = model(x)
+    assert logits4.shape == (3, 4)
+    torch.testing.assert_close(feats4["penultimate"], feats["penultimate"], rtol=0, atol=0)
+    torch.testing.assert_close(logits0, feats["penultimate"], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -283,8 +311,9 @@ def test_vit_errors_and_classifier_swap():
     with pytest.raises(ModelInputError, match="'vit_s4'.*4×4 patches.*30×30"):
         create_model(Model(name="vit_s4"), (3, 30, 30), 10)
     model = create_model(Model(name="vit_tiny4"), (1, 8, 12), 10).eval()  # non-square, 1 channel
-    model.classifier = nn.Linear(96, 4)
+    model.reset_classifier(4)
     assert model.vit.head is model.classifier and "classifier" not in dict(model.named_children())
+    assert isinstance(model.classifier, nn.Linear) and model.classifier.out_features == 4
     assert model(torch.randn(2, 1, 8, 12))[0].shape == (2, 4)
 
 
@@ -319,3 +348,44 @@ def test_projector_wraps_any_model(name):
     torch.testing.assert_close(m.classifier(feats["penultimate"]), logits)
     logits.sum().backward()
     assert all(p.grad is not None for p in m.parameters())
+
+
+# --- "timm:<name>": any timm architecture -------------------------------------------------------
+
+@pytest.mark.parametrize("name", TIMM_ANY)
+def test_timm_any_taps_are_timms_own_features(name):
+    """Taps = timm's forward_intermediates maps, pooled; penultimate = the headless timm model's output."""
+    import timm
+    model = built(name).eval()
+    timm_name = name.partition(":")[2]
+    kw = {"img_size": case(name)[0][1:]} if "vit" in timm_name else {}
+    plain = timm.create_model(timm_name, pretrained=False, num_classes=0, **kw).eval()
+    plain.load_state_dict(model.net.state_dict())
+    x = batch(name, b=2)
+    with torch.no_grad():
+        logits, feats = model(x, taps=model.tap_names)
+        maps = plain.forward_intermediates(x, intermediates_only=True)
+        pre = plain(x)                                          # num_classes=0: the pooled pre-logits
+    assert len(maps) == len(model.tap_names) - 1
+    for t, m in zip(model.tap_names, maps):
+        torch.testing.assert_close(feats[t], m.mean((2, 3)), rtol=0, atol=0)
+    torch.testing.assert_close(feats["penultimate"], pre, rtol=0, atol=0)
+    torch.testing.assert_close(logits, model.classifier(pre), rtol=0, atol=0)
+    is_vit = "vit" in timm_name
+    assert model.token_taps == (frozenset(model.tap_names[:-1]) if is_vit else frozenset())
+
+
+def test_timm_any_names_and_errors():
+    model = built("timm:convnext_atto")
+    assert model.tap_names == ["stages_0", "stages_1", "stages_2", "stages_3", "penultimate"]
+    assert model.tap_dims == {"stages_0": 40, "stages_1": 80, "stages_2": 160, "stages_3": 320, "penultimate": 320}
+    vit = built("timm:vit_tiny_patch16_224")
+    assert vit.tap_names == [f"blocks_{i}" for i in range(12)] + ["penultimate"]
+    assert vit.net.patch_embed.grid_size == (2, 2)              # img_size taken from the input shape
+    with pytest.raises(ModelInputError, match="timm has no model 'convnext_ato'; did you mean timm:convnext_atto"):
+        create_model(Model(name="timm:convnext_ato"), (3, 16, 16), 5)
+    with pytest.raises(ModelInputError, match="'timm:convnext_atto'.*image"):
+        create_model(Model(name="timm:convnext_atto"), (64,), 5)
+    # too small for its downsampling: refused when built, not in the first training step
+    with pytest.raises(ModelInputError, match="'timm:convnext_atto' cannot take input 1×8×8 .*data.image_size"):
+        create_model(Model(name="timm:convnext_atto"), (1, 8, 8), 5)

@@ -90,55 +90,24 @@ def test_knn_chunking_does_not_change_results():
     tiny = knn_predict(xtr, ytr, xte, k=20, chunk=3, train_chunk=20)   # many train blocks, running merge
     odd = knn_predict(xtr, ytr, xte, k=20, chunk=50, train_chunk=37)
     assert torch.equal(big, tiny) and torch.equal(big, odd)
-    # float32 with the bf16 prefilter and train blocks smaller than its candidate list
-    pf = knn_predict(xtr.float(), ytr, xte.float(), k=20, chunk=7, train_chunk=30, prefilter=True)
-    assert torch.equal(big, pf)
+    # float32, train blocks smaller than k + 64
+    f32 = knn_predict(xtr.float(), ytr, xte.float(), k=20, chunk=7, train_chunk=30)
+    assert torch.equal(big, f32)
 
 
-def test_knn_bf16_prefilter_is_exact(monkeypatch):
-    """The certified bf16 prefilter returns the fp32 top-k: certified rows on spread-out data,
-    exact fp32 fallback rows on clustered data whose top similarities are closer than the bound."""
+def test_knn_fp32_equals_a_float64_reference():
+    """The one fp32 path returns the float64 reference's neighbours and votes on spread-out data."""
     g = torch.Generator().manual_seed(0)
     xtr = torch.randn(3000, 64, generator=g)
     ytr = torch.randint(0, 7, (3000,), generator=g)
     xte = torch.randn(300, 64, generator=g)
-    st = {}
-    s1, i1 = knn_neighbors(xtr, xte, k=20, prefilter=True, stats=st, chunk=100)
-    s0, i0 = knn_neighbors(xtr, xte, k=20, prefilter=False)
-    assert st["certified"] == 300 and st["fallback"] == 0
-    assert torch.equal(i1.sort(1).values, i0.sort(1).values)
-    assert torch.allclose(s1, s0, atol=1e-6)
+    s0, i0 = knn_neighbors(xtr, xte, k=20, chunk=100)
+    s64, i64 = knn_neighbors(xtr.double(), xte.double(), k=20)
+    assert s0.dtype == torch.float32 and s64.dtype == torch.float64
+    assert torch.equal(i0.sort(1).values, i64.sort(1).values)
+    assert torch.allclose(s0.double(), s64, atol=1e-6)
     ref = knn_reference(xtr.double().numpy(), ytr.numpy(), xte.double().numpy(), 20, 7)
-    np.testing.assert_array_equal(knn_predict(xtr, ytr, xte, k=20, prefilter=True).numpy(), ref)
-    # a train set too big for the cached bf16 copy: blocks normalized and converted on the fly
-    import rlp_tune.probes.knn as knn_mod
-    monkeypatch.setattr(knn_mod, "_BF16_CACHE_BYTES", 0)
-    s2, i2 = knn_neighbors(xtr, xte, k=20, prefilter=True, train_chunk=500)
-    assert torch.equal(i2.sort(1).values, i0.sort(1).values)
-    # tight non-negative clusters: within-cluster similarities ~0.999, inside the bf16 error bound
-    centres = torch.rand(5, 64, generator=g)
-    lab = torch.randint(0, 5, (2000,), generator=g)
-    x = (centres[lab] + 0.01 * torch.randn(2000, 64, generator=g)).relu()
-    st = {}
-    s1, i1 = knn_neighbors(x[:1800], x[1800:], k=20, prefilter=True, stats=st, chunk=50)
-    s0, i0 = knn_neighbors(x[:1800], x[1800:], k=20, prefilter=False)
-    assert st["fallback"] > 0 and st["fallback"] + st["certified"] + st["fp32"] == 200
-    assert torch.equal(i1.sort(1).values, i0.sort(1).values)
-
-
-def test_knn_prefilter_steps_aside_when_the_backend_breaks_its_error_bound(monkeypatch):
-    """A bf16-vs-fp32 gap above ε (a backend accumulating in bf16; simulated with a 0 roundoff)
-    drops the prefilter: that chunk and every later one are answered by the exact fp32 path."""
-    import rlp_tune.probes.knn as knn_mod
-    monkeypatch.setattr(knn_mod, "_BF16_U", 0.0)
-    monkeypatch.setattr(knn_mod, "cpu_has_native_bf16", lambda: True)
-    g = torch.Generator().manual_seed(1)
-    xtr, xte = torch.randn(2000, 32, generator=g), torch.randn(120, 32, generator=g)
-    st = {}
-    s1, i1 = knn_neighbors(xtr, xte, k=10, prefilter=True, stats=st, chunk=50)
-    s0, i0 = knn_neighbors(xtr, xte, k=10, prefilter=False)
-    assert st == {"certified": 0, "fallback": 0, "fp32": 120}
-    assert torch.equal(i1, i0) and torch.equal(s1, s0)
+    np.testing.assert_array_equal(knn_predict(xtr, ytr, xte, k=20).numpy(), ref)
 
 
 def test_knn_bad_input_is_named():

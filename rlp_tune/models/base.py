@@ -6,7 +6,9 @@
 - `model.tap_names`: every tap in depth order; "penultimate" (the classifier's input) is last.
 - `model.tap_dims[t]`: the feature width d_t of tap t after pooling.
 - `model.token_taps`: taps that come from transformer tokens (RLP heads put a LayerNorm first).
-- `model.classifier`: the class head, an nn.Linear(tap_dims["penultimate"], C).
+- `model.classifier`: the class head, an nn.Linear(tap_dims["penultimate"], C). Replace it with
+  `model.reset_classifier(C')` (timm's name): a fresh head, or nn.Identity() for C' = 0 so that the
+  "logits" are the penultimate features; never by assigning the attribute.
 Taps are collected in the same single forward (no second pass). Conv feature maps are global
 average pooled to (B, C); token taps give the model's pooled token (CLS or mean, as its head uses).
 """
@@ -32,6 +34,12 @@ class TapModel(nn.Module):
     def forward(self, x: torch.Tensor, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new class head on the penultimate features; 0 classes → nn.Identity (no head)."""
+        p = next(self.parameters())   # the new head lives where the model does
+        self.classifier = (nn.Linear(self.tap_dims["penultimate"], num_classes, device=p.device, dtype=p.dtype)
+                           if num_classes > 0 else nn.Identity())
+
 
 class ModelInputError(UserError, ValueError):
     """The dataset's input shape does not suit the model (e.g. a conv net on 1-D vectors)."""
@@ -51,7 +59,7 @@ class WithProjector(TapModel):
     def __init__(self, encoder: TapModel, hidden: int, num_classes: int):
         super().__init__()
         d = encoder.tap_dims["penultimate"]
-        encoder.classifier = nn.Identity()   # its class head is replaced by projector + classifier
+        encoder.reset_classifier(0)   # its class head is replaced by projector + classifier
         self.encoder = encoder
         self.projector = nn.Linear(d, hidden)
         self.classifier = nn.Linear(hidden, num_classes)

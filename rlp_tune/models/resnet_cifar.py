@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import TapModel, need_image, register_model
+from .init import init_conv_bn_linear
 
 
 class BasicBlock(nn.Module):
@@ -51,14 +52,7 @@ class ResNetCifar(TapModel):
         self.classifier = nn.Linear(c_in, num_classes)
         self.tap_names = ["stem"] + [f"layer{i + 1}" for i in range(len(stages))] + ["penultimate"]
         self.tap_dims = {"stem": widths[0]} | {f"layer{i + 1}": w for i, w in enumerate(widths)} | {"penultimate": c_in}
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_conv_bn_linear(self)
 
     def forward(self, x, taps=()):
         feats = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 from torch import nn
 
 from .base import TapModel, need_image, register_model
+from .init import init_conv_bn_linear
 
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
@@ -43,15 +44,7 @@ class VGG(TapModel):
         self.classifier = nn.Linear(c, num_classes)
         self.tap_names = [f"block{i + 1}" for i in range(len(stages))] + ["penultimate"]
         self.tap_dims = {f"block{i + 1}": s[-1] for i, s in enumerate(stages)} | {"penultimate": c}
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_linear(self, linear_std=0.01)
 
     def forward(self, x, taps=()):
         feats = {}

@@ -9,17 +9,21 @@ Registered names (img_size and in_chans come from `in_shape`; H and W must be mu
     vit_tiny4  embed 96, depth 4, heads 3, patch 4: for tests and CPU demos
 `model.dropout` is placed where the ViT paper puts dropout: after the position embedding and after
 every dense layer but the qkv projection (timm's pos_drop_rate and proj_drop_rate); no head dropout.
+(Any other timm architecture, ViTs included, is available as "timm:<name>": see timm_any.py.)
 
 Taps: "block1" … "block{depth}" — each transformer block's output token sequence pooled as the head
 pools it (the CLS token, timm's global_pool="token"), *before* the final LayerNorm; they are the
 `token_taps` (RLP heads put a LayerNorm first, as the paper does). "penultimate" — the final-normed
-pooled token the head sees (`forward_head(..., pre_logits=True)`). `classifier` is timm's `head`.
-The forward replays timm 1.0's forward_features/forward_head step by step (one pass, same ops and
-dropout RNG order), so the logits equal a plain timm model's `forward(x)` with the same weights:
-`VisionTransformer(**model.timm_kwargs)` builds that twin. (timm's grad_checkpointing is not honoured.)
+pooled token the head sees (`forward_head(..., pre_logits=True)`). `classifier` is timm's `head`;
+`reset_classifier(C)` is timm's own.
+The forward goes through timm's public `forward_intermediates` (the blocks' token sequences, CLS
+split off as the prefix token) and `forward_head(pre_logits=True)`, one pass, so the logits equal a
+plain timm model's `forward(x)` with the same weights, dropout draws included:
+`VisionTransformer(**model.timm_kwargs)` builds that twin. Needs timm ≥ 1.0.31 (pyproject pins it).
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .base import ModelInputError, TapModel, need_image, register_model
@@ -39,34 +43,30 @@ class ViT(TapModel):
                                 embed_dim=embed_dim, depth=depth, num_heads=num_heads, global_pool="token",
                                 pos_drop_rate=dropout, proj_drop_rate=dropout)
         self.vit = VisionTransformer(**self.timm_kwargs)
-        blocks = [f"block{i + 1}" for i in range(depth)]
-        self.tap_names = blocks + ["penultimate"]
+        self.block_taps = [f"block{i + 1}" for i in range(depth)]
+        self.tap_names = self.block_taps + ["penultimate"]
         self.tap_dims = {t: embed_dim for t in self.tap_names}
-        self.token_taps = frozenset(blocks)
+        self.token_taps = frozenset(self.block_taps)
 
     # the class head is timm's own `head` (one parameter set, no duplicate state_dict keys)
     @property
     def classifier(self) -> nn.Linear:
         return self.vit.head
 
-    def __setattr__(self, name, value):
-        # nn.Module.__setattr__ would file a module under _modules and bypass a property setter
-        if name == "classifier":
-            self.vit.head = value
-        else:
-            super().__setattr__(name, value)
+    def reset_classifier(self, num_classes: int) -> None:
+        self.vit.reset_classifier(num_classes)
 
     def forward(self, x, taps=()):
         v, feats = self.vit, {}
-        # forward_features (timm 1.0.31), the blocks unrolled to read each one's output
-        h = v.norm_pre(v.patch_drop(v._pos_embed(v.patch_embed(x))))   # (B, 1 + N, D)
-        for i, blk in enumerate(v.blocks):
-            h = blk(h)
-            if f"block{i + 1}" in taps:
-                feats[f"block{i + 1}"] = v.pool(h)                     # (B, D): the CLS token
-        h = v.norm(h)
-        # forward_head: pool → fc_norm → head_drop → head
-        z = v.head_drop(v.fc_norm(v.pool(h)))                          # (B, D): the head's input
+        take = [i for i, t in enumerate(self.block_taps) if t in taps]
+        if take:
+            # h: final-normed tokens (B, 1 + N, D); each block's (patch tokens (B, N, D), CLS (B, 1, D))
+            h, blocks = v.forward_intermediates(x, indices=take, return_prefix_tokens=True, output_fmt="NLC")
+            for i, (patches, prefix) in zip(take, blocks):
+                feats[self.block_taps[i]] = v.pool(torch.cat([prefix, patches], 1))   # (B, D): the CLS token
+        else:
+            h = v.forward_features(x)
+        z = v.forward_head(h, pre_logits=True)                 # pool → fc_norm → head_drop: (B, D)
         if "penultimate" in taps:
             feats["penultimate"] = z
         return v.head(z), feats

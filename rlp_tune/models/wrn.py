@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ModelInputError, TapModel, need_image, register_model
+from .init import init_conv_bn_linear
 
 
 class WideBasic(nn.Module):
@@ -41,20 +42,6 @@ class WideBasic(nn.Module):
         a = F.relu(self.bn1(x))
         out = self.conv2(self.drop(F.relu(self.bn2(self.conv1(a)))))
         return out + (x if self.shortcut is None else self.shortcut(a))
-
-
-def init_conv_bn_linear(module: nn.Module) -> None:
-    """Standard init: Kaiming-normal (fan_out, ReLU) convs, BN weight 1 / bias 0, Linear bias 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.zeros_(m.bias)
 
 
 class WideResNet(TapModel):

@@ -21,21 +21,14 @@ from pathlib import Path
 DRIVER_FILE = ".driver"   # JSON; not named .json (see asha.SCHEDULER_FILE)
 
 
-def known_trials(root: str) -> list[str] | None:
-    """The trial ids in Tune's newest saved experiment state (None: no state, or a format this
-    version cannot read — then nothing is treated as unknown)."""
+def known_trials(root: str) -> set[str] | None:
+    """The trial ids in Tune's newest saved experiment state (None: no state, an object store, or a
+    format this version cannot read — then nothing is treated as unknown)."""
+    from ._ray_compat import newest_experiment_state, trial_ids_in_state
     if "://" in root:
         return None
-    states = sorted(Path(root).glob("experiment_state-*.json"))   # names end in a sortable timestamp
-    if not states:
-        return None
-    ids = []
-    try:
-        for t in json.loads(states[-1].read_text()).get("trial_data", []):
-            ids.append(json.loads(t[0] if isinstance(t, list) else t)["trial_id"])
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return None
-    return ids
+    state = newest_experiment_state(root)
+    return trial_ids_in_state(state) if state else None
 
 
 def mark_driver(root: str) -> None:

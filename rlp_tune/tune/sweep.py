@@ -17,24 +17,14 @@ import os
 import sys
 from pathlib import Path
 
+from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experiment_state, node_ip_kwargs,
+                          trial_ids_in_state)
 from .signals import StopRequest
 from .space import SearchSpace, load_space
 from .state import clear_driver, known_trials, mark_driver, sweep_state
 from .trainable import META, train_trial
 
 SPACE_FILE = "space.toml"
-
-
-def loopback_only() -> None:
-    """Make an embedded (single-machine) Ray advertise 127.0.0.1, not the interface address.
-
-    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported; the environment variable
-    reaches the processes Ray starts, the module constant covers a Ray imported already. It also
-    keeps other machines from joining, which is what an embedded cluster wants."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if "ray" in sys.modules:
-        from ray._private import ray_constants
-        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -48,7 +38,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
         return
     loopback_only()
-    ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
+    ray.init(num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"), dashboard_host="127.0.0.1",
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 
 
@@ -176,9 +166,9 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             _quarantine_orphans(root)
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
             # the restored run config holds the callbacks pickled at the first start (this module's
-            # pickle to no-ops): add this process's (no public API for that)
-            tuner._local_tuner.get_run_config().callbacks.extend(
-                [*_driver_callbacks(space, root, verbose), stop.callback(expected_trials(space))])
+            # pickle to no-ops): add this process's
+            add_callbacks_on_restore(tuner, [*_driver_callbacks(space, root, verbose),
+                                             stop.callback(expected_trials(space))])
         elif _has_trial_results(root):
             raise SystemExit(f"rlp-tune: {root} holds trial results but no restorable sweep state")
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
@@ -227,12 +217,11 @@ def _restorable(root: str) -> bool:
         return False
     if "://" in root:
         return True
-    import json
-    states = sorted(Path(root).glob("experiment_state-*.json"))   # names end in a sortable timestamp
-    try:
-        return bool(states) and bool(json.loads(states[-1].read_text()).get("trial_data"))
-    except (OSError, ValueError):
-        return True   # let Tune say what is wrong with it
+    state = newest_experiment_state(root)
+    if state is None:
+        return False
+    ids = trial_ids_in_state(state)
+    return ids is None or bool(ids)   # unreadable: let Tune say what is wrong with it
 
 
 def _quarantine_orphans(root: str) -> list[str]:

@@ -1,0 +1,89 @@
+"""Every use of Ray's internals in rlp_tune, in one place. Written against Ray 2.60.0 (RAY_WRITTEN_FOR).
+
+    from rlp_tune.tune._ray_compat import loopback_only, node_ip_kwargs, add_callbacks_on_restore
+    loopback_only(); ray.init(num_cpus=2, **node_ip_kwargs("127.0.0.1"))
+    tuner = tune.Tuner.restore(root, trainable); add_callbacks_on_restore(tuner, [cb]); tuner.fit()
+    state = newest_experiment_state(root); ids = trial_ids_in_state(state)   # None: format unknown
+
+Each function below is here because Ray 2.60 has no public door for what it does (the installed
+source was searched; the reason is written at each). tests/test_ray_compat.py checks every one
+against the installed Ray, so an upgrade that breaks one fails there, not in a sweep. pyproject
+pins ray to the range these were checked on; widen it only after that test file passes on the new
+version (and update RAY_WRITTEN_FOR). Nothing else under rlp_tune/ may touch a private Ray name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+RAY_WRITTEN_FOR = "2.60.0"
+
+
+def loopback_only() -> None:
+    """Make an embedded (single-machine) Ray advertise 127.0.0.1, not the interface address.
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, into `ray._private.ray_constants.ENABLE_RAY_CLUSTER`,
+    when it is imported; the environment variable reaches the processes Ray starts, the module
+    constant covers a Ray imported already (no public setting exists). It also keeps other
+    machines from joining, which is what an embedded cluster wants."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if "ray" in sys.modules:
+        from ray._private import ray_constants
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def node_ip_kwargs(ip: str) -> dict[str, str]:
+    """`ray.init(**node_ip_kwargs("127.0.0.1"))`: the address the started head node binds and advertises.
+    `ray.init` takes it only as the underscore argument `_node_ip_address` (the CLI's `ray start
+    --node-ip-address` has no ray.init twin)."""
+    return {"_node_ip_address": ip}
+
+
+def add_callbacks_on_restore(tuner, callbacks) -> None:
+    """Add callbacks to a tuner made by `tune.Tuner.restore` before its `fit()`.
+
+    A restored tuner runs with the RunConfig pickled at the first start (callbacks included) and
+    `Tuner.restore` takes no run_config, so this appends to the restored one held by the tuner's
+    TunerInternal (`tuner._local_tuner`). Under Ray Client that object lives remotely: refused."""
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        raise RuntimeError("add_callbacks_on_restore: this Tuner has no local TunerInternal (Ray Client mode?)")
+    run_config = local.get_run_config()
+    if run_config.callbacks is None:
+        run_config.callbacks = []
+    run_config.callbacks.extend(callbacks)
+
+
+def newest_experiment_state(root: str | os.PathLike) -> Path | None:
+    """The newest `experiment_state-<timestamp>.json` Tune saved in a local experiment folder, or None.
+
+    Tune's controller writes one such file per driver session (TuneController.CKPT_FILE_TMPL) and
+    restores from the newest; the timestamps sort as text. Only `tune.ExperimentAnalysis` reads it
+    publicly, and that also loads every trial's result files."""
+    states = sorted(Path(root).glob("experiment_state-*.json"))
+    return states[-1] if states else None
+
+
+def trial_ids_in_state(state: str | os.PathLike) -> set[str] | None:
+    """Trial ids an experiment-state file records (those a restore continues); None when the file
+    cannot be read or its layout is not Ray 2.60's: {"trial_data": [[trial_json, runtime_json], …]},
+    trial_json a JSON string with a "trial_id"."""
+    try:
+        data = json.loads(Path(state).read_text()).get("trial_data", [])
+        return {json.loads(t[0] if isinstance(t, list) else t)["trial_id"] for t in data}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def check_cluster_config(raw: dict) -> dict:
+    """Ray's own checks of a cluster-launcher YAML (`ray up`): defaults filled in, then ray-schema.json
+    and node-type consistency; raises jsonschema.ValidationError / ValueError. `ray up` runs them
+    from ray.autoscaler._private.util; there is no public entry point. Returns the prepared config."""
+    import copy
+
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    cfg = prepare_config(copy.deepcopy(raw))
+    validate_config(cfg)
+    return cfg
