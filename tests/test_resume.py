@@ -201,6 +201,11 @@ def test_resume_of_a_finished_sweep_is_a_no_op(tmp_path):
     assert r.returncode == 0 and "is complete (2 of 2 trials done); nothing to resume" in r.stderr, r.stderr
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
     assert sorted(read_trials(root).trial_id) == ["a1", "b2"]
+    # a study that was not told a trial's end (a kill after its last epoch): not complete yet
+    from rlp_tune.tune.study import running_in_study
+    s = _searcher(root)
+    s.suggest("a1")
+    assert running_in_study(str(root)) == 1
 
 
 def test_orphans_never_include_the_compacted_file(tmp_path):

@@ -59,6 +59,15 @@ def load_study(root: str, name: str | None = None):
     return optuna.load_study(study_name=name or Path(root).name, storage=storage(journal_path(root)))
 
 
+def running_in_study(root: str) -> int:
+    """How many of the study's trials are not told yet (0 when there is no study). A driver killed
+    after a trial's last epoch but before it told the study leaves one: `resume` must still run."""
+    from optuna.trial import TrialState
+    if "://" in root or not journal_path(root).exists():
+        return 0
+    return sum(t.state == TrialState.RUNNING for t in load_study(root).get_trials(deepcopy=False))
+
+
 class StudySearcher(Searcher):
     def __init__(self, root: str, name: str, space: dict, metric: str, mode: str, seed: int, max_epochs: int):
         super().__init__(metric=metric, mode=mode)

@@ -153,8 +153,9 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     root = root if "://" in root else str(Path(root).resolve())
     space = load_space(_space_path(root))
     if "://" not in root:
+        from .study import running_in_study
         st = sweep_state(root, expected_trials(space))
-        if st.complete:
+        if st.complete and not running_in_study(root):
             print(f"rlp-tune: sweep {root} is complete ({st.done} of {st.expected} trials done); "
                   "nothing to resume", file=sys.stderr)
             return {"root": root, "best": None, "n_trials": st.done, "exit_code": 0, "stopped_by": None}
