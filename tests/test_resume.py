@@ -321,6 +321,7 @@ def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path)
         assert p.wait(timeout=600) == 0, p.stdout.read()[-3000:]
         want = _outcome(ref)
         assert len(want) == 6 and {w[1] for w in want} == {"TERMINATED", "STOPPED"}
+        assert {w[2] for w in want if w[1] == "STOPPED"} <= {1, 2}     # stops on rungs only
 
         cut = tmp_path / "cut" / "r"
         p = start(["sweep", str(space)], tmp_path / "cut")
