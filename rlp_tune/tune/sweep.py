@@ -38,7 +38,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
         return
     loopback_only()
-    ray.init(num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"), dashboard_host="127.0.0.1",
+    # address="local": always a new embedded cluster, never one a `ray start` on this machine left
+    # running (ray.init() alone would join that one, and then refuses num_cpus)
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"),
+             dashboard_host="127.0.0.1",
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 
 
