@@ -1,7 +1,8 @@
 """Shared plumbing of the figure scripts in analysis/: arguments, loading, fitting, rendering.
 
 Not run directly; each fig_*.py calls `run(__doc__, build)` where build(tables, doc) returns the
-FigureInfo objects (rlp_tune.analysis.plots) to draw.
+FigureInfo objects (rlp_tune.analysis.figures) to draw;
+build receives the loaded tables and the typed Analysis (rlp_tune.analysis.document).
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def run(doc: str, build, argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from rlp_tune.analysis.curves import analyze_tables, load_tables
-    from rlp_tune.analysis.plots import render
+    from rlp_tune.analysis.document import analyze_tables
+    from rlp_tune.analysis.render import save
+    from rlp_tune.analysis.tables import load_tables
     from rlp_tune.results import ResultsError
 
     try:
@@ -36,6 +38,6 @@ def run(doc: str, build, argv=None) -> int:
         print(f"{args.root}: these results hold nothing for this figure", file=sys.stderr)
         return 1
     for info in infos:
-        png, svg = render(info, Path(args.out) / info.name)
+        png, svg = save(info, Path(args.out) / info.name)
         print(f"wrote {png} and {svg.name}")
     return 0

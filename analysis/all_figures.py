@@ -8,7 +8,7 @@ from _common import run
 
 
 def build(tables, doc):
-    from rlp_tune.analysis.plots import figure_infos
+    from rlp_tune.analysis.figures import figure_infos
     return figure_infos(tables, doc)
 
 

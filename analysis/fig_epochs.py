@@ -10,11 +10,10 @@ from _common import run
 
 
 def build(tables, doc):
-    from rlp_tune.analysis.curves import per_trial
-    from rlp_tune.analysis.plots import _get_epochs_info
+    from rlp_tune.analysis.figures import epochs_info
     if tables.epochs is None or not len(tables.epochs):
         return []
-    return [_get_epochs_info(tables.epochs, per_trial(tables), doc["fits"].get("onset"))]
+    return [epochs_info(tables.epochs, doc.trials, doc.fits.get("onset"), f"train.{doc.memorization_metric}")]
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from _common import run
 
 
 def build(tables, doc):
-    from rlp_tune.analysis.plots import _get_factor_info
-    return [_get_factor_info(f) for k, f in doc["fits"].items() if k.startswith("rand_acc_vs_")]
+    from rlp_tune.analysis.figures import factor_curves_info
+    return [factor_curves_info(fc) for fc in doc.factor_curves]
 
 
 if __name__ == "__main__":

@@ -5,18 +5,22 @@ accuracy vs λ on a log axis, with the logistic and spline fits, the λ = 0 base
     .venv/bin/python analysis/fig_lambda.py runs/sweep1 figs/ --by data.fraction
 """
 import sys
+from types import SimpleNamespace
 
 from _common import run
 
 
 def build(tables, doc, by=None):
-    from rlp_tune.analysis.curves import per_trial
-    from rlp_tune.analysis.plots import _get_lambda_info
-    d = per_trial(tables)
-    if by is None:
-        by = next((c for c in ("data.fraction", "data.label_noise")
-                   if any(k.startswith(c + "=") for k in doc.get("groups", {}))), None)
-    return [_get_lambda_info(d, doc["fits"], doc.get("groups"), by)]
+    from rlp_tune.analysis.figures import lambda_info
+    d = doc.trials[doc.trials.complete]
+    if by is None:                  # one row per design cell
+        return [lambda_info(d, doc.fits, doc.cells)]
+    if by not in d.columns:
+        raise SystemExit(f"--by {by}: not a swept key of these results")
+    # one row per level of `by` (its λ fits are in doc.groups)
+    rows = [SimpleNamespace(key=k, trial_ids=d.trial_id[d[by].astype(str) == g["value"]].tolist(), fits=g)
+            for k, g in doc.groups.items() if g["factor"] == by]
+    return [lambda_info(d, doc.fits, rows)]
 
 
 if __name__ == "__main__":

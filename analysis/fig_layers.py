@@ -9,8 +9,8 @@ from _common import run
 
 
 def build(tables, doc):
-    from rlp_tune.analysis.plots import _get_layers_info
-    return [_get_layers_info(doc["fits"], doc.get("chance"))]
+    from rlp_tune.analysis.figures import layers_info
+    return [layers_info(doc.fits, doc.chance)]
 
 
 if __name__ == "__main__":

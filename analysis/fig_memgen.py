@@ -10,9 +10,8 @@ from _common import run
 
 
 def build(tables, doc):
-    from rlp_tune.analysis.curves import per_trial
-    from rlp_tune.analysis.plots import _get_memgen_info
-    return [_get_memgen_info(per_trial(tables), doc["fits"].get("memorization_vs_generalization"))]
+    from rlp_tune.analysis.figures import memgen_info
+    return [memgen_info(doc.trials[doc.trials.complete], doc.fits.get("memorization_vs_generalization"))]
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def write_parquet(root: Path, sweep) -> int:
             "sweep": np.full(k, "bench"), "trial_id": np.full(k, tid),
             "epoch": np.concatenate(cols["epoch"]).astype(np.int32), "split": np.concatenate(cols["split"]),
             "layer": np.concatenate(cols["layer"]), "head": np.zeros(k, np.int32),
-            "metric": np.concatenate(cols["metric"]), "value": np.concatenate(cols["value"]),
+            "metric": np.concatenate(cols["metric"]), "protocol": np.full(k, ""), "value": np.concatenate(cols["value"]),
             "wall_s": np.zeros(k)}, schema=METRIC_SCHEMA)
         atomic_write_table(table, str(root / "parquet" / "metrics" / tid / "final.parquet"))
         ResultWriter(root, "bench", tid).write_trial(cfg, status="TERMINATED", epochs_done=E)
@@ -152,8 +152,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", help="write the data here and keep it (default: a temp dir, removed)")
     args = ap.parse_args(argv)
 
-    from rlp_tune.analysis.curves import analyze_tables, load_tables
-    from rlp_tune.analysis.query import _fetch, connect
+    from rlp_tune.analysis.document import analyze_tables
+    from rlp_tune.analysis.query import connect, fetch
+    from rlp_tune.analysis.tables import load_tables
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="rlp_bench_analysis_"))
     try:
@@ -181,10 +182,10 @@ def main(argv=None) -> int:
 
         t = time.perf_counter()
         con = connect(pq_root, final=False)
-        tab = _fetch(con, "SELECT * FROM metrics", "arrow")
+        tab = fetch(con, "SELECT * FROM metrics", "arrow")
         t_met = time.perf_counter() - t
         t = time.perf_counter()
-        trials = _fetch(con, "SELECT * FROM trials", "arrow")
+        trials = fetch(con, "SELECT * FROM trials", "arrow")
         t_tri = time.perf_counter() - t
         con.close()
         t_duck = t_met + t_tri
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
         tables = load_tables(pq_root)
         t_load = time.perf_counter() - t
         t = time.perf_counter()
-        doc = analyze_tables(tables, n_boot=args.boot)
+        doc = analyze_tables(tables, n_boot=args.boot).to_dict()
         t_fit = time.perf_counter() - t
         t_an = t_load + t_fit
         print(f"C  analyze(root) = load_tables {t_load:.2f} s + fits {t_fit:.2f} s "

@@ -27,8 +27,32 @@ def _nonneg_int(text: str) -> int:
     return n
 
 
+def _pos_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {n}")
+    return n
+
+
+def _epochs(text: str) -> str:
+    """'all' or a comma list of epoch numbers ≥ 0 (kept as text: select_checkpoints reads it)."""
+    if text.strip() != "all":
+        try:
+            [_nonneg_int(e) for e in text.split(",") if e.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'all' or a comma list of epochs ≥ 0, got {text!r}") from None
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit code 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"rlp-tune: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rlp-tune", description=__doc__.split("\n")[0])
+    p = _Parser(prog="rlp-tune", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train one run (single process, or DDP under torchrun)")
@@ -78,14 +102,17 @@ def main(argv: list[str] | None = None) -> int:
                             "(default: each trial's last epoch)")
     pr = sub.add_parser("probe", help="probe saved checkpoints (k-NN, linear, MASC, NCM)")
     pr.add_argument("root")
-    pr.add_argument("--epochs", default="all", help="comma list of epochs or 'all'")
+    pr.add_argument("--epochs", type=_epochs, default="all", help="comma list of epochs or 'all'")
     pr.add_argument("--probes", default="knn,ncm")
     pr.add_argument("--layers", default="penultimate")
     pr.add_argument("--labels", choices=["clean", "train"], default=None)
+    pr.add_argument("--set", action="append", default=[], metavar="probe.KEY=VALUE", dest="settings",
+                    help="override a probe.* key of the run's config (k, masc_threshold, linear, max_train)")
     o = sub.add_parser("offline-rlp", help="train fresh RLP heads on frozen saved checkpoints (paper 5.1)")
     o.add_argument("root")
-    o.add_argument("--head-epochs", type=int, default=5, help="head training epochs per checkpoint (K)")
-    o.add_argument("--epochs", default="all", help="comma list of checkpoint epochs or all")
+    o.add_argument("--head-epochs", type=_pos_int, default=None,
+                   help="audit-head training epochs per checkpoint (default: the run's rlp.audit_epochs)")
+    o.add_argument("--epochs", type=_epochs, default="all", help="comma list of checkpoint epochs or all")
 
     args = p.parse_args(argv)
     try:
@@ -112,22 +139,30 @@ def _dispatch(args) -> int:
         from .analysis import run_query
         print(run_query(args.root, args.sql, args.format))
         return 0
+    if args.cmd in ("analyze", "report"):
+        from .analysis.query import require_results
+        require_results(args.root)                      # "no results in DIR", before any output
     if args.cmd == "analyze":
         import json
 
         from .analysis import analyze, format_analysis
         doc = analyze(args.root, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch)
-        print(json.dumps(doc, indent=2, default=str) if args.json else format_analysis(doc))
+        print(json.dumps(doc.to_dict(), indent=2) if args.json else format_analysis(doc))
         return 0
     if args.cmd == "report":
         from .analysis import write_report
+        from .rundir import check_folder
+        check_folder(args.out, "--out")
         print(write_report(args.root, args.out, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch))
         return 0
     if args.cmd == "probe":
+        from .checks import check_probe_names
         from .probes.offline import probe_checkpoints
+        check_probe_names(args.probes.split(","), "--probes")
         layers = args.layers.split(",")
         probe_checkpoints(args.root, epochs=args.epochs, probes=args.probes.split(","),
-                          layers=["all"] if layers == ["all"] else layers, labels=args.labels)
+                          layers=["all"] if layers == ["all"] else layers, labels=args.labels,
+                          settings=args.settings)
         return 0
     if args.cmd == "offline-rlp":
         from .probes.offline_rlp import offline_rlp
@@ -138,15 +173,18 @@ def _dispatch(args) -> int:
 
 def cmd_train(args) -> int:
     from .config import load_config, to_toml
+    from .rundir import check_folder
     cfg = load_config(args.config, args.overrides)          # validated before any work
     out = Path(args.out or Path("runs") / (Path(args.config).stem if args.config else "default"))
+    check_folder(out, "--out")
     from .train import Trainer
+    # the Trainer checks data sizes and memory, then locks the folder (made only now) and reads its checkpoint
     trainer = Trainer(cfg, out_dir=out, progress=not args.no_progress and sys.stderr.isatty())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(to_toml(cfg))
     start_epoch, t0 = trainer.epoch, time.time()
+    if not trainer.finished and start_epoch < cfg.run.epochs:   # config.toml describes the run only if it trains
+        (out / "config.toml").write_text(to_toml(cfg))
     if start_epoch:
-        print(f"resuming {out} from epoch {start_epoch}/{cfg.run.epochs}", file=sys.stderr)
+        print(f"resuming {out} (trial {trainer.trial_id}) from epoch {start_epoch}/{cfg.run.epochs}", file=sys.stderr)
     print(f"train {cfg.model.name} on {cfg.data.name} (m={trainer.data.m}, device={trainer.device}) "
           f"rlp: λ={cfg.rlp.lam:g} heads={cfg.rlp.heads} n={trainer.n} taps={','.join(trainer.rlp_taps) or '-'}",
           file=sys.stderr)

@@ -76,6 +76,12 @@ class RLP:
     layout: str = _f("shared", choices=("shared", "per_class"), doc="one head set, or one per class (000)")
     reg: str = _f("log1m", choices=("log1m", "uniform"), doc="L_reg: -log(1-p̂_ŷ) (eq. 4, sign fixed) or CE to uniform")
     chunk: int = _f(0, lo=0, doc="labels per chunk in the fused head (0 = auto by size)")
+    lr: float = _f(0.0, lo=0.0, doc="RLP-head learning rate, own param group (0 = optim.lr)")
+    weight_decay: float = _f(-1.0, lo=-1.0, doc="RLP-head weight decay, own param group (-1 = optim.weight_decay)")
+    eval_samples: int = _f(1024, lo=0, doc="seeded training samples (same every epoch) for rand_acc_eval (0 = off)")
+    audit_every: int = _f(0, lo=0, doc="every k epochs train a fresh head on frozen features: rand_acc_audit (0 = off)")
+    audit_epochs: int = _f(20, lo=1, doc="training epochs of the audit head (also offline-rlp's default)")
+    audit_standardize: bool = _f(False, doc="audit on features scaled to mean row norm √d (matched feature scale)")
 
 
 @dataclass(frozen=True)
@@ -100,9 +106,11 @@ class Probe:
     probes: tuple[str, ...] = _f(("knn",), doc="knn, linear, masc, ncm, invariance")
     layers: tuple[str, ...] = _f(("penultimate",), doc="taps to probe ('all', 'input', tap names)")
     labels: str = _f("clean", choices=("clean", "train"), doc="fit probes on clean or training labels")
-    k: int = _f(20, lo=1, doc="k-NN neighbours")
+    k: int = _f(20, lo=1, doc="k-NN neighbours (003: 20, 004: 5)")
     masc_threshold: float = _f(0.99, lo=0.0, hi=1.0, lo_open=True, doc="MASC explained-variance threshold")
-    max_train: int = _f(10000, lo=1, doc="at most this many train samples feed a probe")
+    linear: str = _f("l2", choices=("l2", "adam20"),
+                     doc="linear probe: l2 = L-BFGS logistic regression (C = 1, standardized); adam20 = 004's")
+    max_train: int = _f(0, lo=0, doc="at most this many train samples feed a probe (0 = all, as 003/004)")
 
 
 @dataclass(frozen=True)
@@ -242,8 +250,13 @@ def _scalar(key: str, t: type, value: Any) -> Any:
 def _cross_check(cfg: Config) -> None:
     if cfg.rlp.labels == "unique" and cfg.rlp.layout == "per_class":
         raise ConfigError("rlp.layout: 'per_class' cannot be combined with rlp.labels = 'unique'")
+    if -1.0 < cfg.rlp.weight_decay < 0.0:
+        raise ConfigError(f"rlp.weight_decay: {cfg.rlp.weight_decay!r} is out of range (must be -1 = optim's, or >= 0)")
     if cfg.run.device not in ("auto", "cpu", "cuda") and not cfg.run.device.startswith("cuda:"):
         raise ConfigError(f"run.device: {cfg.run.device!r} is not auto, cpu, cuda or cuda:N")
+    betas = cfg.optim.betas
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"optim.betas: expected two numbers in [0, 1) like [0.9, 0.999], got {list(betas)}")
 
 
 # ---- text → value (for --set and search spaces) -------------------------------------------------
@@ -252,7 +265,14 @@ def parse_value(key: str, text: str) -> Any:
     f = _field_for(key)
     t = field_type(f)
     if typing.get_origin(t) is tuple:
-        return [s.strip() for s in text.split(",") if s.strip()] if not text.startswith("[") else _toml_value(key, text)
+        if text.startswith("["):
+            return _toml_value(key, text)
+        elem = typing.get_args(t)[0]
+        return [_parse_text(key, elem, s.strip()) for s in text.split(",") if s.strip()]
+    return _parse_text(key, t, text)
+
+
+def _parse_text(key: str, t: type, text: str) -> Any:
     if t is str:
         return text
     if t is bool:
@@ -307,12 +327,18 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a config file")
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file ({e.strerror or type(e).__name__})") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:

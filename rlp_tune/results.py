@@ -4,6 +4,7 @@ Layout under a run's or sweep's folder ROOT (schema version SCHEMA_VERSION, docs
 
     ROOT/parquet/metrics/<trial_id>/epoch_00001.parquet   one file per (trial, epoch), long format
     ROOT/parquet/metrics/<trial_id>/final.parquet         all epochs of a finished trial (compacted)
+    ROOT/parquet/metrics/<trial_id>/probe_epoch_00030.parquet   rows of `rlp-tune probe` (offline_epoch_*: offline-rlp)
     ROOT/parquet/trials/<trial_id>.parquet                one row per trial (flat config, status, ...)
     ROOT/parquet/trials/all-trials.parquet                a finished sweep's trial rows (compacted)
 
@@ -33,15 +34,24 @@ import pyarrow.parquet as pq
 
 from .errors import UserError
 
-SCHEMA_VERSION = 1
-METRIC_KEY = ["sweep", "trial_id", "epoch", "split", "layer", "head", "metric"]
+SCHEMA_VERSION = 2
+METRIC_KEY = ["sweep", "trial_id", "epoch", "split", "layer", "head", "metric", "protocol"]
 METRIC_SCHEMA = pa.schema([
     ("sweep", pa.string()), ("trial_id", pa.string()), ("epoch", pa.int32()), ("split", pa.string()),
-    ("layer", pa.string()), ("head", pa.int32()), ("metric", pa.string()), ("value", pa.float64()),
-    ("wall_s", pa.float64()),
+    ("layer", pa.string()), ("head", pa.int32()), ("metric", pa.string()), ("protocol", pa.string()),
+    ("value", pa.float64()), ("wall_s", pa.float64()),
 ], metadata={"rlp_tune.schema_version": str(SCHEMA_VERSION)})
-# layer "" = not per-layer; head -1 = not per-head, or the mean over a tap's heads
-_DEFAULTS = {"layer": "", "head": -1}
+# layer "" = not per-layer; head -1 = not per-head, or the mean over a tap's heads; protocol "" = the
+# settings in the trial's row (probe rows name theirs: "labels=train;k=5", docs/results-schema.md).
+# Version 1 files have no protocol column: readers read it as "".
+_DEFAULTS = {"layer": "", "head": -1, "protocol": ""}
+
+
+def conform_metrics(table: pa.Table) -> pa.Table:
+    """A metrics table of any schema version → METRIC_SCHEMA (a missing protocol column reads as "")."""
+    if "protocol" not in table.column_names:
+        table = table.append_column("protocol", pa.array([""] * table.num_rows, pa.string()))
+    return table.select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA)
 TRIAL_STATUSES = ("RUNNING", "TERMINATED", "STOPPED", "ERROR")
 
 
@@ -102,7 +112,9 @@ class ResultWriter:
 
     def write_epoch(self, epoch: int, rows: Iterable[dict[str, Any]], kind: str = "epoch") -> None:
         """Atomically (re)write one epoch's rows. kind "epoch": the training rows; other kinds
-        ("probe", "offline") are rows added after training, in files of their own."""
+        ("probe", "offline") are rows added after training, in files of their own (<kind>_epoch_NNNNN),
+        merged with the rows already there: a row replaces only the row of its own key (same split,
+        layer, head, metric and protocol), so probes of other label sets or settings stay."""
         cols = {c: [] for c in METRIC_SCHEMA.names}
         wall = time.time() - self.started
         for r in rows:
@@ -111,7 +123,14 @@ class ResultWriter:
                 cols[c].append(full.get(c, _DEFAULTS.get(c)))
         table = pa.table(cols, schema=METRIC_SCHEMA)
         name = f"epoch_{epoch:05d}" if kind == "epoch" else f"{kind}_epoch_{epoch:05d}"
-        atomic_write_table(table, f"{self.metrics_dir}/{name}.parquet", self.fs)
+        path = f"{self.metrics_dir}/{name}.parquet"
+        if kind != "epoch" and self._exists(path):   # later rows win (dedup keeps the last of a key)
+            try:
+                old = conform_metrics(pq.read_table(path, filesystem=self.fs))
+            except (pa.ArrowInvalid, OSError) as e:
+                raise ResultsError(f"{path}: not a readable Parquet file ({e}); remove it to rewrite") from None
+            table = dedup_table(pa.concat_tables([old, table]))
+        atomic_write_table(table, path, self.fs)
 
     def write_trial(self, flat_config: dict[str, Any], status: str, epochs_done: int,
                     extra: dict[str, Any] | None = None) -> None:
@@ -153,10 +172,10 @@ class ResultWriter:
         files = self._epoch_files()
         if not files:
             return
-        tables = [pq.read_table(f, filesystem=self.fs) for f in files]
+        tables = [conform_metrics(pq.read_table(f, filesystem=self.fs)) for f in files]
         final = f"{self.metrics_dir}/final.parquet"
         if self._exists(final):
-            tables.insert(0, pq.read_table(final, filesystem=self.fs))
+            tables.insert(0, conform_metrics(pq.read_table(final, filesystem=self.fs)))
         table = dedup_table(pa.concat_tables(tables))
         atomic_write_table(table, final, self.fs)
         for f in files:
@@ -226,23 +245,33 @@ def _read_all(files: list[Path]) -> list[pa.Table]:
     return out
 
 
-def read_metrics_table(root: str | Path) -> pa.Table:
-    files = _parquet_files(root, "metrics")
+def read_metrics_table(root: str | Path, trial_id: str | None = None) -> pa.Table:
+    """Every metric row under ROOT (or one trial's), duplicates dropped."""
+    if trial_id is None:
+        files = _parquet_files(root, "metrics")
+    else:
+        d = Path(root) / "parquet" / "metrics" / trial_id
+        files = sorted(d.glob("*.parquet")) if d.is_dir() else []
     if not files:
         return METRIC_SCHEMA.empty_table()
-    tables = [t.select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA) for t in _read_all(files)]
-    # final.parquet sorts after epoch_*.parquet inside a trial folder; identical rows either way
+    tables = [conform_metrics(t) for t in _read_all(files)]
+    # inside a trial folder: epoch_* < final < offline_epoch_* < probe_epoch_* (sorted names), so
+    # final wins over epoch files (identical rows) and a later probe run over the trainer's own row
     return dedup_table(pa.concat_tables(tables))
 
 
 def read_trial_metrics(root: str | Path, trial_id: str):
     """One trial's metric rows under ROOT (pandas, duplicates dropped); empty if it wrote none."""
-    d = Path(root) / "parquet" / "metrics" / trial_id
-    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-    if not files:
-        return METRIC_SCHEMA.empty_table().to_pandas()
-    return dedup_table(pa.concat_tables([t.select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA)
-                                         for t in _read_all(files)])).to_pandas()
+    return read_metrics_table(root, trial_id).to_pandas()
+
+
+def metric_rows(m, metric: str):
+    """The trainer's rows of `metric` ("split.name" or "split.name.layer"; head mean) in a metrics
+    frame: what `[sweep] metric` names, what Tune and the scheduler saw."""
+    split, _, name = metric.partition(".")
+    name, _, layer = name.partition(".")
+    return m[(m.split == split) & (m.metric == name) & (m.layer == layer) & (m["head"] == -1)
+             & (m.protocol == "")]
 
 
 def read_metrics(root: str | Path):

@@ -28,6 +28,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .audit import audit_rows, rand_eval_rows
+from .checks import check_run
 from .config import Config, ConfigError
 from .data import DataBundle, build_data
 from .data.augment import FixedAugmentSets, make_augment, mixup
@@ -36,12 +38,18 @@ from .heads import RLPHeads
 from .models import create_model, resolve_taps
 from .errors import UserError
 from .results import ResultWriter
+from .rundir import RunLock
 
 CKPT_VERSION = 1
-# keys that may differ between a checkpoint and the resuming config (they do not change the math)
-RESUMABLE_KEYS = {"run.epochs", "run.device", "run.threads", "run.name", "run.eval_batch_size", "data.root",
+# globals a checkpoint may name besides tensors and containers: numpy's RNG state is an ndarray
+CHECKPOINT_GLOBALS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)),
+                      (getattr(np, "_core", None) or np.core).multiarray._reconstruct]
+# keys that may differ between a checkpoint and the resuming config (they do not change the math).
+# Not run.epochs: the cosine schedule spans run.epochs, so a run cannot be extended (docs/reliability.md)
+RESUMABLE_KEYS = {"run.device", "run.threads", "run.name", "run.eval_batch_size", "data.root",
                   "data.workers", "run.keep_checkpoints", "run.compile", "probe.every", "probe.probes",
-                  "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train"}
+                  "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train",
+                  "probe.linear", "rlp.eval_samples", "rlp.audit_every", "rlp.audit_epochs", "rlp.audit_standardize"}
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -166,7 +174,9 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count())))
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress = progress and self.rank == 0
-        self.data = (data or build_data(cfg)).to(self.device)
+        data = data or build_data(cfg)
+        check_run(cfg, data, self.device)      # sizes that depend on the data, before building anything
+        self.data = data.to(self.device)
         self.seed = cfg.run.seed
 
         torch.manual_seed(self.seed)  # same init on every rank
@@ -194,7 +204,7 @@ class Trainer:
         self.rlp_taps, self.reg_taps = rlp_taps, reg_taps
 
         self.steps_per_epoch = -(-self.data.m // cfg.run.batch_size)
-        self.opt = make_optimizer(cfg, self.net.parameters())
+        self.opt = make_optimizer(cfg, self.net.parameters(), heads=list(heads.parameters()))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps_per_epoch))
         self.augment = make_augment(cfg.data.augment, self.data.in_shape, mean=self.data.mean, std=self.data.std,
                                     strength=cfg.data.augment_strength)
@@ -208,14 +218,28 @@ class Trainer:
             torch.ones_like(self.data.y_clean, dtype=torch.bool)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
         self.epoch, self.finished = 0, False
+        self.eval_idx: torch.Tensor | None = None   # rand_acc_eval's fixed sample (drawn on first use)
         self.tables: dict[str, torch.Tensor] = {}
         self.t0 = time.time()
         self.trial_id = trial_id or cfg.run.name or (self.out_dir.name if self.out_dir else "run")
         self.trial_extra = {"world_size": self.world, "device": str(self.device), **(trial_extra or {})}
-        root = results_root or self.out_dir
-        self.writer = ResultWriter(root, sweep, self.trial_id) if root and self.rank == 0 else None
+        self.results_root, self.sweep = results_root or self.out_dir, sweep
+        self.writer = ResultWriter(self.results_root, sweep, self.trial_id) \
+            if self.results_root and self.rank == 0 else None
+        # one process per run folder, from before the checkpoint is read until fit() ends
+        self.lock = RunLock.acquire(self.out_dir) if self.out_dir and self.rank == 0 else None
         if self.out_dir and (self.out_dir / "checkpoints" / "last.pt").exists():
-            self.load_checkpoint(self.out_dir / "checkpoints" / "last.pt")
+            try:
+                self.load_checkpoint(self.out_dir / "checkpoints" / "last.pt")
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        """Release the run folder (fit() does this when it ends; a Trainer never fitted may call it)."""
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
+            self.lock = None
 
     # ---- random labels -----------------------------------------------------------------------
     def label_tables(self, epoch: int) -> dict[str, torch.Tensor]:
@@ -228,6 +252,13 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> Iterator[EpochRecord]:
+        cfg = self.cfg
+        try:
+            yield from self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> Iterator[EpochRecord]:
         cfg = self.cfg
         if self.finished or self.epoch >= cfg.run.epochs:   # resumed after the end: bookkeeping only
             if self.writer and self.writer.trial_status() != "TERMINATED":
@@ -307,6 +338,10 @@ class Trainer:
         rows.append(dict(split="train", layer="", head=-1, metric="samples_per_s", value=train["n"].item() / train_s))
         rows.append(dict(split="train", layer="", head=-1, metric="epoch_s", value=time.time() - t_start))
         rows.append(dict(split="train", layer="", head=-1, metric="lr", value=self.sched.get_last_lr()[0]))
+        if self.rank == 0:   # measurements on the end-of-epoch network (no RNG draws: training unchanged)
+            rows += rand_eval_rows(self, tables)
+            if cfg.rlp.audit_every and epoch % cfg.rlp.audit_every == 0 and self.rlp_taps:
+                rows += audit_rows(self, tables)
         if cfg.probe.every and epoch % cfg.probe.every == 0 and self.rank == 0:
             rows += self.probe_rows()
         stop = cfg.run.stop_train_acc > 0 and train["correct"].item() / train["n"].item() >= cfg.run.stop_train_acc
@@ -386,6 +421,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "version": CKPT_VERSION, "epoch": self.epoch, "finished": self.finished, "config": self.cfg.to_flat(),
+            "trial_id": self.trial_id, "sweep": self.sweep,   # a resumed run keeps its identity
             "net": self.net.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -406,11 +442,15 @@ class Trainer:
         path = Path(path)
         state = read_checkpoint(path, self.device)
         mine, theirs = self.cfg.to_flat(), state["config"]
+        theirs = {**Config().to_flat(), **theirs}   # keys added since the checkpoint was made: their defaults
         diff = sorted(k for k in set(mine) | set(theirs) if k not in RESUMABLE_KEYS and mine.get(k) != theirs.get(k))
         if diff:
             shown = ", ".join(f"{k} (checkpoint {theirs.get(k)!r}, config {mine.get(k)!r})" for k in diff[:4])
-            raise CheckpointError(f"{path}: checkpoint was made with a different config: {shown}; "
+            why = ("; the LR schedule spans run.epochs, so a run cannot be extended or shortened"
+                   if "run.epochs" in diff else "")
+            raise CheckpointError(f"{path}: checkpoint was made with a different config: {shown}{why}; "
                                   "use another --out folder to start a new run")
+        self._adopt_identity(state)
         try:
             self.net.load_state_dict(state["net"])
         except RuntimeError as e:
@@ -429,12 +469,26 @@ class Trainer:
         if self.writer:
             self.writer.truncate_after(self.epoch)   # rows of an epoch the checkpoint does not hold are redone
 
+    def _adopt_identity(self, state: dict) -> None:
+        """A resumed run keeps the trial id and sweep its checkpoint was made under, whatever its
+        folder is called now (a moved or renamed folder must not start a second trial)."""
+        tid, sweep = state.get("trial_id"), state.get("sweep")
+        if tid is None or (tid, sweep) == (self.trial_id, self.sweep):
+            return
+        self.trial_id, self.sweep = tid, sweep if sweep is not None else self.sweep
+        if self.writer:
+            self.writer = ResultWriter(self.results_root, self.sweep, self.trial_id)
+
 
 def read_checkpoint(path: str | Path, device="cpu") -> dict:
-    """Load and sanity-check a checkpoint file; any problem is a one-line CheckpointError."""
+    """Load and sanity-check a checkpoint file; any problem is a one-line CheckpointError.
+
+    weights_only=True: tensors, containers and plain values only, plus numpy's RNG-state array
+    (CHECKPOINT_GLOBALS); a file that names any other global is refused before anything runs."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+            state = torch.load(path, map_location=device, weights_only=True)
         ok = isinstance(state, dict) and state.get("version") == CKPT_VERSION and "net" in state
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user-facing error
         msg = str(e).splitlines()[0] if str(e) else ""
@@ -445,9 +499,25 @@ def read_checkpoint(path: str | Path, device="cpu") -> dict:
     return state
 
 
-def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+def rlp_head_settings(cfg: Config) -> tuple[float, float]:
+    """(lr, weight decay) of the RLP heads: rlp.lr / rlp.weight_decay, defaulting to optim's."""
+    lr = cfg.rlp.lr or cfg.optim.lr
+    wd = cfg.optim.weight_decay if cfg.rlp.weight_decay < 0 else cfg.rlp.weight_decay
+    return lr, wd
+
+
+def make_optimizer(cfg: Config, params, heads: list | None = None) -> torch.optim.Optimizer:
+    """The run's optimizer. `heads`: the RLP-head parameters among `params`; they get a param group of
+    their own when rlp.lr / rlp.weight_decay differ from optim's. Otherwise one group, exactly as
+    before these keys existed (same checkpoints, bit-identical results)."""
     o = cfg.optim
+    groups = params
+    lr, wd = rlp_head_settings(cfg)
+    if heads and (lr, wd) != (o.lr, o.weight_decay):
+        ids = {id(p) for p in heads}
+        groups = [{"params": [p for p in params if id(p) not in ids]},
+                  {"params": list(heads), "lr": lr, "weight_decay": wd}]
     if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                            weight_decay=o.weight_decay)

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from rlp_tune.analysis import analyze, format_analysis, run_query, write_report
-from rlp_tune.analysis import curves, plots, query
+from rlp_tune.analysis import document, figures, fit_factors, fit_lambda, fit_memgen, numerics, query, render, tables
+from rlp_tune.analysis.text import format_fit
 from rlp_tune.config import Config
 from rlp_tune.results import ResultsError, ResultWriter
 
@@ -94,8 +95,13 @@ def sweep(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def doc(sweep):
+def analysis(sweep):
     return analyze(sweep[0], n_boot=100)
+
+
+@pytest.fixture(scope="module")
+def doc(analysis):
+    return analysis.to_dict()
 
 
 # ---- query -------------------------------------------------------------------------------------
@@ -197,7 +203,7 @@ def test_views_follow_files_changing_while_a_sweep_runs(tmp_path, monkeypatch):
 def test_empty_results_folder(tmp_path):
     (tmp_path / "parquet").mkdir()
     assert run_query(tmp_path, "SELECT count(*) AS n FROM metrics", "csv").split() == ["n", "0"]
-    d = analyze(tmp_path, n_boot=10)
+    d = analyze(tmp_path, n_boot=10).to_dict()
     assert d["n_trials"] == 0
     assert d["fits"]["memorization_vs_lambda"]["fitted"] is False
 
@@ -253,10 +259,10 @@ def test_per_layer_fits_profiles_and_onset(doc):
     assert on.loc[on.trial_id == f"t{len(LAMS) - 1:02d}s0", "onset"].isna().all()
 
 
-def test_doc_is_json_and_prints(doc):
+def test_doc_is_json_and_prints(doc, analysis):
     text = json.dumps(doc)
     assert "NaN" not in text
-    out = format_analysis(doc)
+    out = format_analysis(analysis)
     assert "λ50 = 3" in out and "memorization_vs_generalization" in out and "per layer" in out
 
 
@@ -271,40 +277,41 @@ def test_analysis_is_reproducible(sweep, doc, monkeypatch):
         con.execute("SET threads = 1")
         return con
     monkeypatch.setattr(duckdb, "connect", one_thread)
-    assert json.dumps(analyze(sweep[0], n_boot=100), sort_keys=True) == json.dumps(doc, sort_keys=True)
+    assert json.dumps(analyze(sweep[0], n_boot=100).to_dict(), sort_keys=True) == json.dumps(doc, sort_keys=True)
 
 
 def test_mem_gen_sign_and_verdicts():
     rng = np.random.default_rng(3)
     rand = rng.uniform(0.1, 0.9, 60)
     test_down = 0.7 - 0.2 * rand + rng.normal(0, 0.01, 60)       # less memorization → better test
-    f = curves.fit_mem_gen(rand, test_down, 0.98 - test_down, n_boot=200)
+    f = fit_memgen.fit_mem_gen(rand, test_down, 0.98 - test_down, n_boot=200).to_dict()
     assert f["params"]["spearman_rho"] < -0.8 and f["ci"]["spearman_rho"][1] < 0
     assert f["verdict"] == "helped" and f["gap_verdict"] == "narrowed"
     assert f["params"]["delta_test_acc"] == pytest.approx(0.2 * (f["params"]["rand_acc_high_q90"]
                                                                  - f["params"]["rand_acc_low_q10"]), rel=0.1)
     test_up = 0.5 + 0.2 * rand + rng.normal(0, 0.01, 60)
-    f = curves.fit_mem_gen(rand, test_up, 0.98 - test_up, n_boot=200)
+    f = fit_memgen.fit_mem_gen(rand, test_up, 0.98 - test_up, n_boot=200).to_dict()
     assert f["params"]["spearman_rho"] > 0.8 and f["verdict"] == "hurt"
     noise = 0.6 + rng.normal(0, 0.01, 60)
-    f = curves.fit_mem_gen(rand, noise, 0.98 - noise, n_boot=200)
+    f = fit_memgen.fit_mem_gen(rand, noise, 0.98 - noise, n_boot=200).to_dict()
     assert f["verdict"] == "inconclusive" and f["ci"]["spearman_rho"][0] < 0 < f["ci"]["spearman_rho"][1]
 
 
 def test_not_fitted_reasons():
-    two = curves.fit_logistic([1.0, 10.0], [0.8, 0.2], n_boot=10)
+    two_fit = fit_lambda.fit_logistic([1.0, 10.0], [0.8, 0.2], n_boot=10)
+    two = two_fit.to_dict()
     assert two["fitted"] is False and "too few points" in two["reason"]
-    flat = curves.fit_logistic(np.logspace(-2, 4, 13), np.full(13, 0.1), n_boot=10)
+    flat = fit_lambda.fit_logistic(np.logspace(-2, 4, 13), np.full(13, 0.1), n_boot=10).to_dict()
     assert flat["fitted"] is False and "flat" in flat["reason"]
-    assert "too few" in curves.fit_peak([1.0, 10.0], [0.6, 0.7], n_boot=10)["reason"]
-    assert "flat" in curves.fit_peak(np.logspace(-2, 4, 13), np.full(13, 0.6), n_boot=10)["reason"]
-    assert "flat" in curves.fit_mem_gen(np.full(9, 0.1), np.linspace(0.5, 0.6, 9), np.zeros(9))["reason"]
-    assert "too few" in curves.fit_mem_gen([0.1, 0.2], [0.5, 0.6], [0, 0])["reason"]
+    assert "too few" in fit_lambda.fit_peak([1.0, 10.0], [0.6, 0.7], n_boot=10).reason
+    assert "flat" in fit_lambda.fit_peak(np.logspace(-2, 4, 13), np.full(13, 0.6), n_boot=10).reason
+    assert "flat" in fit_memgen.fit_mem_gen(np.full(9, 0.1), np.linspace(0.5, 0.6, 9), np.zeros(9)).reason
+    assert "too few" in fit_memgen.fit_mem_gen([0.1, 0.2], [0.5, 0.6], [0, 0]).reason
     # transition outside the sampled range: no λ50 to report
     x = np.linspace(-2, 0.5, 11)                                  # λ50 = 10^1.5 lies beyond the grid
-    out = curves.fit_logistic(10 ** x, true_rand(x), n_boot=10)
+    out = fit_lambda.fit_logistic(10 ** x, true_rand(x), n_boot=10).to_dict()
     assert out["fitted"] is False and "outside" in out["reason"]
-    text = curves.format_fit("memorization_vs_lambda", two)
+    text = format_fit("memorization_vs_lambda", two_fit)
     assert text == [f"memorization_vs_lambda: not fitted: {two['reason']}"]
 
 
@@ -321,14 +328,15 @@ def n_sweep(tmp_path_factory):
 
 
 def test_factor_curve_minimum_over_n_and_not_fitted_printing(n_sweep):
-    d = analyze(n_sweep, n_boot=100)
+    a = analyze(n_sweep, n_boot=100)
+    d = a.to_dict()
     f = d["fits"]["rand_acc_vs_n"]
     assert f["fitted"] and f["levels"] == [10, 30, 100, 300, 1000, 3000]
     assert f["params"]["n_at_min"] == 100 and f["interior"]
     assert f["chance"] == pytest.approx([0.1, 1 / 30, 0.01, 1 / 300, 0.001, 1 / 3000])
     assert d["fits"]["memorization_vs_lambda"]["fitted"] is False     # λ not swept
-    assert "memorization_vs_lambda: not fitted: too few points" in format_analysis(d)
-    info = plots._get_factor_info(f)
+    assert "memorization_vs_lambda: not fitted: too few points" in format_analysis(a)
+    info = figures.factor_info(a.fits["rand_acc_vs_n"])
     p = info.panels[0]
     assert info.name == "factor_n" and p.xscale == "log" and "(%)" in p.ylabel
     chance = next(s for s in p.series if s.label.startswith("chance"))
@@ -338,13 +346,13 @@ def test_factor_curve_minimum_over_n_and_not_fitted_printing(n_sweep):
 
 # ---- figures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tables(sweep):
-    return curves.load_tables(sweep[0])
+def loaded(sweep):
+    return tables.load_tables(sweep[0])
 
 
-def test_lambda_figure_info(tables, doc):
-    d = curves.per_trial(tables)
-    info = plots._get_lambda_info(d, doc["fits"])
+def test_lambda_figure_info(loaded, analysis):
+    d = tables.per_trial(loaded)
+    info = figures.lambda_info(d, analysis.fits)
     assert [p.xscale for p in info.panels] == ["log", "log", "log"]
     rand = info.panel("Random-label")
     assert any(h.value == pytest.approx(10.0) and "chance" in h.label for h in rand.hlines)
@@ -357,52 +365,62 @@ def test_lambda_figure_info(tables, doc):
     assert fit.y[0] > 75 and fit.y[-1] < 15
     test = info.panel("Test")
     assert any(s.label == "spline fit" for s in test.series) and "(%)" in test.ylabel
-    paths = plots.plot_lambda(info, tables.root + "/figs/lambda")
+    paths = render.save(info, loaded.root + "/figs/lambda")
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths) and {p.suffix for p in paths} == {".png", ".svg"}
 
 
-def test_layers_epochs_and_memgen_infos(tables, doc):
-    d = curves.per_trial(tables)
-    li = plots._get_layers_info(doc["fits"], doc["chance"])
+def test_layers_epochs_and_memgen_infos(loaded, analysis):
+    d = tables.per_trial(loaded)
+    li = figures.layers_info(analysis.fits, analysis.chance)
     p = li.panels[0]
     assert p.xticklabels == ["layer1", "penultimate"] and p.hlines[0].value == pytest.approx(10.0)
     lam0 = next(s for s in p.series if s.label == "λ = 0")
     assert lam0.y[1] == pytest.approx(80, abs=2) and lam0.y[0] == pytest.approx(30, abs=2)
-    ei = plots._get_epochs_info(tables.epochs, d, doc["fits"]["onset"])
+    ei = figures.epochs_info(loaded.epochs, d, analysis.fits["onset"])
     a = ei.panels[0]
     train = next(s for s in a.series if s.label == "train")
     assert train.x == list(range(1, EPOCHS + 1)) and train.y[0] == pytest.approx(47) and train.y[-1] == pytest.approx(98)
     assert sorted(v.value for v in a.vlines) == [2, 3]               # divergence, onset
-    mg = plots._get_memgen_info(d, doc["fits"]["memorization_vs_generalization"])
+    mg = figures.memgen_info(d, analysis.fits["memorization_vs_generalization"])
     pts = mg.panels[0].series[0]
     assert len(pts.x) == len(d) and mg.panels[0].xlabel == "random-label accuracy (%)"
 
 
-def test_report_writes_index_with_existing_figures(sweep, tmp_path):
+def test_report_is_one_self_contained_file(sweep, tmp_path):
     root, _ = sweep
-    (root / "space.toml").write_text('[params]\n"rlp.lam" = {loguniform = [1e-2, 1e4]}\n')
+    (root / "space.toml").write_text('[search]\n"rlp.lam" = { dist = "loguniform", low = 1e-2, high = 1e4 }\n')
     try:
         index = write_report(root, tmp_path / "rep", n_boot=50)
     finally:
         (root / "space.toml").unlink()
     html = index.read_text()
-    imgs = re.findall(r"<img src='([^']+)'", html)
-    assert {"lambda.png", "epochs.png", "layers.png", "memgen.png"} <= set(imgs)
-    for src in imgs:
-        assert (index.parent / src).is_file() and (index.parent / src).with_suffix(".svg").is_file()
-    assert "lambda50" in html and "loguniform" in html and "t00s0" in html
+    imgs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(imgs) >= 4 and all(s.startswith("data:image/png;base64,") for s in imgs)
+    # nothing outside the page: no src/href to a file, no CSS url(), no script, no link element
+    refs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', html)
+    assert all(r.startswith("data:") or r.startswith("#") for r in refs), refs
+    assert "url(" not in html and "<script" not in html and "<link" not in html
+    assert sorted(p.name for p in index.parent.iterdir()) == ["analysis.json", "index.html"]
+    # the first screen: findings in words with CIs, before any figure
+    first = html[: html.index("<figure>")]
+    assert "RLP regularization suppresses memorization: λ50 = 10<sup>1.5" in first
+    assert "Test accuracy peaks at λ* = 10<sup>" in first and "points [+" in first
+    verdict = json.loads((index.parent / "analysis.json").read_text())["fits"]["memorization_vs_generalization"]["verdict"]
+    assert "Memorization vs generalization: ρ = " in first and f"suppressing memorization {verdict}" in first
+    assert "<details>" in html and html.index("<details>") > html.index("<figure>")
+    assert "lambda50" not in first and "loguniform" in html and "t00s0" in html
     assert json.loads((index.parent / "analysis.json").read_text())["n_trials"] == len(LAMS) * SEEDS
 
 
 def test_layer_order():
-    assert curves.layer_order(["penultimate", "block10", "block2", "input", "encoder", "block1"]) == \
+    assert tables.layer_order(["penultimate", "block10", "block2", "input", "encoder", "block1"]) == \
         ["input", "block1", "block2", "block10", "encoder", "penultimate"]
 
 
 def _scipy_fit4(x, y, p0, bounds):
     """The independent reference: scipy's bounded least squares on the plain residuals."""
     from scipy.optimize import least_squares
-    return least_squares(lambda p: curves.logistic4(x, *p) - y, p0, bounds=bounds, method="trf",
+    return least_squares(lambda p: numerics.logistic4(x, *p) - y, p0, bounds=bounds, method="trf",
                          x_scale="jac", max_nfev=2000, xtol=1e-12, ftol=1e-12, gtol=1e-12)
 
 
@@ -411,11 +429,11 @@ def test_batched_bootstrap_fits_equal_scipy_on_resampled_data():
     scipy's least_squares on the explicitly resampled (duplicated) points."""
     rng = np.random.default_rng(5)
     x = np.repeat(X_GRID, 3)
-    y = curves.logistic4(x, 0.8, 0.1, 1.5, 2.0) + rng.normal(0, 0.02, len(x))
+    y = numerics.logistic4(x, 0.8, 0.1, 1.5, 2.0) + rng.normal(0, 0.02, len(x))
     bounds = (np.array([-1.0, -1.0, -3.0, 0.0]), np.array([2.0, 2.0, 5.0, 30.0]))
     full = _scipy_fit4(x, y, np.array([0.8, 0.1, 1.0, 2.0]), bounds)
-    W = curves._boot_counts(rng, len(x), 4)
-    batched, cost = curves._fit4_weighted(x, y, W, full.x, bounds)
+    W = numerics.boot_counts(rng, len(x), 4)
+    batched, cost = numerics.fit4_weighted(x, y, W, full.x, bounds)
     for w, b, c in zip(W, batched, cost):
         idx = np.repeat(np.arange(len(x)), w.astype(int))
         ref = _scipy_fit4(x[idx], y[idx], full.x, bounds)
@@ -428,10 +446,10 @@ def test_multistart_fit_finds_the_global_optimum_from_bad_starts():
     side, flat slope) must not win over one that reaches the optimum."""
     rng = np.random.default_rng(1)
     x = np.repeat(X_GRID, 2)
-    y = curves.logistic4(x, 0.7, 0.05, 2.0, 4.0) + rng.normal(0, 0.01, len(x))
+    y = numerics.logistic4(x, 0.7, 0.05, 2.0, 4.0) + rng.normal(0, 0.01, len(x))
     bounds = (np.array([-1.0, -1.0, -3.0, 0.0]), np.array([2.0, 2.0, 5.0, 30.0]))
     starts = [np.array([0.05, 0.7, -2.5, 0.01]), np.array([0.7, 0.05, 1.0, 3.0])]
-    got = curves._fit4(x, y, starts, bounds)
+    got = numerics.fit4(x, y, starts, bounds)
     ref = min((_scipy_fit4(x, y, p, bounds) for p in starts), key=lambda r: r.cost)
     assert got.cost == pytest.approx(ref.cost, rel=1e-6)
     assert got.x == pytest.approx(ref.x, abs=1e-4)
@@ -439,16 +457,16 @@ def test_multistart_fit_finds_the_global_optimum_from_bad_starts():
 
 def test_boot_counts_are_resamples_with_replacement():
     rng = np.random.default_rng(0)
-    W = curves._boot_counts(rng, 50, 4000)
+    W = numerics.boot_counts(rng, 50, 4000)
     assert W.shape == (4000, 50) and np.all(W.sum(1) == 50) and np.all(W == np.round(W))
     # each item's count is Binomial(50, 1/50): mean 1, variance 0.98
     assert W.mean() == pytest.approx(1.0, abs=0.01) and W.var() == pytest.approx(0.98, abs=0.03)
-    assert curves._boot_counts(rng, 5, 0).shape == (0, 5)
+    assert numerics.boot_counts(rng, 5, 0).shape == (0, 5)
 
 
 def test_bspline_design_matches_scipy():
     from scipy.interpolate import BSpline
-    sp = curves.PSpline(-2.0, 4.0, n_seg=7)
+    sp = numerics.PSpline(-2.0, 4.0, n_seg=7)
     x = np.r_[np.linspace(-2, 4, 57), np.random.default_rng(0).uniform(-2, 4, 40), 4.0, -2.0]
     ref = BSpline.design_matrix(x, sp.t, 3).toarray()
     got = sp.basis(x)
@@ -465,9 +483,9 @@ def test_spearman_matches_scipy(ties):
     Y = X + rng.normal(size=(6, 40))
     if ties:
         X, Y = np.round(X), np.round(Y * 2)
-    np.testing.assert_allclose(curves._rank_rows(X), rankdata(X, axis=1))
-    np.testing.assert_allclose(curves._spearman_rows(X, Y), [spearmanr(a, b).statistic for a, b in zip(X, Y)])
-    assert np.isnan(curves._spearman(np.ones(5), np.arange(5)))
+    np.testing.assert_allclose(numerics.rank_rows(X), rankdata(X, axis=1))
+    np.testing.assert_allclose(numerics.spearman_rows(X, Y), [spearmanr(a, b).statistic for a, b in zip(X, Y)])
+    assert np.isnan(numerics.spearman(np.ones(5), np.arange(5)))
 
 
 def test_cli_analyze_boot_and_seed(sweep, capsys):
@@ -489,19 +507,20 @@ def test_swept_n_gets_a_chance_normalized_memorization_fit():
     x = np.repeat(X_GRID, 6)
     n = np.resize([8, 32, 128], len(x))
     chance = 1.0 / n
-    norm = curves.logistic4(x, 0.9, 0.05, 1.5, 3.0) + rng.normal(0, 0.01, len(x))
+    norm = numerics.logistic4(x, 0.9, 0.05, 1.5, 3.0) + rng.normal(0, 0.01, len(x))
     d = pd.DataFrame({"lam": 10 ** x, "chance": chance, "rand_acc": chance + norm * (1 - chance),
                       "test_acc": 0.9 - 0.01 * x, "gap": 0.05 + 0.01 * x})
-    fits = curves._lam_fits(d, n_boot=50, seed=0)
-    assert "chance varies" in fits["memorization_vs_lambda"]["note"]
-    f = fits["memorization_vs_lambda_normalized"]
+    fits = document.lam_fits(d, n_boot=50, seed=0)
+    assert "chance varies" in fits["memorization_vs_lambda"].note
+    f_fit = fits["memorization_vs_lambda_normalized"]
+    f = f_fit.to_dict()
     assert f["fitted"] and f["params"]["log10_lambda50"] == pytest.approx(1.5, abs=0.05)
     assert f["params"]["rand_acc_high"] == pytest.approx(0.9, abs=0.02)
-    text = "\n".join(curves.format_fit("memorization_vs_lambda_normalized", f))
+    text = "\n".join(format_fit("memorization_vs_lambda_normalized", f_fit))
     assert "(rand_acc − 1/n) / (1 − 1/n)" in text
     # one n: no note, no extra fit
     d1 = d.assign(chance=0.1)
-    assert "memorization_vs_lambda_normalized" not in curves._lam_fits(d1, n_boot=0, seed=0)
+    assert "memorization_vs_lambda_normalized" not in document.lam_fits(d1, n_boot=0, seed=0)
 
 
 def test_at_epoch_compares_trials_at_one_training_length(tmp_path):
@@ -515,23 +534,23 @@ def test_at_epoch_compares_trials_at_one_training_length(tmp_path):
                 w.truncate_after(2)
                 w.write_trial(_cfg(**{"rlp.lam": lam, "run.seed": s}), status="STOPPED", epochs_done=2)
     n = len(LAMS)
-    d_all = analyze(tmp_path, n_boot=0)
+    d_all = analyze(tmp_path, n_boot=0).to_dict()
     assert d_all["n_trials"] == 2 * n and d_all["final_epoch"] == {"min": 2, "max": EPOCHS}
     assert any(f"{n} of {2 * n} stopped before epoch {EPOCHS}" in s and f"2: {2 * n}, {EPOCHS}: {n}" in s
                for s in d_all["notes"])
-    d_full = analyze(tmp_path, n_boot=0, at_epoch=EPOCHS)
+    d_full = analyze(tmp_path, n_boot=0, at_epoch=EPOCHS).to_dict()
     assert d_full["n_trials"] == n and d_full["status"] == {"TERMINATED": n}
     assert d_full["notes"] == [f"metrics at epoch {EPOCHS}: the {n} trials that reached it ({n} of {2 * n} "
                                "ended earlier and are left out)"]
     assert d_full["fits"]["memorization_vs_lambda"]["params"]["log10_lambda50"] == pytest.approx(1.5, abs=0.1)
     # at epoch 2 every trial is there, and rand_acc is still at chance (onset at epoch 3)
-    t2 = curves.load_tables(tmp_path, at_epoch=2)
-    d2 = curves.per_trial(t2)
+    t2 = tables.load_tables(tmp_path, at_epoch=2)
+    d2 = tables.per_trial(t2)
     assert len(d2) == 2 * n and (d2.final_epoch == 2).all()
     assert d2.rand_acc.to_numpy() == pytest.approx(0.1, abs=1e-9)
     assert t2.epochs.epoch.max() == 2
     with pytest.raises(ValueError, match="at_epoch"):
-        curves.load_tables(tmp_path, at_epoch=-1)
+        tables.load_tables(tmp_path, at_epoch=-1)
 
 
 def test_peak_value_and_ci_stay_within_what_trials_reached():
@@ -541,7 +560,7 @@ def test_peak_value_and_ci_stay_within_what_trials_reached():
                   0.683, 1.167, 1.649, 1.866, 1.914])
     y = np.array([0.969, 0.925, 0.969, 0.969, 0.969, 0.969, 0.975, 0.975, 0.975, 0.969, 0.969, 0.975,
                   0.95, 0.972, 0.936, 0.869])
-    f = curves.fit_peak(10 ** x, y, n_boot=200)
+    f = fit_lambda.fit_peak(10 ** x, y, n_boot=200).to_dict()
     assert f["fitted"] and f["params"]["test_acc_star"] <= y.max()
     lo, hi = f["ci"]["test_acc_star"]
     assert y.min() <= lo <= hi <= y.max()
@@ -550,10 +569,10 @@ def test_peak_value_and_ci_stay_within_what_trials_reached():
 
 def test_least_regularized_trials_grid_vs_continuous_lambda():
     grid = np.repeat([0.01, 0.1, 1.0, 10.0, 100.0], 3)              # a grid with 3 seeds
-    m, r = curves._least_regularized(grid)
+    m, r = fit_factors.least_regularized(grid)
     assert m.tolist() == [True] * 3 + [False] * 12 and r == (0.01, 0.01)
     cont = 10 ** np.linspace(-2, 2, 16)                             # TPE-like: one trial per λ
-    m, r = curves._least_regularized(np.r_[cont, np.nan])
+    m, r = fit_factors.least_regularized(np.r_[cont, np.nan])
     assert m.sum() == 4 and m[:4].all() and not m[-1] and r == pytest.approx((cont[0], cont[3]))
-    assert curves._lam_text(r).startswith("λ in [0.01, ")
-    assert curves._least_regularized(np.full(3, np.nan))[1] is None
+    assert fit_factors.lam_text(r).startswith("λ in [0.01, ")
+    assert fit_factors.least_regularized(np.full(3, np.nan))[1] is None

@@ -150,8 +150,11 @@ def test_space_of_a_uri_sweep_folder(tmp_path):
     (tmp_path / "s" / "space.toml").write_text("# stored\n")
     local = _space_path(f"file://{tmp_path}/s")
     assert Path(local).read_text() == "# stored\n" and not local.startswith(str(tmp_path))
-    with pytest.raises(SystemExit, match="not a sweep folder"):
+    from rlp_tune.errors import UserError
+    with pytest.raises(UserError, match="not a sweep folder"):   # one line and exit 2 from the CLI
         _space_path(f"file://{tmp_path}/absent")
+    with pytest.raises(UserError, match="not a sweep folder"):
+        _space_path(str(tmp_path / "absent"))
 
 
 # ---- cloud: Ray's cluster launcher ------------------------------------------------------------------

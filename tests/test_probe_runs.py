@@ -45,17 +45,21 @@ def test_offline_rlp_writes_offline_rows(tiny_cfg, tmp_path):
     from rlp_tune.probes.offline_rlp import offline_rlp
     cfg = tiny_cfg.replace(**{"run.keep_checkpoints": "all", "rlp.heads": 2})
     list(Trainer(cfg, out_dir=tmp_path).fit())
-    assert offline_rlp(tmp_path, head_epochs=2) == 3
-    assert offline_rlp(tmp_path, head_epochs=2, epochs="2") == 1      # rerun: rows replaced
+    assert offline_rlp(tmp_path) == 3                                  # the run's audit settings
+    assert offline_rlp(tmp_path, epochs="2") == 1                      # rerun: rows replaced
     df = read_metrics(tmp_path)
     off = df[df.split == "offline"]
     assert sorted(off.epoch.unique()) == [0, 1, 2] and set(off.metric) == {"rand_acc"}
     assert set(off["head"]) == {-1, 0, 1} and off.value.between(0, 1).all()
     assert not df.duplicated(METRIC_KEY).any()
     # the same init and labels for every checkpoint: identical frozen features give identical accuracy
-    from rlp_tune.probes.offline_rlp import train_offline_head
+    from rlp_tune.audit import AuditSettings, train_fresh_heads
     f = torch.randn(64, 8)
     lab = torch.randint(0, 4, (64, 2))
-    a = train_offline_head(f, lab, cfg.replace(**{"rlp.n": 4}), 4, False, 3, seed=7)
-    b = train_offline_head(f, lab, cfg.replace(**{"rlp.n": 4}), 4, False, 3, seed=7)
+    a = train_fresh_heads(f, lab, 4, heads=2, seed=7, settings=AuditSettings(epochs=3))
+    b = train_fresh_heads(f, lab, 4, heads=2, seed=7, settings=AuditSettings(epochs=3))
     assert torch.equal(a, b) and a.shape == (2,)
+    # another --head-epochs: its own protocol, beside the rows made with the run's audit settings
+    assert offline_rlp(tmp_path, head_epochs=2, epochs="2") == 1
+    off2 = read_metrics(tmp_path).query("split == 'offline' and epoch == 2")
+    assert set(off2.protocol) == {"", "head_epochs=2"} and len(off2) == 6

@@ -224,15 +224,29 @@ def test_linear_probe_matches_sklearn_logreg():
 # ---------------------------------------------------------------- NCM
 
 def test_ncm_matches_numpy_reference():
+    """004's definition: class means of the RAW rows, cosine similarity of the test row to each mean."""
     xtr, ytr = _blobs(300, 9, 6, seed=13, spread=3.0)
     xte, _ = _blobs(200, 9, 6, seed=14, spread=3.0)
-    a = xtr.numpy() / np.linalg.norm(xtr.numpy(), axis=1, keepdims=True)
+    a = xtr.numpy()
     means = np.stack([a[ytr.numpy() == c].mean(0) for c in range(6)])
     means /= np.linalg.norm(means, axis=1, keepdims=True)
     b = xte.numpy() / np.linalg.norm(xte.numpy(), axis=1, keepdims=True)
     ref = np.argmax(b @ means.T, axis=1)
     np.testing.assert_array_equal(ncm_predict(xtr, ytr, xte, 6).numpy(), ref)
     np.testing.assert_array_equal(ncm_predict(xtr, ytr, xte, 6, chunk=11).numpy(), ref)
+    # rows of very different norms: raw means (004) and means of normalized rows disagree somewhere;
+    # the probe follows 004
+    scale = torch.from_numpy(np.random.default_rng(15).uniform(0.05, 20.0, size=(300, 1)))
+    xs = (xtr - xtr.mean(0)) * scale
+    raw = np.stack([xs.numpy()[ytr.numpy() == c].mean(0) for c in range(6)])
+    unit = xs.numpy() / np.linalg.norm(xs.numpy(), axis=1, keepdims=True)
+    normed = np.stack([unit[ytr.numpy() == c].mean(0) for c in range(6)])
+    cos = lambda M: np.argmax(b @ (M / np.linalg.norm(M, axis=1, keepdims=True)).T, axis=1)  # noqa: E731
+    b = (xte - xtr.mean(0)).numpy()
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    got = ncm_predict(xs, ytr, xte - xtr.mean(0), 6).numpy()
+    np.testing.assert_array_equal(got, cos(raw))
+    assert (got != cos(normed)).any()
     # a class without training rows is never predicted
     y2 = ytr.clone()
     y2[y2 == 0] = 1

@@ -87,8 +87,10 @@ def test_mismatched_checkpoint_names_the_key(tiny_cfg, tmp_path):
     list(Trainer(tiny_cfg.replace(**{"run.epochs": 1}), out_dir=tmp_path).fit())
     with pytest.raises(CheckpointError, match=r"rlp\.n \(checkpoint 16, config 32\)"):
         Trainer(tiny_cfg.replace(**{"rlp.n": 32}), out_dir=tmp_path)
-    # a longer schedule is allowed: it resumes
-    assert Trainer(tiny_cfg.replace(**{"run.epochs": 3}), out_dir=tmp_path).epoch == 1
+    # a longer schedule is refused (the cosine schedule spans run.epochs); keys outside the math resume
+    with pytest.raises(CheckpointError, match=r"run\.epochs \(checkpoint 1, config 3\).*cannot be extended"):
+        Trainer(tiny_cfg.replace(**{"run.epochs": 3}), out_dir=tmp_path)
+    assert Trainer(tiny_cfg.replace(**{"run.epochs": 1, "run.threads": 1}), out_dir=tmp_path).epoch == 1
 
 
 def test_random_labels_do_not_depend_on_batching(tiny_cfg):

@@ -1,13 +1,22 @@
-"""Analysis of Parquet results: DuckDB queries, curve fits with bootstrap CIs, figures, HTML report.
+"""Analysis of Parquet results: DuckDB queries, fits per design cell with bootstrap CIs, figures, HTML report.
 
     from rlp_tune.analysis import run_query, analyze, format_analysis, write_report
     print(run_query("runs/sweep1", 'SELECT "rlp.lam", "test.acc" FROM final', fmt="table"))
-    doc = analyze("runs/sweep1"); print(format_analysis(doc))
-    write_report("runs/sweep1", "reports/sweep1")        # → reports/sweep1/index.html
+    a = analyze("runs/sweep1"); print(format_analysis(a)); doc = a.to_dict()
+    write_report("runs/sweep1", "reports/sweep1")        # → reports/sweep1/index.html (self-contained)
 
-Modules: query (DuckDB views), curves (fits), plots (matplotlib figures), report (HTML). Heavy
-imports (duckdb, pandas, matplotlib) happen on first use, so `import rlp_tune.analysis` is cheap; the
+Modules, by layer (each imports only the ones above it):
+  query      DuckDB views over the Parquet files
+  tables     load the frames once; one row per trial          design   the design and its cells
+  numerics   vendored, batched numerics (LM, B-splines, ranks) bootstrap  CIs, seeded generators
+  identify   when a fit is identified; NotIdentified
+  fit_lambda / fit_memgen / fit_factors / fit_onset / evasion   the fits, typed results
+  document   Analysis: every fit, per cell (`analyze`)        findings / text   words and text
+  figures    FigureInfo per figure (numbers only)             render   matplotlib (optional ax)
+  report     the HTML page
+Heavy imports (duckdb, pandas, matplotlib) happen on first use, so `import rlp_tune.analysis` is cheap; the
 fits are numpy only (no scipy: its import alone cost ~1 s of every `rlp-tune analyze`).
+docs/analysis.md documents the JSON document.
 """
 from __future__ import annotations
 
@@ -24,18 +33,19 @@ def connect(root, **kw):
     return f(root, **kw)
 
 
-def analyze(root, **kw) -> dict:
-    from .curves import analyze as f
+def analyze(root, **kw):
+    """The `Analysis` of ROOT (document.analyze); `.to_dict()` is the JSON document."""
+    from .document import analyze as f
     return f(root, **kw)
 
 
-def format_analysis(doc: dict) -> str:
-    from .curves import format_analysis as f
-    return f(doc)
+def format_analysis(a) -> str:
+    from .text import format_analysis as f
+    return f(a)
 
 
 def load_tables(root, at_epoch=None):
-    from .curves import load_tables as f
+    from .tables import load_tables as f
     return f(root, at_epoch=at_epoch)
 
 

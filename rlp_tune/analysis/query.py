@@ -5,7 +5,8 @@
     print(run_query("runs/sweep1", "SELECT count(*) FROM metrics", fmt="csv"))
 
 Views (docs/results-schema.md has the columns):
-- `metrics`  long format, one row per (sweep, trial_id, epoch, split, layer, head, metric): files are
+- `metrics`  long format, one row per (sweep, trial_id, epoch, split, layer, head, metric, protocol),
+             the training rows and those of `rlp-tune probe` / `offline-rlp`: files are
              read with read_parquet over globs (union_by_name, no hive partitioning) and duplicate
              keys dropped (a crash between compaction and the removal of the per-epoch files leaves
              the same rows twice; final.parquet wins, as in rlp_tune.results.dedup_table). Only
@@ -15,7 +16,8 @@ Views (docs/results-schema.md has the columns):
 - `final`    one row per trial: the trial's columns plus its last value of every metric at layer ''
              (or 'penultimate'), head -1 (the mean over heads; the mean of the heads when no -1 row
              exists), pivoted to columns named "<split>.<metric>" ("train.acc", "test.acc",
-             "train.rand_acc", ...), and `final_epoch`.
+             "train.rand_acc", ...; a row with a protocol, e.g. a probe's, goes to
+             "<split>.<metric>[<protocol>]": "test.knn_acc[labels=clean;k=20]"), and `final_epoch`.
 
 Views re-read the files at every query, so they work while a sweep is still writing: per-epoch
 files are replaced by atomic renames, and a file listed by a glob that vanishes before it is read
@@ -30,15 +32,18 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..results import METRIC_KEY, METRIC_SCHEMA, ResultsError
+
+EXTRA_KINDS = ("offline_epoch_", "probe_epoch_")   # rows added after training (results.ResultWriter kinds)
 
 FORMATS = ("table", "csv", "json")
 _DUCK_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "double": "DOUBLE"}
 _ROOTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()  # connection → root, layout
 
 
-class QueryError(ValueError):
-    """The SQL itself is wrong (parse / bind / catalog error); the message is one line."""
+class QueryError(UserError, ValueError):
+    """The SQL itself is wrong (parse / bind / catalog error, or not a read-only SELECT); one line."""
 
 
 # ---- connection ------------------------------------------------------------------------------
@@ -52,7 +57,37 @@ def _root(root: str | Path) -> Path:
     p = Path(root)
     if not p.is_dir():
         raise ResultsError(f"{p}: results folder not found")
-    return p
+    return p.resolve()     # absolute: DuckDB's allowed_directories compares paths
+
+
+def require_results(root: str | Path) -> Path:
+    """ROOT as a results folder holding at least one trial's rows (else ResultsError)."""
+    r = _root(root)
+    if not _files(r, "metrics") and not _files(r, "trials"):
+        raise ResultsError(f"no results in {root} (no Parquet files under {Path(root) / 'parquet'})")
+    return r
+
+
+def _sandbox(con, r: Path) -> None:
+    """Files only under ROOT, no extensions, no attached databases; settings locked once the
+    views exist (a query cannot undo this)."""
+    con.execute(f"SET allowed_directories = [{_sql_str(str(r) + '/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+
+
+def check_select(con, sql: str) -> None:
+    """One read-only statement: SELECT (WITH ... SELECT, FROM ..., VALUES, DESCRIBE, SUMMARIZE)."""
+    import duckdb
+    try:
+        stmts = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(f"query failed: {_one_line(e)}") from None
+    if len(stmts) != 1:
+        raise QueryError(f"query: one SELECT statement expected, got {len(stmts)} statements")
+    if stmts[0].type != duckdb.StatementType.SELECT:
+        raise QueryError(f"query: only SELECT statements are run (read-only), got {stmts[0].type.name}")
 
 
 def _files(root: Path, kind: str) -> list[Path]:
@@ -70,6 +105,14 @@ def _read(src: str) -> str:
     return f"read_parquet({src}, union_by_name=true, hive_partitioning=false)"
 
 
+def _conformed(src: str) -> str:
+    """SELECT of the metric columns from read_parquet(src); version-1 files (no `protocol` column)
+    read as protocol '' (an empty relation supplies the column when no file has it; any other
+    missing column stays a bind error, which names the file)."""
+    cols = ", ".join("coalesce(protocol, '') AS protocol" if c == "protocol" else c for c in METRIC_SCHEMA.names)
+    return f"SELECT {cols} FROM (SELECT NULL::VARCHAR AS protocol WHERE false UNION ALL BY NAME SELECT * FROM {_read(src)})"
+
+
 def metrics_sql(root: Path) -> str:
     """The deduplicated `metrics` relation for ROOT's current file layout.
 
@@ -77,36 +120,49 @@ def metrics_sql(root: Path) -> str:
     crash between compaction and the removal of the per-epoch files, or a resumed trial still
     running): there, epoch-file rows whose key is already in final.parquet are dropped (final wins,
     as in rlp_tune.results.dedup_table). Folders without overlap need no dedup pass, which keeps a
-    finished sweep a plain scan (see bench/analysis.py). The layout is listed when the SQL is made;
-    `_fetch` re-lists before each query on connections made by `connect`.
+    finished sweep a plain scan (see bench/analysis.py). Rows of `rlp-tune probe` / `offline-rlp`
+    (probe_epoch_* / offline_epoch_* files) are part of the view; where a trial has them, training
+    rows with the same key (e.g. a probe rerun with the trainer's own protocol) give way to them.
+    The layout is listed when the SQL is made; `_fetch` re-lists before each query on connections
+    made by `connect`.
     """
     files = _files(root, "metrics")
     finals = {f.parent for f in files if f.name == "final.parquet"}
     epoch_dirs = {f.parent for f in files if f.name.startswith("epoch_")}
+    extra_dirs = {f.parent for f in files if f.name.startswith(EXTRA_KINDS)}
     if not files:
         return _empty_metrics_sql()
-    cols = ", ".join(METRIC_SCHEMA.names)
     base = root / "parquet" / "metrics"
+    key = ", ".join(METRIC_KEY)
     parts = []
     if finals:
-        parts.append(f"SELECT {cols} FROM {_read(_sql_str(str(base / '*' / 'final.parquet')))}")
+        parts.append(_conformed(_sql_str(str(base / '*' / 'final.parquet'))))
     if epoch_dirs:
-        ep = f"SELECT {cols} FROM {_read(_sql_str(str(base / '*' / 'epoch_*.parquet')))}"
+        ep = _conformed(_sql_str(str(base / '*' / 'epoch_*.parquet')))
         overlap = sorted(finals & epoch_dirs)
         if overlap:
-            key = ", ".join(METRIC_KEY)
             lst = "[" + ", ".join(_sql_str(str(d / "final.parquet")) for d in overlap) + "]"
             ep = (f"SELECT {', '.join('e.' + c for c in METRIC_SCHEMA.names)} FROM ({ep}) e "
-                  f"ANTI JOIN (SELECT {key} FROM {_read(lst)}) f USING ({key})")
+                  f"ANTI JOIN ({_conformed(lst)}) f USING ({key})")
         parts.append(ep)
-    return "\nUNION ALL\n".join(parts)
+    training = "\nUNION ALL\n".join(parts)
+    if not extra_dirs:
+        return training
+    extras = " UNION ALL ".join(_conformed(_sql_str(str(base / "*" / f"{k}*.parquet"))) for k in EXTRA_KINDS
+                                if any(f.name.startswith(k) for f in files))
+    if parts:
+        training = (f"SELECT {', '.join('t.' + c for c in METRIC_SCHEMA.names)} FROM ({training}) t "
+                    f"ANTI JOIN ({extras}) x USING ({key})")
+        return f"{training}\nUNION ALL\n{extras}"
+    return extras
 
 
 def _layout(root: Path) -> tuple:
     files = _files(root, "metrics")
     finals = frozenset(f.parent.name for f in files if f.name == "final.parquet")
     epochs = frozenset(f.parent.name for f in files if f.name.startswith("epoch_"))
-    return (bool(finals), bool(epochs), finals & epochs, bool(_files(root, "trials")))
+    extras = frozenset(f.name.partition("epoch_")[0] for f in files if f.name.startswith(EXTRA_KINDS))
+    return (bool(finals), bool(epochs), finals & epochs, extras, bool(_files(root, "trials")))
 
 
 def multi_head_groups(con, src: str = "metrics") -> list[tuple[str, str, str]]:
@@ -125,12 +181,12 @@ def headmean_expr(cond: str | None = None) -> str:
 
 def headmean_sql(src: str, multi: list[tuple[str, str, str]] | None = None, where: str = "true") -> str:
     """Collapse heads: the head = -1 row (mean over heads) where present, else the mean of all heads.
-    Output columns: sweep, trial_id, epoch, split, layer, metric, value.
+    Output columns: sweep, trial_id, epoch, split, layer, metric, protocol, value.
 
     `multi` (from multi_head_groups) limits the GROUP BY to the combinations that have several heads;
     every other row passes through (one head, head 0), which is most rows and much cheaper. None =
     group everything."""
-    cols = "sweep, trial_id, epoch, split, layer, metric"
+    cols = "sweep, trial_id, epoch, split, layer, metric, protocol"
     agg = f"SELECT {cols}, {headmean_expr()} AS value FROM {src} WHERE ({where}) {{cond}} GROUP BY {cols}"
     if multi is None:
         return agg.format(cond="")
@@ -142,32 +198,44 @@ def headmean_sql(src: str, multi: list[tuple[str, str, str]] | None = None, wher
             + agg.format(cond=f"AND {in_multi}"))
 
 
-def final_metric_names(con, src: str = "metrics") -> list[tuple[str, str]]:
-    """Distinct (split, metric) pairs at layer '' or 'penultimate' (the columns of the `final` view)."""
-    rows = _fetch(con, f"SELECT DISTINCT split, metric FROM {src} WHERE layer IN ('', 'penultimate') "
-                       f"ORDER BY split, metric", "rows")
-    return [(s, m) for s, m in rows if s is not None and m is not None]
+def final_metric_names(con, src: str = "metrics") -> list[tuple[str, str, str]]:
+    """Distinct (split, metric, protocol) at layer '' or 'penultimate' (the columns of the `final` view)."""
+    rows = _fetch(con, f"SELECT DISTINCT split, metric, protocol FROM {src} WHERE layer IN ('', 'penultimate') "
+                       f"ORDER BY split, metric, protocol", "rows")
+    return [(s, m, p or "") for s, m, p in rows if s is not None and m is not None]
+
+
+def final_column(split: str, metric: str, protocol: str = "") -> str:
+    """The `final` view's column of a metric: "test.acc", or "test.knn_acc[labels=clean;k=20]"."""
+    return f"{split}.{metric}" + (f"[{protocol}]" if protocol else "")
 
 
 def last_sql(src: str = "metrics", multi: list[tuple[str, str, str]] | None = None, where: str = "true") -> str:
-    """Per (sweep, trial_id, split, layer, metric): the latest epoch and its value, heads collapsed."""
-    return (f"SELECT sweep, trial_id, split, layer, metric, max(epoch) AS epoch, arg_max(value, epoch) AS value "
+    """Per (sweep, trial_id, split, layer, metric, protocol): the latest epoch and its value, heads collapsed."""
+    return (f"SELECT sweep, trial_id, split, layer, metric, protocol, max(epoch) AS epoch, "
+            f"arg_max(value, epoch) AS value "
             f"FROM ({headmean_sql(src, multi, where)}) GROUP BY ALL")
 
 
-def final_sql(names: list[tuple[str, str]], src: str = "metrics", trials: str | None = "trials",
+def final_sql(names: list[tuple[str, ...]], src: str = "metrics", trials: str | None = "trials",
               multi: list[tuple[str, str, str]] | None = None, last: str | None = None) -> str:
-    """The `final` view: trials ⟗ last value per (split, metric) at layer ''/'penultimate', head-mean.
-    `last`: a relation already holding last_sql's rows (then `src`/`multi` are not used)."""
+    """The `final` view: trials ⟗ last value per (split, metric, protocol) at layer ''/'penultimate',
+    head-mean, in columns named by `final_column`. `names`: (split, metric, protocol) triples, or
+    (split, metric) pairs when `last` has no protocol column. `last`: a relation already holding
+    last_sql's rows (then `src`/`multi` are not used)."""
     layers = "layer IN ('', 'penultimate')"
     lst = f"SELECT * FROM {last} WHERE {layers}" if last else last_sql(src, multi, layers)
-    cols = ",\n  ".join(
-        f"max(value) FILTER (WHERE split = {_sql_str(s)} AND metric = {_sql_str(m)}) AS \"{s}.{m}\""
-        for s, m in names)
+    with_protocol = any(len(n) == 3 for n in names) or not last
+    names3 = [(n[0], n[1], n[2] if len(n) == 3 else "") for n in names]
+    cond = (lambda s, m, p: f"split = {_sql_str(s)} AND metric = {_sql_str(m)}"   # noqa: E731
+            + (f" AND protocol = {_sql_str(p)}" if with_protocol else ""))
+    cols = ",\n  ".join(f"max(value) FILTER (WHERE {cond(s, m, p)}) AS \"{final_column(s, m, p)}\""
+                        for s, m, p in names3)
     # layer '' before 'penultimate' (arg_min over the layer name) when a metric has both
+    proto = "protocol, " if with_protocol else ""
     piv = (f"WITH last AS ({lst}),\n"
-           f"one AS (SELECT sweep, trial_id, split, metric, max(epoch) AS epoch, arg_min(value, layer) AS value "
-           f"FROM last GROUP BY ALL)\n"
+           f"one AS (SELECT sweep, trial_id, split, metric, {proto}max(epoch) AS epoch, "
+           f"arg_min(value, layer) AS value FROM last GROUP BY ALL)\n"
            f"SELECT sweep, trial_id, max(epoch) AS final_epoch{',' if cols else ''}\n  {cols}\n"
            f"FROM one GROUP BY sweep, trial_id")
     if trials is None:
@@ -203,6 +271,7 @@ def connect(root: str | Path, *, final: bool = True, live: bool = True):
 
     r = _root(root)
     con = duckdb.connect()
+    _sandbox(con, r)
     con.execute("SET enable_progress_bar = false")
     # footers read when a view binds are reused by the scans that follow (1000s of small files)
     con.execute("SET parquet_metadata_cache = true")
@@ -213,6 +282,7 @@ def connect(root: str | Path, *, final: bool = True, live: bool = True):
         names = final_metric_names(con)
         multi = multi_head_groups(con)
         _fetch(con, lambda: f"CREATE OR REPLACE VIEW final AS {final_sql(names, multi=multi)}", "none")
+    con.execute("SET lock_configuration = true")
     return con
 
 
@@ -251,7 +321,12 @@ def _fetch(con, sql, kind: str = "df", params: Any = None):
                 return rel.fetchall()
             raise ValueError(f"kind: {kind!r}")
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
+            bad = find_bad_file(state["root"]) if state and isinstance(e, duckdb.BinderException) else None
+            if bad:   # a results file without a column the views need, not the user's SQL
+                raise ResultsError(bad) from None
             raise QueryError(f"query failed: {_one_line(e)}") from None
+        except duckdb.PermissionException as e:
+            raise QueryError(f"query: outside the results folder or not read-only: {_one_line(e)}") from None
         except duckdb.Error as e:
             if attempt == 0 and _vanished(e):
                 time.sleep(0.05)
@@ -289,15 +364,20 @@ def find_bad_file(root: str | Path | None) -> str | None:
     import pyarrow.parquet as pq
 
     r = Path(root)
-    for f in _files(r, "metrics") + _files(r, "trials"):
-        try:
-            pq.read_table(f)
-        except FileNotFoundError:
-            continue
-        except (pa.ArrowException, OSError, ValueError) as e:
-            if not f.exists():
+    need = {"metrics": (set(METRIC_KEY) - {"protocol"}) | {"value"}, "trials": {"sweep", "trial_id"}}  # v1: no protocol
+    for kind in ("metrics", "trials"):
+        for f in _files(r, kind):
+            try:
+                names = set(pq.read_table(f).column_names)
+            except FileNotFoundError:
                 continue
-            return f"{f}: not a readable Parquet file ({_one_line(e)})"
+            except (pa.ArrowException, OSError, ValueError) as e:
+                if not f.exists():
+                    continue
+                return f"{f}: not a readable Parquet file ({_one_line(e)})"
+            missing = sorted(need[kind] - names)
+            if missing:
+                return f"{f}: not an rlp_tune {kind} file (no column {', '.join(missing)})"
     return None
 
 
@@ -308,6 +388,7 @@ def query_df(root: str | Path, sql: str):
 
     con = connect(root, final=bool(re.search(r"\bfinal\b", sql, re.IGNORECASE)))
     try:
+        check_select(con, sql)
         df = _fetch(con, sql, "df")
     finally:
         con.close()
@@ -332,3 +413,14 @@ def run_query(root: str | Path, sql: str, fmt: str = "table") -> str:
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
                            "display.max_colwidth", 60):
         return df.to_string(index=False)
+
+
+# ---- public doors for the other analysis modules -----------------------------------------------
+def fetch(con, sql, kind: str = "df", params: Any = None):
+    """Run SQL on a `connect` connection with the retry and diagnosis of `_fetch` (same arguments)."""
+    return _fetch(con, sql, kind, params)
+
+
+def sql_literal(s: str) -> str:
+    """`s` as a quoted SQL string literal."""
+    return _sql_str(s)

@@ -21,6 +21,7 @@ A missing or broken file raises `DatasetError` with one line naming what was exp
 """
 from __future__ import annotations
 
+import codecs
 import functools
 import gzip
 import os
@@ -64,12 +65,29 @@ def _locate(root: Path, inner: Sequence[str], marker: str) -> Path | None:
 
 
 # ---- CIFAR -----------------------------------------------------------------------------------
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR batch holds: dicts, lists, bytes, numbers and numpy uint8 arrays.
+    Any other global (a crafted file's `os.system`, ...) is refused before it is called."""
+
+    _reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct
+    ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("numpy.core.multiarray", "_reconstruct"): _reconstruct,     # pickles from numpy 1.x
+               ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+               ("_codecs", "encode"): codecs.encode}     # bytes in protocol-2 pickles written by Python 3
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it references {module}.{name}, which a CIFAR batch does not hold")
+        return self.ALLOWED[(module, name)]
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
-    except Exception as e:  # truncated / not a pickle / unreadable
-        raise DatasetError(f"{path}: cannot read CIFAR pickle ({type(e).__name__}: {e})") from e
+            obj = _CifarUnpickler(f, encoding="bytes").load()
+    except Exception as e:  # truncated / not a pickle / unreadable / a global a CIFAR batch does not hold
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise DatasetError(f"{path}: cannot read CIFAR pickle ({type(e).__name__}: {msg})") from None
     if not isinstance(obj, dict) or b"data" not in obj:
         raise DatasetError(f"{path}: not a CIFAR batch (no b'data' entry)")
     return obj

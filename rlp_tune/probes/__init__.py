@@ -19,7 +19,7 @@ import torch
 
 from .invariance import invariance, invariance_per_sample
 from .knn import knn_accuracy, knn_neighbors, knn_predict
-from .linear import fit_logreg, linear_predict, linear_probe
+from .linear import adam_probe, fit_adam_probe, fit_logreg, linear_predict, linear_probe
 from .masc import MASC, explained_variance_k, masc_accuracy, masc_fit
 from .ncm import ncm_accuracy, ncm_predict
 
@@ -28,7 +28,11 @@ def _knn(trf, trl, tef, tel, num_classes, k=20, **_):
     return knn_accuracy(trf, trl, tef, tel, k=k, num_classes=num_classes)
 
 
-def _linear(trf, trl, tef, tel, num_classes, linear_C=1.0, linear_max_iter=200, **_):
+def _linear(trf, trl, tef, tel, num_classes, linear="l2", linear_C=1.0, linear_max_iter=200, seed=0, **_):
+    if linear == "adam20":
+        return adam_probe(trf, trl, tef, tel, num_classes=num_classes, seed=seed)
+    if linear != "l2":
+        raise ValueError(f"linear probe variant {linear!r}: expected 'l2' or 'adam20'")
     return linear_probe(trf, trl, tef, tel, C=linear_C, max_iter=linear_max_iter, num_classes=num_classes)
 
 
@@ -45,16 +49,19 @@ PROBES: dict[str, Callable[..., float]] = {"knn": _knn, "linear": _linear, "masc
 
 def run_probes(names: Iterable[str], train_feats: torch.Tensor, train_labels: torch.Tensor,
                test_feats: torch.Tensor, test_labels: torch.Tensor, num_classes: int, k: int = 20,
-               masc_threshold: float = 0.99, linear_C: float = 1.0, linear_max_iter: int = 200) -> dict[str, float]:
+               masc_threshold: float = 0.99, linear_C: float = 1.0, linear_max_iter: int = 200,
+               linear: str = "l2", seed: int = 0) -> dict[str, float]:
     """Run the named probes on one layer's features → {"knn_acc": ..., "linear_acc": ..., ...}
-    (metric names as they go into the Parquet rows)."""
+    (metric names as they go into the Parquet rows). linear: "l2" | "adam20" (seed: adam20's init
+    and batch order)."""
     names = list(names)
     bad = [n for n in names if n not in PROBES]
     if bad:
         hint = (" ('invariance' needs a model and augmentation: use rlp_tune.probes.invariance)"
                 if "invariance" in bad else "")
         raise ValueError(f"unknown probe(s) {', '.join(bad)} (known: {', '.join(PROBES)}){hint}")
-    opts = dict(k=k, masc_threshold=masc_threshold, linear_C=linear_C, linear_max_iter=linear_max_iter)
+    opts = dict(k=k, masc_threshold=masc_threshold, linear_C=linear_C, linear_max_iter=linear_max_iter,
+                linear=linear, seed=seed)
     return {f"{n}_acc": PROBES[n](train_feats, train_labels, test_feats, test_labels, num_classes, **opts)
             for n in names}
 
@@ -105,5 +112,5 @@ def extract_features(model, batches: Iterable, taps: Iterable[str], device=None,
 
 
 __all__ = ["PROBES", "run_probes", "extract_features", "knn_predict", "knn_accuracy", "knn_neighbors",
-           "linear_probe", "fit_logreg", "linear_predict", "MASC", "masc_fit", "masc_accuracy",
+           "linear_probe", "fit_logreg", "linear_predict", "adam_probe", "fit_adam_probe", "MASC", "masc_fit", "masc_accuracy",
            "explained_variance_k", "ncm_predict", "ncm_accuracy", "invariance", "invariance_per_sample"]

@@ -3,6 +3,14 @@ each probe, the test split scores it; plus 003's invariance of each tap under th
 
     rows = probe_rows(model, bundle, cfg)     # Parquet rows: split "test", layer = tap, metric = knn_acc, ...
 
+Every row names its protocol (`probe_protocol`): the label set the probe was fitted on, and the
+settings that change its number — k-NN "labels=clean;k=20", MASC "labels=train;threshold=0.99",
+linear "labels=clean;linear=adam20", NCM "labels=clean", plus ";max_train=N" when a subset of N
+training samples was used (probe.max_train > 0 and smaller than the training set). Probes are fitted
+on the whole training split by default (probe.max_train = 0), as 003 and 004 do; memory stays
+bounded on an accelerator by keeping the extracted features in host memory and moving one tap at a
+time to the device (the k-NN probe is chunked internally).
+
 Used during training (`probe.every = k`, and at epoch 0 as the baseline) and after training
 (`rlp-tune probe DIR`, see offline.py).
 """
@@ -26,6 +34,20 @@ def probe_taps(model, names) -> list[str]:
     return names
 
 
+def probe_protocol(name: str, labels: str, probe_cfg, n_subset: int = 0) -> str:
+    """The protocol string of a probe's rows (module doc); n_subset > 0: fitted on that many samples."""
+    parts = [f"labels={labels}"]
+    if name == "knn":
+        parts.append(f"k={probe_cfg.k}")
+    elif name == "masc":
+        parts.append(f"threshold={probe_cfg.masc_threshold:g}")
+    elif name == "linear":
+        parts.append(f"linear={probe_cfg.linear}")
+    if n_subset:
+        parts.append(f"max_train={n_subset}")
+    return ";".join(parts)
+
+
 def probe_rows(model, data, cfg, probes=None, layers=None, labels=None, augment=None) -> list[dict]:
     """Run the configured probes on every chosen tap → long-format rows (split "test")."""
     p = cfg.probe
@@ -34,23 +56,28 @@ def probe_rows(model, data, cfg, probes=None, layers=None, labels=None, augment=
     labels = labels or p.labels
     bs = cfg.run.eval_batch_size or 2 * cfg.run.batch_size
     m = data.m
-    # a fixed, seeded subset bounds the cost on large datasets (probe.max_train)
+    # probe.max_train > 0: a fixed, seeded subset bounds the cost on large datasets
     keep = None
-    if m > p.max_train and data.streamed is None:   # features come back in index order: keep sorted
+    if 0 < p.max_train < m and data.streamed is None:   # features come back in index order: keep sorted
         keep = torch.randperm(m, generator=torch.Generator().manual_seed(cfg.run.seed))[:p.max_train].sort().values
     train_batches = _subset_batches(data, keep, bs)
-    tr = extract_features(model, train_batches, taps, device=data.device)
-    te = extract_features(model, data.eval_batches("test", bs), taps, device=data.device)
+    host = torch.device("cpu") if data.device.type != "cpu" else None   # features wait in host memory
+    tr = extract_features(model, train_batches, taps, device=data.device, out_device=host)
+    te = extract_features(model, data.eval_batches("test", bs), taps, device=data.device, out_device=host)
     y_tr = (data.y_clean if labels == "clean" else data.y["train"])
     y_tr = y_tr if keep is None else y_tr[keep.to(y_tr.device)]
     y_te = data.y["test"]
     feature_probes = [n for n in probes if n != "invariance"]
+    n_subset = 0 if keep is None else len(keep)
     rows = []
     for tap in taps:
         if feature_probes:
-            accs = run_probes(feature_probes, tr[tap], y_tr, te[tap], y_te, data.num_classes, k=p.k,
-                              masc_threshold=p.masc_threshold)
-            rows += [dict(split="test", layer=tap, head=-1, metric=k, value=float(v)) for k, v in accs.items()]
+            f_tr, f_te = tr.pop(tap).to(data.device), te.pop(tap).to(data.device)   # one tap on the device
+            accs = run_probes(feature_probes, f_tr, y_tr, f_te, y_te, data.num_classes, k=p.k,
+                              masc_threshold=p.masc_threshold, linear=p.linear, seed=cfg.run.seed)
+            rows += [dict(split="test", layer=tap, head=-1, metric=f"{n}_acc", value=float(accs[f"{n}_acc"]),
+                          protocol=probe_protocol(n, labels, p, n_subset)) for n in feature_probes]
+            del f_tr, f_te
     if "invariance" in probes and augment is not None:
         x, _, _ = next(iter(data.eval_batches("train", min(256, m))))
         gen = torch.Generator(device=data.device).manual_seed(cfg.run.seed)

@@ -1,12 +1,13 @@
-"""Nearest-class-mean probe with cosine similarity (one of 004's baseline probes).
+"""Nearest-class-mean probe with cosine similarity, as 004 defines it (one of its baseline probes).
 
     pred = ncm_predict(train_feats, train_labels, test_feats, num_classes=10)   # (M,) int64
     acc = ncm_accuracy(train_feats, train_labels, test_feats, test_labels, num_classes=10)
 
-Class means are taken over L2-normalized training features (so every sample weighs the same
-whatever its norm); a test row goes to the class whose mean has the highest cosine similarity,
-ties to the lowest class index. A class with no training rows is never predicted. Runs on the
-features' device; float64 in, float64 math, else float32.
+Class means are the means of the raw training rows of each class (004's code: no per-row
+normalization before averaging, so rows with a larger norm weigh more); a test row goes to the class
+whose mean has the highest cosine similarity to it, ties to the lowest class index. A class with no
+training rows is never predicted. Runs on the features' device; float64 in, float64 math, else
+float32; the test set is scored `chunk` rows at a time.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 
 def class_means(train_feats: torch.Tensor, train_labels: torch.Tensor,
                 num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(means (C, d) of the L2-normalized rows, counts (C,))."""
+    """(means (C, d) of the raw rows of each class, counts (C,))."""
     dt = torch.float64 if train_feats.dtype == torch.float64 else torch.float32
-    x = F.normalize(train_feats.to(dt), dim=1)
+    x = train_feats.to(dt)
     y = train_labels.to(x.device).long()
     if len(y) and int(y.max()) >= num_classes:
         raise ValueError(f"ncm: train label {int(y.max())} >= num_classes {num_classes}")
@@ -39,7 +40,7 @@ def ncm_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
     absent = counts == 0
     out = []
     for lo in range(0, test_feats.shape[0], chunk):
-        sims = F.normalize(test_feats[lo:lo + chunk].to(mhat), dim=1) @ mhat.T  # (m, C)
+        sims = F.normalize(test_feats[lo:lo + chunk].to(mhat), dim=1) @ mhat.T  # (m, C) cosine
         sims[:, absent] = -torch.inf
         out.append(sims.argmax(1))  # first maximal index: ties → lowest class
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=mhat.device)

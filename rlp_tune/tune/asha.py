@@ -49,13 +49,6 @@ def read_stops(root: str) -> dict[str, int]:
         return {}
 
 
-def metric_series(m, metric: str):
-    """The rows of `metric` ("split.name" or "split.name.layer", head mean) in a metrics frame."""
-    split, _, name = metric.partition(".")
-    name, _, layer = name.partition(".")
-    return m[(m.split == split) & (m.metric == name) & (m.layer == layer) & (m["head"] == -1)]
-
-
 class Rungs:
     """The bookkeeping, without Ray: rung epoch → {trial_id: value (larger is better)}."""
 
@@ -82,14 +75,14 @@ def rebuild(root: str, metric: str, rungs: Rungs, max_t: int) -> dict[str, int]:
     """Refill `rungs` from ROOT's Parquet rows, trials in creation order; return the stops: those
     in ROOT/scheduler-stops.csv, plus any decision a driver kill lost (a trial whose last written epoch
     is a rung where it must stop, and that has not finished)."""
-    from ..results import read_metrics, read_trials
+    from ..results import metric_rows, read_metrics, read_trials
     stops = read_stops(root)
     trials = read_trials(root)
     if trials.empty:
         return stops
     created = trials["created"].fillna(trials["started"]) if "created" in trials else trials["started"]
     trials = trials.assign(_order=created).sort_values(["_order", "trial_id"], kind="stable")
-    series = metric_series(read_metrics(root), metric)
+    series = metric_rows(read_metrics(root), metric)
     by_trial = {t: dict(zip(g.epoch.astype(int), g.value)) for t, g in series.groupby("trial_id")}
     for t in trials.itertuples():
         vals = by_trial.get(t.trial_id, {})

@@ -7,7 +7,7 @@ finished sweep exits 0. Env RLP_TUNE_PIDFILE / RLP_TUNE_STOPFILE: see signals.py
 from __future__ import annotations
 
 from .signals import StopRequest
-from .space import load_space
+from .space import load_space, space_file
 
 
 def cmd_sweep(args) -> int:
@@ -23,6 +23,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    if "://" not in args.target:
+        space_file(args.target)        # not a sweep folder: say so before importing Ray and torch
     stop = StopRequest().install()
     try:
         from .sweep import resume_sweep
@@ -32,6 +34,8 @@ def cmd_resume(args) -> int:
 
 
 def cmd_status(args) -> int:
+    if "://" not in args.target:
+        space_file(args.target)
     from .status import format_status
     from .sweep import _space_path, expected_trials
     space = load_space(_space_path(args.target))

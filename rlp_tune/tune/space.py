@@ -97,6 +97,15 @@ class SearchSpace:
         return self.workers_per_trial * self.cpus_per_worker
 
 
+def space_file(root: str | Path) -> str:
+    """A local sweep folder's stored search space (ROOT/space.toml); SpaceError if there is none.
+    Cheap (no Ray, no torch): `resume` and `status` call it first."""
+    p = Path(root) / "space.toml"
+    if not p.is_file():
+        raise SpaceError(f"{root} is not a sweep folder (no space.toml)")
+    return str(p)
+
+
 def _err(key: str, msg: str) -> SpaceError:
     return SpaceError(f"{key}: {msg}")
 
@@ -118,7 +127,12 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
             cfg = Config.from_dict(base)
         fixed = dict(doc.get("fixed", {}))
         from ..config import parse_overrides
-        fixed.update(parse_overrides(overrides))
+        given = parse_overrides(overrides)
+        searched = sorted(set(given) & set(doc.get("search", {})))
+        if searched:   # --set on a searched key would be silently replaced by the sampled value
+            raise SpaceError(f"{searched[0]}: is searched in {p}; --set fixes only keys that are not searched "
+                             "(remove it from [search] or drop the --set)")
+        fixed.update(given)
         cfg = cfg.replace(**fixed) if fixed else cfg
     except ConfigError as e:
         raise SpaceError(str(e)) from None
@@ -199,6 +213,13 @@ def _check(s: SearchSpace, res: dict) -> None:
     extra = set(s.scheduler) - {"type", "grace_period", "reduction_factor"}
     if extra:
         raise _err(f"scheduler.{sorted(extra)[0]}", "unknown field")
+    if s.scheduler["type"] == "asha":
+        g, rf = s.scheduler.get("grace_period"), s.scheduler.get("reduction_factor")
+        if isinstance(g, bool) or not isinstance(g, int) or not 1 <= g <= s.base.run.epochs:
+            raise _err("scheduler.grace_period", f"must be an integer in [1, run.epochs = {s.base.run.epochs}], "
+                                                 f"got {g!r}")
+        if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not rf > 1:
+            raise _err("scheduler.reduction_factor", f"must be a number > 1, got {rf!r}")
     extra = set(res) - {"workers_per_trial", "cpus_per_worker", "gpus_per_worker"}
     if extra:
         raise _err(f"resources.{sorted(extra)[0]}", "unknown field")

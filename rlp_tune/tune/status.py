@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..results import atomic_write_table, read_metrics, read_trials
+from ..results import atomic_write_table, metric_rows, read_metrics, read_trials
 
 
 def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
@@ -23,9 +23,7 @@ def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
     if trials.empty:
         return []
     m = read_metrics(root)
-    split, _, name = metric.partition(".")
-    name, _, layer = name.partition(".")
-    sel = m[(m.split == split) & (m.metric == name) & (m.layer == layer) & (m["head"] == -1)]
+    sel = metric_rows(m, metric)
     last = sel.sort_values("epoch").groupby("trial_id").value.last()
     best = sel.groupby("trial_id").value.max() if mode == "max" else sel.groupby("trial_id").value.min()
     done = m.groupby("trial_id").epoch.max()

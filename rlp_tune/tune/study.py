@@ -223,8 +223,8 @@ class StudySearcher(Searcher):
         root = self.cfg["root"]
         if "://" in root:
             return {}, False, None
-        from ..results import ResultWriter, read_trial_metrics
-        from .asha import metric_series, read_stops
-        s = metric_series(read_trial_metrics(root, trial_id), self.cfg["metric"])
+        from ..results import ResultWriter, metric_rows, read_trial_metrics
+        from .asha import read_stops
+        s = metric_rows(read_trial_metrics(root, trial_id), self.cfg["metric"])
         series = {int(e): float(v) for e, v in zip(s.epoch, s.value)}
         return series, trial_id in read_stops(root), ResultWriter(root, "", trial_id).trial_status()

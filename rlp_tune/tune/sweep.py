@@ -17,14 +17,20 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import UserError
+from ..rundir import check_folder
 from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experiment_state, node_ip_kwargs,
                           trial_ids_in_state)
 from .signals import StopRequest
-from .space import SearchSpace, load_space
+from .space import SearchSpace, SpaceError, load_space, space_file
 from .state import clear_driver, known_trials, mark_driver, sweep_state
 from .trainable import META, train_trial
 
 SPACE_FILE = "space.toml"
+
+
+class SweepError(UserError, RuntimeError):
+    """A sweep folder that cannot be started, resumed or shown as asked; the message names it."""
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -45,16 +51,28 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 
 
-def max_concurrent(space: SearchSpace) -> int:
-    """Trials at once: what the cluster's CPUs (and GPUs) hold, never more (trials would hang)."""
-    import ray
-    res = ray.cluster_resources()
-    fit = math.floor(res.get("CPU", 1) / space.cpus_per_trial())
-    if space.gpus_per_worker:
-        fit = min(fit, math.floor(res.get("GPU", 0) / (space.gpus_per_worker * space.workers_per_trial)))
-    if fit < 1:
-        raise RuntimeError(f"one trial needs {space.cpus_per_trial()} CPUs, the cluster has {res.get('CPU', 0)}")
-    return max(1, min(fit, space.max_concurrent or fit))
+def max_concurrent(space: SearchSpace, res: dict | None = None) -> int:
+    """Trials at once: what the cluster's CPUs (and GPUs) hold, never more (trials would hang).
+    `res`: the cluster's {"CPU": .., "GPU": ..} (default: ask the connected Ray)."""
+    if res is None:
+        import ray
+        res = ray.cluster_resources()
+    need = {"CPU": space.cpus_per_trial(), "GPU": space.gpus_per_worker * space.workers_per_trial}
+    fit = space.max_concurrent or 1 << 30
+    for kind, n in need.items():
+        if n > res.get(kind, 0):
+            key = "resources.cpus_per_worker" if kind == "CPU" else "resources.gpus_per_worker"
+            raise SpaceError(f"{key}: one trial needs {n:g} {kind}s ({space.workers_per_trial} worker(s)), "
+                             f"the cluster has {res.get(kind, 0):g}")
+        if n:
+            fit = min(fit, math.floor(res[kind] / n))
+    return max(1, fit)
+
+
+def local_resources() -> dict:
+    """What an embedded Ray started here would hold (its defaults: every CPU, every visible GPU)."""
+    import torch
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
 
 def _trainable(space: SearchSpace, raw):
@@ -136,9 +154,15 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     storage = storage if "://" in storage else str(Path(storage).resolve())
     root = _join(storage, name)
     if "://" not in root and Path(root, "tuner.pkl").exists():
-        raise SystemExit(f"rlp-tune: {root} already holds a sweep; `rlp-tune resume {root}` continues it")
-    init_ray(address)
+        raise SweepError(f"{root} already holds a sweep; `rlp-tune resume {root}` continues it")
+    if "://" not in storage:
+        check_folder(storage, "--storage")
+    if not address:
+        max_concurrent(space, local_resources())
     raw = _load_shared_raw(space)
+    from .preflight import preflight
+    preflight(space, raw)         # the trials' data sizes and the metric they report, before Ray starts
+    init_ray(address)
     _write_space(space, root)
     print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
           f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
@@ -174,7 +198,7 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             add_callbacks_on_restore(tuner, [*_driver_callbacks(space, root, verbose),
                                              stop.callback(expected_trials(space))])
         elif _has_trial_results(root):
-            raise SystemExit(f"rlp-tune: {root} holds trial results but no restorable sweep state")
+            raise SweepError(f"{root} holds trial results but no restorable sweep state")
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
             print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
             storage, name = _split(root)
@@ -285,14 +309,11 @@ def _space_path(root: str) -> str:
             with fs.open_input_stream(f"{path.rstrip('/')}/{SPACE_FILE}") as f:
                 data = f.read()
         except (FileNotFoundError, OSError):
-            raise SystemExit(f"rlp-tune: {root} is not a sweep folder (no {SPACE_FILE})") from None
+            raise SweepError(f"{root} is not a sweep folder (no {SPACE_FILE})") from None
         local = Path(tempfile.mkdtemp(prefix="rlp_tune_space_")) / SPACE_FILE
         local.write_bytes(data)
         return str(local)
-    p = Path(root) / SPACE_FILE
-    if not p.exists():
-        raise SystemExit(f"rlp-tune: {root} is not a sweep folder (no {SPACE_FILE})")
-    return str(p)
+    return space_file(root)
 
 
 def _write_space(space: SearchSpace, root: str) -> None:

@@ -85,19 +85,22 @@ def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int
     trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), sweep=meta["sweep"], trial_id=trial_id,
                       results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id()})
     fit = trainer.fit()
-    for rec in fit:
-        metrics = rec.flat()
-        ckpt = None
-        if rank == 0:
-            ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
-        try:
-            report(metrics, checkpoint=ckpt)
-        except BaseException:
-            # Tune ends the trial inside report (sys.exit): a scheduler stop or an interrupt. The
-            # driver records which (scheduler-stops.csv); the trial's row stays RUNNING, not STOPPED
-            trainer.writer = None
-            fit.close()
-            raise
+    try:
+        for rec in fit:
+            metrics = rec.flat()
+            ckpt = None
+            if rank == 0:
+                ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
+            try:
+                report(metrics, checkpoint=ckpt)
+            except BaseException:
+                # Tune ends the trial inside report (sys.exit): a scheduler stop or an interrupt. The
+                # driver records which (scheduler-stops.csv); the trial's row stays RUNNING, not STOPPED
+                trainer.writer = None
+                fit.close()
+                raise
+    finally:   # a trial stopped inside report() frees its folder's lock at once (reused actors live on)
+        trainer.close()
 
 
 def _tune_ckpt_dir(out: Path, epoch: int, shared: bool) -> Path:
@@ -150,7 +153,9 @@ def _restore_from_tune(checkpoint, out: Path) -> None:
 
 
 def _epoch_of(path: Path) -> int:
+    """The checkpoint's epoch, read as the trainer reads it (weights only: a crafted file runs no code)."""
+    from ..train import CheckpointError, read_checkpoint
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint loses to a readable one
+        return int(read_checkpoint(path)["epoch"])
+    except CheckpointError:   # an unreadable checkpoint loses to a readable one
         return -1

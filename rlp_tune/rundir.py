@@ -1,0 +1,85 @@
+"""A run folder: checked before any work, and held by one process at a time.
+
+    check_folder("runs/x", "--out")        # UserError if it is a file, or cannot be made / written
+    lock = RunLock.acquire(Path("runs/x"))  # RunLockedError (one line, exit 2) if another process holds it
+    ...                                     # train: the lock is held for the whole run
+    lock.release()
+
+The lock is `fcntl.flock` on `FOLDER/.lock` (the holder's pid inside, for the message). The kernel
+drops it when the holder exits, however it exits (crash, SIGKILL): a stale lock file locks nothing.
+On a filesystem without flock support the run proceeds unlocked, with a warning.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+LOCK_FILE = ".lock"
+
+
+class FolderError(UserError, OSError):
+    """An output folder that is a file, or cannot be made or written."""
+
+
+class RunLockedError(UserError, RuntimeError):
+    """Another process runs in this folder."""
+
+
+def check_folder(path: str | Path, what: str) -> None:
+    """`path` is a writable folder, or can be made as one (its nearest existing parent is a
+    writable folder). Makes nothing."""
+    p = Path(path).expanduser().absolute()
+    probe = p
+    while not probe.exists():
+        if probe.is_symlink():
+            raise FolderError(f"{what} {path}: is a broken symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "" if probe == p else f" ({probe} is a file)"
+        raise FolderError(f"{what} {path}: not a folder{where}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise FolderError(f"{what} {path}: {probe} is not writable")
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held until `release()` (or the process ends)."""
+
+    def __init__(self, folder: Path, fd: int | None):
+        self.folder, self.fd = folder, fd
+
+    @classmethod
+    def acquire(cls, folder: str | Path) -> "RunLock":
+        import fcntl
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise FolderError(f"{folder}: cannot create the run folder's lock file ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                who = f" (pid {holder})" if holder else ""
+                raise RunLockedError(f"{folder}: another process{who} is running in this folder; wait for it "
+                                     "to end or use another --out folder") from None
+            print(f"rlp-tune: warning: {folder}: cannot lock the folder ({e.strerror}); make sure no other "
+                  "process runs in it", file=sys.stderr)
+            return cls(folder, None)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return cls(folder, fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)     # closing drops the flock
+            self.fd = None
+
+    def __del__(self):
+        self.release()
