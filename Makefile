@@ -1,4 +1,4 @@
-# make demo  — create .venv, install everything, run the embedded default job
+# make demo  — create .venv, install everything, run the demo experiment (λ grid on digits) and its analysis
 # make test  — create/update .venv the same way, run the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test venv bench clean
+.PHONY: demo tune-demo test venv bench clean
 
 venv: $(STAMP)
 
@@ -17,11 +17,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[all]"
 	touch $(STAMP)
 
-# the demo sweep: Optuna + ASHA over λ, heads, hidden width and n on digits, embedded local Ray
+# the demo: a designed experiment on digits (a λ grid x 3 seeds, full-length trials, embedded local
+# Ray) whose analysis shows memorization falling with λ (search_spaces/demo.toml)
 demo: $(STAMP)
 	rm -rf results/demo
 	$(BIN)/rlp-tune sweep search_spaces/demo.toml --storage results
+	$(BIN)/rlp-tune analyze results/demo
 	$(BIN)/rlp-tune report results/demo --out reports/demo
+
+# the tuning demo: Optuna TPE + ASHA over λ, heads, hidden width and n on digits
+tune-demo: $(STAMP)
+	rm -rf results/tune_demo
+	$(BIN)/rlp-tune sweep search_spaces/tune_demo.toml --storage results
+	$(BIN)/rlp-tune report results/tune_demo --out reports/tune_demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -7,6 +7,7 @@ pyproject.toml), not its callers.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def test_state_reader_says_unknown_for_other_layouts(tmp_path):
         assert compat.trial_ids_in_state(f) is None, text
         assert compat.newest_experiment_state(tmp_path) == f    # the timestamp orders them
     assert compat.trial_ids_in_state(tmp_path / "absent.json") is None
+    good = json.dumps({"trial_data": [[json.dumps({"trial_id": "a", "config": {"x": 1}, "status": "PENDING"}), "{}"]]})
+    assert compat.trials_in_state(good) == {"a": ({"x": 1}, "PENDING")}
 
 
 @pytest.mark.ray
@@ -94,6 +97,9 @@ def test_tune_internals_against_a_real_run(tmp_path):
         ids = compat.trial_ids_in_state(state)
         assert ids is not None and len(ids) == 2
         assert all(any(i in r for r in ran) for i in ids)      # the ids are those of the trials Tune ran
+        trials = compat.trials_in_state(state.read_text())     # their configs and statuses too
+        assert set(trials) == ids and sorted(c["x"] for c, _ in trials.values()) == [1, 2]
+        assert {st for _, st in trials.values()} == {"ERROR"}
 
         class Seen(Callback):
             def __init__(self):

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import uuid
 from pathlib import Path
 
@@ -117,12 +118,16 @@ def _tune_state(root: Path, ids: list[str]) -> None:
     (root / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
 
 
-def _searcher(root: Path):
+def _searcher(root: Path, design: str = "tpe"):
+    from functools import partial
+
     from optuna.distributions import FloatDistribution, IntDistribution
 
     from rlp_tune.tune.study import StudySearcher
     space = {"rlp.lam": FloatDistribution(1e-2, 1e2, log=True), "rlp.n": IntDistribution(8, 64, log=True)}
-    return StudySearcher(str(root), root.name, space, "val.acc", "max", seed=0, max_epochs=3)
+    from rlp_tune.tune.designs import optuna_sampler
+    seeded = types.SimpleNamespace(design=design, base=types.SimpleNamespace(run=types.SimpleNamespace(seed=0)))
+    return StudySearcher(str(root), root.name, space, "val.acc", "max", partial(optuna_sampler, seeded), max_epochs=3)
 
 
 def _play(s, root: Path, tid: str, outcome: str, n_epochs: int):
@@ -140,20 +145,21 @@ def _play(s, root: Path, tid: str, outcome: str, n_epochs: int):
     return cfg
 
 
-def test_study_replay_reproduces_the_uninterrupted_sampler(tmp_path):
+@pytest.mark.parametrize("design", ["tpe", "random", "qmc"])
+def test_study_replay_reproduces_the_uninterrupted_sampler(tmp_path, design):
     """Searcher A runs 14 trials (past TPE's 10 random start-up trials). Searcher B, unpickled as
     Tune restores it after a kill when A had made 7 trials (the 7th unknown to Tune's saved state),
-    replays the journal and draws what A drew for trials 7..14; the study lists every trial with
+    replays the journal and draws what A drew for trials 7..14 (TPE, random and QMC samplers); the study lists every trial with
     its state (PRUNED for scheduler stops, RUNNING for one cut by an interrupt)."""
     import pickle
 
     import optuna
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     plan = [("done", 3), ("pruned", 1), ("done", 3), ("pruned", 2), ("done", 3), ("done", 3)] + [("done", 3)] * 8
-    a = _searcher(ref)
+    a = _searcher(ref, design)
     want = [_play(a, ref, f"t{i}", *p) for i, p in enumerate(plan)]
 
-    b = _searcher(cut)
+    b = _searcher(cut, design)
     got = [_play(b, cut, f"t{i}", *p) for i, p in enumerate(plan[:6])]
     _play(b, cut, "orphan", "running", 1)   # created after Tune's last save: never continued
     _tune_state(cut, [f"t{i}" for i in range(6)])

@@ -4,6 +4,7 @@
     loopback_only(); ray.init(num_cpus=2, **node_ip_kwargs("127.0.0.1"))
     tuner = tune.Tuner.restore(root, trainable); add_callbacks_on_restore(tuner, [cb]); tuner.fit()
     state = newest_experiment_state(root); ids = trial_ids_in_state(state)   # None: format unknown
+    trials = trials_in_state(state.read_text())   # {trial_id: (config, status)}
 
 Each function below is here because Ray 2.60 has no public door for what it does (the installed
 source was searched; the reason is written at each). tests/test_ray_compat.py checks every one
@@ -68,12 +69,26 @@ def newest_experiment_state(root: str | os.PathLike) -> Path | None:
 
 def trial_ids_in_state(state: str | os.PathLike) -> set[str] | None:
     """Trial ids an experiment-state file records (those a restore continues); None when the file
-    cannot be read or its layout is not Ray 2.60's: {"trial_data": [[trial_json, runtime_json], …]},
-    trial_json a JSON string with a "trial_id"."""
+    cannot be read or its layout is not Ray 2.60's (see `trials_in_state`)."""
     try:
-        data = json.loads(Path(state).read_text()).get("trial_data", [])
-        return {json.loads(t[0] if isinstance(t, list) else t)["trial_id"] for t in data}
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        text = Path(state).read_text()
+    except OSError:
+        return None
+    trials = trials_in_state(text)
+    return None if trials is None else set(trials)
+
+
+def trials_in_state(text: str) -> dict[str, tuple[dict, str]] | None:
+    """{trial_id: (config, status)} from the text of an experiment-state file; None when its layout
+    is not Ray 2.60's: {"trial_data": [[trial_json, runtime_json], …]}, trial_json a JSON string
+    with "trial_id", "config" (the trial's resolved config) and "status" (Trial.__getstate__)."""
+    try:
+        out = {}
+        for t in json.loads(text).get("trial_data", []):
+            state = json.loads(t[0] if isinstance(t, list) else t)
+            out[state["trial_id"]] = (dict(state.get("config") or {}), str(state.get("status", "")))
+        return out
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
 
 

@@ -13,11 +13,15 @@ Format (docs/search-spaces.md has the whole reference):
     "rlp.heads"  = { dist = "int", low = 1, high = 4 }
     "rlp.n"      = { dist = "intlog", low = 8, high = 1024 }
     "rlp.hidden" = { dist = "choice", values = [0, 64, 256] }
+    "model.width" = { dist = "grid", values = [64, 256] }        # design = "grid" / "adaptive" only
     [sweep]
+    design = "tpe"        # "grid" | "qmc" | "random" | "tpe" | "adaptive" (rlp_tune/tune/designs.py)
     name = "demo"; metric = "val.acc"; mode = "max"; num_samples = 12; max_concurrent = 0 (0 = what fits)
     seeds = [0]                               # replicate seeds: each sampled config runs under every seed
+    target_ci_decades = 0.5; initial_points = 5    # design = "adaptive" only
+    peak_metric = "val.acc"                         # adaptive only: also narrow the CI of its peak λ*
     [scheduler]
-    type = "asha"; grace_period = 2; reduction_factor = 3      # or type = "fifo"
+    type = "asha"; grace_period = 2; reduction_factor = 3      # or type = "fifo" (default for curve designs)
     [resources]
     workers_per_trial = 1; cpus_per_worker = 1; gpus_per_worker = 0
 """
@@ -32,7 +36,12 @@ from typing import Any
 from ..config import Config, ConfigError, all_keys, load_toml
 from ..errors import UserError
 
-DISTS = ("loguniform", "uniform", "int", "intlog", "choice")
+DISTS = ("loguniform", "uniform", "int", "intlog", "choice", "grid")
+RANGES = ("loguniform", "uniform", "int", "intlog")
+DESIGNS = ("grid", "qmc", "random", "tpe", "adaptive")
+# designs whose results are curves over the searched factors: every trial must run to the end
+CURVE_DESIGNS = ("grid", "qmc", "adaptive")
+ADAPTIVE_KEY = "rlp.lam"     # the key an adaptive design places; the other factors are grid
 
 
 class SpaceError(UserError, ValueError):
@@ -49,15 +58,15 @@ class Dist:
 
     def to_optuna(self):
         import optuna.distributions as od
-        if self.dist == "choice":
+        if self.dist in ("choice", "grid"):
             return od.CategoricalDistribution(list(self.values))
         if self.dist in ("int", "intlog"):
             return od.IntDistribution(int(self.low), int(self.high), log=self.dist == "intlog")
         return od.FloatDistribution(float(self.low), float(self.high), log=self.dist == "loguniform")
 
     def corners(self) -> list[Any]:
-        """Values that must all give a valid Config (bounds, or every choice)."""
-        if self.dist == "choice":
+        """Values that must all give a valid Config (bounds, or every choice / grid value)."""
+        if self.dist in ("choice", "grid"):
             return list(self.values)
         if self.dist in ("int", "intlog"):
             return [int(self.low), int(self.high)]
@@ -75,6 +84,10 @@ class SearchSpace:
     num_samples: int = 8
     max_concurrent: int = 0
     seeds: tuple[int, ...] = (0,)
+    design: str = "tpe"
+    target_ci_decades: float = 0.5    # adaptive: stop a cell once its 95% CI of log10 λ50 is narrower
+    initial_points: int = 5           # adaptive: log-spaced λ per cell before λ is placed by the fit
+    peak_metric: str = ""             # adaptive: also narrow the CI of λ*, this metric's peak ("" = off)
     scheduler: dict = field(default_factory=lambda: {"type": "asha", "grace_period": 1, "reduction_factor": 3})
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
@@ -83,6 +96,18 @@ class SearchSpace:
 
     def optuna_space(self) -> dict:
         return {d.key: d.to_optuna() for d in self.search}
+
+    def grid_dists(self) -> tuple[Dist, ...]:
+        """The factors given as `grid` (all of them for design grid; the non-λ ones for adaptive)."""
+        return tuple(d for d in self.search if d.dist == "grid")
+
+    def n_cells(self) -> int:
+        """Cells of the grid factors (1 when there are none)."""
+        return math.prod(len(d.values) for d in self.grid_dists())
+
+    def total_trials(self) -> int:
+        """Trials the sweep runs at most: configs (grid: every cell; adaptive: λ points) × seeds."""
+        return self.num_samples * len(self.seeds)
 
     def trial_resources(self) -> dict:
         """Tune resources of one trial's driver: with Ray Train workers it holds no CPU."""
@@ -152,10 +177,15 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
         extra = set(spec) - {"dist", "low", "high", "values"}
         if extra:
             raise _err(key, f"unknown field {sorted(extra)[0]!r} in the distribution")
-        if d == "choice":
+        if d in ("choice", "grid"):
             values = spec.get("values")
             if not isinstance(values, list) or not values:
-                raise _err(key, "choice needs a non-empty list `values`")
+                raise _err(key, f"{d} needs a non-empty list `values`")
+            same = [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v) for v in values]
+            if d == "grid" and len(set(same)) < len(values):   # 1 and 1.0 are one cell
+                raise _err(key, "grid values repeat (each cell must be run once per seed)")
+            if set(spec) - {"dist", "values"}:
+                raise _err(key, f"{d} takes `values`, not `low`/`high`")
             dist = Dist(key, d, values=tuple(values))
         else:
             lo, hi = spec.get("low"), spec.get("high")
@@ -177,14 +207,35 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
         search.append(dist)
 
     sw = dict(doc.get("sweep", {}))
-    sched = {"type": "asha", "grace_period": 1, "reduction_factor": 3, **doc.get("scheduler", {})}
+    design = sw.pop("design", "tpe")
+    if design not in DESIGNS:
+        raise _err("sweep.design", f"unknown design {design!r} (one of {', '.join(DESIGNS)})")
+    # curve designs need full-length trials: no early stopping unless asked for (and then refused)
+    sched = {"type": "fifo" if design in CURVE_DESIGNS else "asha", "grace_period": 1, "reduction_factor": 3,
+             **doc.get("scheduler", {})}
     res = doc.get("resources", {})
+    adaptive_keys = {k: sw.pop(k) for k in ("target_ci_decades", "initial_points", "peak_metric") if k in sw}
+    if adaptive_keys and design != "adaptive":
+        raise _err(f"sweep.{sorted(adaptive_keys)[0]}", f"only for design = 'adaptive' (this is {design!r})")
+    n_given = sw.pop("num_samples", None)
+    if design == "grid":
+        if n_given is not None:
+            raise _err("sweep.num_samples", "a grid runs every cell once per seed: leave num_samples out")
+        n_given = math.prod(len(d.values) for d in search if d.dist == "grid")
+    target = adaptive_keys.get("target_ci_decades", 0.5)
+    if isinstance(target, bool) or not isinstance(target, (int, float)):
+        raise _err("sweep.target_ci_decades", f"must be a number of decades, got {target!r}")
+    initial = adaptive_keys.get("initial_points", 5)
+    if isinstance(initial, bool) or not isinstance(initial, int):
+        raise _err("sweep.initial_points", f"must be an integer, got {initial!r}")
     try:
         space = SearchSpace(
             path=str(p), base=cfg, search=tuple(search), name=str(sw.pop("name", p.stem)),
             metric=str(sw.pop("metric", "val.acc")), mode=str(sw.pop("mode", "max")),
-            num_samples=int(sw.pop("num_samples", 8)), max_concurrent=int(sw.pop("max_concurrent", 0)),
+            num_samples=int(8 if n_given is None else n_given), max_concurrent=int(sw.pop("max_concurrent", 0)),
             seeds=tuple(int(s) for s in sw.pop("seeds", [cfg.run.seed])), scheduler=sched,
+            design=design, target_ci_decades=float(target), initial_points=initial,
+            peak_metric=str(adaptive_keys.get("peak_metric", "")),
             workers_per_trial=int(res.get("workers_per_trial", 1)),
             cpus_per_worker=float(res.get("cpus_per_worker", 1)), gpus_per_worker=float(res.get("gpus_per_worker", 0)),
             text=p.read_text())
@@ -229,6 +280,52 @@ def _check(s: SearchSpace, res: dict) -> None:
         raise _err("resources.cpus_per_worker", "fractions only below 1")
     if any(d.key == "run.seed" for d in s.search):
         raise _err("run.seed", "use sweep.seeds for replicate seeds instead of searching run.seed")
+    if len(set(s.seeds)) < len(s.seeds):
+        raise _err("sweep.seeds", f"seeds repeat: {list(s.seeds)}")
+    _check_design(s)
+
+
+def _check_design(s: SearchSpace) -> None:
+    """What each design accepts (docs/search-spaces.md, "Designs")."""
+    if s.design in CURVE_DESIGNS and s.scheduler.get("type") == "asha":
+        raise _err("scheduler.type", f"ASHA stops trials early, and design {s.design!r} fits curves that need "
+                                     "full-length trials: use type = 'fifo' (or design 'tpe' / 'random')")
+    for d in s.search:
+        if d.dist == "grid" and s.design not in ("grid", "adaptive"):
+            raise _err(d.key, f"dist 'grid' needs design 'grid' or 'adaptive' (this is {s.design!r}; "
+                              "use 'choice' to let the searcher pick values)")
+        if s.design == "grid" and d.dist != "grid":
+            raise _err(d.key, f"design 'grid' runs a full factorial: give {{ dist = \"grid\", values = [...] }}, "
+                              f"not {d.dist!r}")
+        if s.design == "qmc" and d.dist not in RANGES:
+            raise _err(d.key, f"design 'qmc' (Sobol points) needs a range (one of {', '.join(RANGES)}), "
+                              f"not {d.dist!r}")
+        if s.design == "adaptive" and d.key != ADAPTIVE_KEY and d.dist != "grid":
+            raise _err(d.key, f"design 'adaptive' places {ADAPTIVE_KEY} inside each cell of the other factors: "
+                              f"give this one as {{ dist = \"grid\", values = [...] }}, not {d.dist!r}")
+    if s.design == "qmc" and not s.search:
+        raise _err("search", "design 'qmc' needs at least one searched range")
+    if s.design != "adaptive":
+        return
+    lam = next((d for d in s.search if d.key == ADAPTIVE_KEY), None)
+    if lam is None or lam.dist != "loguniform":
+        raise _err(ADAPTIVE_KEY, "design 'adaptive' needs it as a log range: "
+                                 "{ dist = \"loguniform\", low = ..., high = ... }"
+                   + ("" if lam is None else f" (got {lam.dist!r})"))
+    if not (math.isfinite(s.target_ci_decades) and s.target_ci_decades > 0):
+        raise _err("sweep.target_ci_decades", f"must be a positive width in decades, got {s.target_ci_decades}")
+    if s.initial_points < 5:
+        raise _err("sweep.initial_points", f"must be >= 5 (the 4-parameter logistic needs 5 distinct λ), "
+                                           f"got {s.initial_points}")
+    split, _, metric = s.peak_metric.partition(".")
+    if s.peak_metric and (split not in ("val", "test") or not metric or "." in metric):
+        raise _err("sweep.peak_metric", f"expected 'val.acc' or 'test.acc' (a split-level accuracy), "
+                                        f"got {s.peak_metric!r}")
+    if split == "val" and s.base.data.val_fraction <= 0:
+        raise _err("sweep.peak_metric", "a 'val' metric needs data.val_fraction > 0")
+    if s.num_samples < s.n_cells() * s.initial_points:
+        raise _err("sweep.num_samples", f"{s.num_samples} λ points cannot cover the initial set: "
+                                        f"{s.n_cells()} cell(s) x {s.initial_points} initial points")
 
 
 def trial_config(space: SearchSpace, sampled: dict[str, Any], seed: int) -> Config:

@@ -1,4 +1,4 @@
-"""The sweep's Optuna study (TPE) lives in the sweep folder, as an Optuna journal, and survives resumes.
+"""The sweep's Optuna study (designs tpe, random, qmc) lives in the sweep folder, as an Optuna journal, and survives resumes.
 
     ROOT/optuna.journal      Optuna JournalStorage (JournalFileBackend); study name = the sweep's name
 
@@ -69,9 +69,11 @@ def running_in_study(root: str) -> int:
 
 
 class StudySearcher(Searcher):
-    def __init__(self, root: str, name: str, space: dict, metric: str, mode: str, seed: int, max_epochs: int):
+    def __init__(self, root: str, name: str, space: dict, metric: str, mode: str, sampler, max_epochs: int):
+        """`sampler`: a picklable callable making the seeded Optuna sampler (called afresh per replay)."""
         super().__init__(metric=metric, mode=mode)
-        self.cfg = dict(root=root, name=name, space=space, metric=metric, mode=mode, seed=seed, max_epochs=max_epochs)
+        self.cfg = dict(root=root, name=name, space=space, metric=metric, mode=mode, sampler=sampler,
+                        max_epochs=max_epochs)
         self._reset()
 
     def _reset(self) -> None:
@@ -99,8 +101,7 @@ class StudySearcher(Searcher):
 
     # ---- the study ---------------------------------------------------------------------------------
     def _sampler(self):
-        from optuna.samplers import TPESampler
-        return TPESampler(seed=self.cfg["seed"])
+        return self.cfg["sampler"]()
 
     def study(self):
         if self._study is None:

@@ -95,27 +95,21 @@ def _meta(space: SearchSpace, root: str, name: str) -> dict:
 
 
 def expected_trials(space: SearchSpace) -> int:
-    return space.num_samples * len(space.seeds)
+    return space.total_trials()
 
 
 def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=(), verbose: bool = False):
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter, Repeater
 
     from .asha import RungScheduler
-    from .study import StudySearcher
+    from .designs import build_searcher
 
     root = _join(storage, name)
     searched = {d.key for d in space.search}
     param_space = {k: v for k, v in space.base.to_flat().items() if k not in searched}
     param_space[META] = _meta(space, root, name)
-    search = StudySearcher(root, name, space.optuna_space(), space.metric, space.mode, space.base.run.seed,
-                           space.base.run.epochs)
-    n_rep = len(space.seeds)
-    if n_rep > 1:   # paired replicates: each sampled config runs under every seed; Optuna sees the mean
-        search = Repeater(search, repeat=n_rep, set_index=True)
-    search = ConcurrencyLimiter(search, max_concurrent=max_concurrent(space))
+    search = build_searcher(space, root, max_concurrent(space))   # the [sweep] design
     sched = space.scheduler
     scheduler = (RungScheduler(root, space.metric, space.mode, max_t=space.base.run.epochs,
                                grace_period=int(sched.get("grace_period", 1)),
@@ -125,7 +119,7 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=(), 
         _trainable(space, raw),
         param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=space.metric, mode=space.mode,
-                                    num_samples=space.num_samples * n_rep,
+                                    num_samples=space.total_trials(),
                                     # one-process trials reuse their actor: no new Python + torch import
                                     # per trial (all such trials ask for the same resources)
                                     reuse_actors=space.workers_per_trial == 1),
