@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sweep name = folder under --storage (default: [sweep] name of the space)")
     s.add_argument("--fresh", action="store_true",
                    help="delete an existing local sweep folder STORAGE/NAME (printed) and start the sweep anew")
+    s.add_argument("--verbose", action="store_true",
+                   help="a line per trial epoch instead of the one live progress line")
 
     rs = _sub(sub, "resume", "continue a stopped or crashed sweep from its folder",
               "Trials continue from their checkpoints, the searcher from its saved state; "
@@ -147,9 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("target", metavar="SWEEP_DIR", help="sweep folder STORAGE/NAME (local path or URI)")
     rs.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
                                                     "(default: start an embedded one)")
+    rs.add_argument("--verbose", action="store_true",
+                    help="a line per trial epoch instead of the one live progress line")
     st = _sub(sub, "status", "show a sweep's trials (also while it runs)",
               "One line per trial: status, epochs, the metric and the searched values, best first.")
     st.add_argument("target", metavar="SWEEP_DIR", help="sweep folder STORAGE/NAME")
+    d = _sub(sub, "dashboard", "optuna-dashboard on a sweep's Optuna study, on 127.0.0.1",
+             "Needs the extra: pip install 'rlp_tune[dashboard]'. The study lives in SWEEP_DIR/optuna.journal; "
+             "from Python: rlp_tune.tune.study.load_study(SWEEP_DIR) (optuna.load_study on that journal).")
+    d.add_argument("target", metavar="SWEEP_DIR", help="sweep folder (holds optuna.journal)")
+    d.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
 
     q = _sub(sub, "query", "SQL (DuckDB) over the Parquet results of a run or sweep", QUERY_TABLES + ".\n\n"
              "  rlp-tune query results/demo 'SELECT \"rlp.lam\", \"test.acc\" FROM final ORDER BY 1'")
@@ -249,7 +258,7 @@ def _dispatch(args) -> int:
         return 0
     if args.cmd == "train":
         return cmd_train(args)
-    if args.cmd in ("sweep", "resume", "status"):
+    if args.cmd in ("sweep", "resume", "status", "dashboard"):
         from .tune import cli as tune_cli
         return getattr(tune_cli, f"cmd_{args.cmd}")(args)
     if args.cmd == "query":
