@@ -397,3 +397,28 @@ def test_progress_line_and_verbose_lines(tmp_path):
     assert "1/3 trials done | running - | best val.acc 0.75 (a0) | ETA " in compact[1]
     assert [ln.split("] ")[1].split("  ")[0] for ln in verbose] == [
         "a1 epoch 1/2 val.acc=0.5", "a1 epoch 2/2 val.acc=0.75", "a1 finished at epoch 2"]
+
+
+def test_status_table_numbers_match_the_metric_rows(tmp_path):
+    """trial_table's last / best / epochs (one DuckDB aggregate) equal the same numbers computed from
+    every row in pandas; NaN values are skipped and other heads, layers and protocols ignored."""
+    from rlp_tune.results import metric_rows
+    from rlp_tune.tune.status import trial_table
+    root = tmp_path / "s"
+    for tid, vals in {"a1": [0.5, 0.9, 0.6], "b2": [0.4, float("nan")], "c3": [0.7]}.items():
+        w = ResultWriter(root, sweep="s", trial_id=tid)
+        for e, v in enumerate(vals, 1):
+            w.write_epoch(e, [{"split": "test", "metric": "acc", "value": v},
+                              {"split": "test", "metric": "acc", "head": 0, "value": 99.0},
+                              {"split": "test", "metric": "acc", "protocol": "k=5", "value": 98.0}])
+        w.write_trial({"run.seed": 0}, status="TERMINATED", epochs_done=len(vals))
+    ResultWriter(root, sweep="s", trial_id="a1").write_epoch(4, [{"split": "train", "metric": "loss", "value": 1.0}])
+    for mode in ("max", "min"):
+        rows = {r["trial_id"]: r for r in trial_table(str(root), "test.acc", mode)}
+        sel = metric_rows(read_metrics(root), "test.acc").dropna(subset=["value"])
+        for tid, r in rows.items():
+            s = sel[sel.trial_id == tid].sort_values("epoch").value
+            assert r["metric"] == s.iloc[-1] and r["best"] == (s.max() if mode == "max" else s.min())
+        assert {t: r["epochs_done"] for t, r in rows.items()} == {"a1": 4, "b2": 2, "c3": 1}
+        assert (rows["a1"]["metric"], rows["b2"]["metric"]) == (0.6, 0.4)
+    assert [r["trial_id"] for r in trial_table(str(root), "test.acc", "max")] == ["c3", "a1", "b2"]

@@ -13,20 +13,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..results import atomic_write_table, metric_rows, read_metrics, read_trials
+from ..results import atomic_write_table, metric_parts, read_trials
 
 
 def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
     """One dict per trial: trial_id, status, epochs_done, metric (last epoch), best (over epochs),
-    config columns; sorted best first."""
+    config columns; sorted best first. Reads the trial rows and, of the metric rows, only the three
+    per-trial numbers shown (one DuckDB aggregate over the `metrics` view, not every row)."""
     trials = read_trials(root)
     if trials.empty:
         return []
-    m = read_metrics(root)
-    sel = metric_rows(m, metric)
-    last = sel.sort_values("epoch").groupby("trial_id").value.last()
-    best = sel.groupby("trial_id").value.max() if mode == "max" else sel.groupby("trial_id").value.min()
-    done = m.groupby("trial_id").epoch.max()
+    last, best, done = _metric_summary(root, metric, mode)
     rows = []
     for r in trials.to_dict("records"):
         t = r["trial_id"]
@@ -36,6 +33,27 @@ def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
     sign = -1 if mode == "max" else 1
     rows.sort(key=lambda r: (math.isnan(r["metric"]), sign * (0 if math.isnan(r["metric"]) else r["metric"])))
     return rows
+
+
+def _metric_summary(root: str, metric: str, mode: str) -> tuple[dict, dict, dict]:
+    """Per trial: the metric's value at its last epoch, its best over epochs (NaN values skipped)
+    and the last epoch of any row: ({trial: last}, {trial: best}, {trial: epoch}). Only the rows of
+    `metric` (one per trial and epoch) come out of DuckDB; last / best are taken in pandas, since
+    DuckDB folds isnan() to false from Parquet statistics that leave NaN out (duckdb 2.0)."""
+    from ..analysis.query import connect, fetch, sql_literal
+    if not (Path(root) / "parquet" / "metrics").is_dir():
+        return {}, {}, {}
+    split, name, layer = metric_parts(metric)
+    con = connect(root, final=False, live=False)
+    try:
+        done = dict(fetch(con, "SELECT trial_id, max(epoch) FROM metrics GROUP BY trial_id", "rows"))
+        sel = fetch(con, f"SELECT trial_id, epoch, value FROM metrics WHERE split = {sql_literal(split)} "
+                         f"AND metric = {sql_literal(name)} AND layer = {sql_literal(layer)} AND head = -1 "
+                         f"AND protocol = '' ORDER BY trial_id, epoch", "df")
+    finally:
+        con.close()
+    by = sel.groupby("trial_id").value
+    return by.last().to_dict(), (by.max() if mode == "max" else by.min()).to_dict(), done
 
 
 def mark_status(root: str, trial_id: str, status: str) -> None:
