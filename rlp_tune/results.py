@@ -148,6 +148,21 @@ class ResultWriter:
         table = pa.Table.from_pylist([row])
         atomic_write_table(table, f"{self.base}/parquet/trials/{self.trial_id}.parquet", self.fs)
 
+    def mark_status(self, status: str) -> None:
+        """The sweep driver's one write to a trial's row, for what the driver sees end a trial:
+        "STOPPED" (the scheduler stopped it), "ERROR" (it raised), "TERMINATED" (Tune saw it complete
+        every epoch; the Trainer writes that too). RUNNING is the Trainer's alone; a TERMINATED row is
+        not turned into STOPPED. No row yet: nothing to mark."""
+        assert status in ("STOPPED", "ERROR", "TERMINATED"), status
+        path = f"{self.base}/parquet/trials/{self.trial_id}.parquet"
+        if not self._exists(path):
+            return
+        t = pq.read_table(path, filesystem=self.fs)
+        if t.column("status")[0].as_py() == "TERMINATED" and status == "STOPPED":
+            return
+        t = t.set_column(t.schema.get_field_index("status"), "status", pa.array([status] * t.num_rows))
+        atomic_write_table(t, path, self.fs)
+
     def _created(self) -> float:
         """When this trial first wrote its row (kept across resumes: trials sort by it)."""
         if self.created is None:

@@ -41,8 +41,8 @@ def cmd_status(args) -> int:
     if "://" not in args.target:
         space_file(args.target)
     from .status import format_status
-    from .sweep import _space_path, expected_trials
-    space = load_space(_space_path(args.target))
+    from .sweep import expected_trials, space_path
+    space = load_space(space_path(args.target))
     print(format_status(args.target, space.metric, space.mode, [d.key for d in space.search],
                         expected=expected_trials(space)))
     return 0

@@ -85,7 +85,6 @@ class ProgressPrinter(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         from ..results import ResultWriter
         from .asha import read_stops
-        from .status import mark_status
         epochs = self.space.base.run.epochs
         epoch = (trial.last_result or {}).get("epoch", 0) or 0
         local = "://" not in self.root
@@ -97,10 +96,12 @@ class ProgressPrinter(Callback):
         self.epochs.pop(trial.trial_id, None)
         if epoch >= epochs:
             how = "finished"
-            mark_status(self.root, trial.trial_id, "TERMINATED")
+            if local:   # the Trainer wrote it too, except when its last report was lost in a stop
+                ResultWriter(self.root, "", trial.trial_id).mark_status("TERMINATED")
         elif stopped_at is not None:
             how = f"stopped by the scheduler at epoch {stopped_at}"
-            mark_status(self.root, trial.trial_id, "STOPPED")
+            if local:
+                ResultWriter(self.root, "", trial.trial_id).mark_status("STOPPED")
         else:   # cut by an interrupt: its row stays RUNNING, `rlp-tune resume` continues it
             return
         self.done_here += 1
@@ -111,8 +112,9 @@ class ProgressPrinter(Callback):
             self._show(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        from .status import mark_status
-        mark_status(self.root, trial.trial_id, "ERROR")
+        from ..results import ResultWriter
+        if "://" not in self.root:
+            ResultWriter(self.root, "", trial.trial_id).mark_status("ERROR")
         self.epochs.pop(trial.trial_id, None)
         print(("\n" if self.tty and not self.verbose else "") +
               f"{trial.trial_id} failed: see {trial.local_path or trial.path}", file=self.stream, flush=True)

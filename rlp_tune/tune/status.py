@@ -10,10 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from ..results import atomic_write_table, metric_parts, read_trials
+from ..results import metric_parts, read_trials
+from .fmt import fmt_duration, fmt_value  # noqa: F401 - fmt_duration: progress.py imports it from here
 
 
 def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
@@ -54,33 +52,6 @@ def _metric_summary(root: str, metric: str, mode: str) -> tuple[dict, dict, dict
         con.close()
     by = sel.groupby("trial_id").value
     return by.last().to_dict(), (by.max() if mode == "max" else by.min()).to_dict(), done
-
-
-def mark_status(root: str, trial_id: str, status: str) -> None:
-    """Set a trial's status in its Parquet row (the driver knows when ASHA stopped a trial)."""
-    if "://" in root:
-        return
-    path = Path(root) / "parquet" / "trials" / f"{trial_id}.parquet"
-    if not path.exists():
-        return
-    t = pq.read_table(path)
-    if t.column("status")[0].as_py() == "TERMINATED" and status == "STOPPED":
-        return
-    t = t.set_column(t.schema.get_field_index("status"), "status", pa.array([status] * t.num_rows))
-    atomic_write_table(t, str(path))
-
-
-def fmt_value(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def fmt_duration(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
 def summary_lines(root: str, expected: int) -> list[str]:

@@ -22,6 +22,7 @@ from ..rundir import check_folder
 from ..trackers import tune_callbacks
 from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experiment_state, node_ip_kwargs,
                           trial_ids_in_state)
+from .fmt import fmt_value
 from .signals import StopRequest
 from .space import SearchSpace, SpaceError, load_space, space_file
 from .state import clear_driver, known_trials, mark_driver, sweep_state
@@ -152,7 +153,7 @@ class TrialDirname:
 
     def __call__(self, trial) -> str:
         import re
-        parts = [trial.trial_id] + [f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in self.keys]
+        parts = [trial.trial_id] + [f"{k.split('.')[-1]}={fmt_value(trial.config.get(k))}" for k in self.keys]
         rep = trial.config.get("__trial_index__")
         if rep is not None:
             parts.append(f"rep={rep}")
@@ -195,7 +196,7 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     afresh from the stored space. A complete sweep is left as it is."""
     from ray import tune
     root = root if "://" in root else str(Path(root).resolve())
-    space = load_space(_space_path(root))
+    space = load_space(space_path(root))
     if "://" not in root:
         from .study import running_in_study
         st = sweep_state(root, expected_trials(space))
@@ -315,7 +316,7 @@ def _split(root: str) -> tuple[str, str]:
     return str(p.parent), p.name
 
 
-def _space_path(root: str) -> str:
+def space_path(root: str) -> str:
     """The sweep folder's space.toml as a local file (fetched to a temporary file for a URI)."""
     if "://" in root:
         import tempfile
@@ -387,13 +388,10 @@ def format_best(space: SearchSpace, root: str, top: int = 5) -> str:
     head = f"{'trial':<14}{'status':<11}{'epochs':>7}{space.metric:>12}" + "".join(f"{k:>14}" for k in keys)
     lines.append(head)
     for r in rows[:top]:
-        vals = "".join(f"{_fmt(r.get(k)):>14}" for k in keys)
-        lines.append(f"{r['trial_id']:<14}{r['status']:<11}{r['epochs_done']:>7}{_fmt(r['metric']):>12}{vals}")
+        vals = "".join(f"{fmt_value(r.get(k)):>14}" for k in keys)
+        lines.append(f"{r['trial_id']:<14}{r['status']:<11}{r['epochs_done']:>7}{fmt_value(r['metric']):>12}{vals}")
     lines += [f"{len(rows)} trials; Parquet results: {root}/parquet",
               f"  rlp-tune status {root}    rlp-tune query {root} \"SELECT * FROM final\""]
     return "\n".join(lines)
 
 
-def _fmt(v) -> str:
-    from .status import fmt_value
-    return fmt_value(v)
