@@ -34,6 +34,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import storage
 from .errors import UserError
 
 SCHEMA_VERSION = 2
@@ -61,14 +62,6 @@ class ResultsError(UserError, ValueError):
     """A results file or folder cannot be read; the message names the file."""
 
 
-def _fs(root: str):
-    """(filesystem, path) for a local folder or a URI pyarrow understands (s3://, gs://, ...)."""
-    if "://" in str(root):
-        from pyarrow import fs as pafs
-        return pafs.FileSystem.from_uri(str(root))
-    return None, str(root)
-
-
 def temp_name(path: str) -> str:
     """Where to write `path` before renaming it: ROOT/.tmp/ for a file under ROOT/parquet/ (no
     reader of parquet/ sees it), else a hidden sibling."""
@@ -82,17 +75,15 @@ def temp_name(path: str) -> str:
 
 
 def atomic_write_table(table: pa.Table, path: str, filesystem=None) -> None:
-    tmp = temp_name(path)
+    """Write `table` to `path` through a temporary file and a rename. `filesystem`: a pyarrow
+    FileSystem with `path` inside it; None = `path` is a local path or a URI (storage.filesystem)."""
     if filesystem is None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(tmp).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    else:
-        filesystem.create_dir(os.path.dirname(path), recursive=True)
-        filesystem.create_dir(os.path.dirname(tmp), recursive=True)
-        pq.write_table(table, tmp, filesystem=filesystem)
-        filesystem.move(tmp, path)
+        filesystem, path = storage.filesystem(path)
+    tmp = temp_name(path)
+    filesystem.create_dir(os.path.dirname(path), recursive=True)
+    filesystem.create_dir(os.path.dirname(tmp), recursive=True)
+    pq.write_table(table, tmp, filesystem=filesystem)
+    filesystem.move(tmp, path)
 
 
 def versions() -> dict[str, str]:
@@ -106,7 +97,7 @@ def versions() -> dict[str, str]:
 
 class ResultWriter:
     def __init__(self, root: str | Path, sweep: str, trial_id: str):
-        self.fs, base = _fs(str(root))
+        self.fs, base = storage.filesystem(root)
         self.base = base.rstrip("/")
         self.sweep, self.trial_id = sweep, trial_id
         self.metrics_dir = f"{self.base}/parquet/metrics/{trial_id}"
@@ -211,26 +202,16 @@ class ResultWriter:
             if (pc.max(t["epoch"]).as_py() or 0) > epoch:   # rewrite only when there is something to drop
                 atomic_write_table(t.filter(pc.less_equal(t["epoch"], epoch)), final, self.fs)
 
-    # small filesystem shims (local or pyarrow.fs)
+    # one code path for local folders and URIs (storage.filesystem)
     def _epoch_files(self) -> list[str]:
-        if self.fs is None:
-            d = Path(self.metrics_dir)
-            return sorted(str(p) for p in d.glob("epoch_*.parquet")) if d.is_dir() else []
-        from pyarrow import fs as pafs
-        infos = self.fs.get_file_info(pafs.FileSelector(self.metrics_dir, allow_not_found=True))
-        return sorted(i.path for i in infos if Path(i.path).name.startswith("epoch_") and i.path.endswith(".parquet"))
+        return [f for f in storage.list_files(self.fs, self.metrics_dir)
+                if f.rpartition("/")[2].startswith("epoch_") and f.endswith(".parquet")]
 
     def _exists(self, path: str) -> bool:
-        if self.fs is None:
-            return os.path.exists(path)
-        from pyarrow import fs as pafs
-        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+        return storage.exists(self.fs, path)
 
     def _remove(self, path: str) -> None:
-        if self.fs is None:
-            os.remove(path)
-        else:
-            self.fs.delete_file(path)
+        self.fs.delete_file(path)
 
 
 def dedup_table(table: pa.Table) -> pa.Table:

@@ -422,3 +422,27 @@ def test_status_table_numbers_match_the_metric_rows(tmp_path):
         assert {t: r["epochs_done"] for t, r in rows.items()} == {"a1": 4, "b2": 2, "c3": 1}
         assert (rows["a1"]["metric"], rows["b2"]["metric"]) == (0.6, 0.4)
     assert [r["trial_id"] for r in trial_table(str(root), "test.acc", "max")] == ["c3", "a1", "b2"]
+
+
+def test_writer_has_one_code_path_for_paths_and_uris(tmp_path):
+    """storage.filesystem: a plain (even relative) path and a file:// URI give the same files, through
+    pyarrow.fs; only a URI with a scheme is remote."""
+    from rlp_tune import storage
+    assert storage.is_remote("s3://b/x") and storage.is_remote(f"file://{tmp_path}")
+    assert not storage.is_remote(tmp_path) and not storage.is_remote("runs/x")
+    fs, path = storage.filesystem("runs/x")
+    assert type(fs).__name__ == "LocalFileSystem" and path == os.path.abspath("runs/x")
+    for root in (tmp_path / "plain", f"file://{tmp_path}/uri"):
+        w = ResultWriter(root, sweep="s", trial_id="t1")
+        w.write_epoch(1, [{"split": "test", "metric": "acc", "value": 0.5}])
+        w.write_epoch(2, [{"split": "test", "metric": "acc", "value": 0.75}])
+        w.truncate_after(1)
+        w.write_epoch(2, [{"split": "test", "metric": "acc", "value": 0.25}])
+        w.compact()
+        w.write_trial({"run.seed": 3}, status="RUNNING", epochs_done=2)
+        w.mark_status("STOPPED")
+    for sub in ("plain", "uri"):
+        m = read_metrics(tmp_path / sub)
+        assert m.value.tolist() == [0.5, 0.25] and m.epoch.tolist() == [1, 2]
+        assert sorted(p.name for p in (tmp_path / sub / "parquet" / "metrics" / "t1").iterdir()) == ["final.parquet"]
+        assert read_trials(tmp_path / sub).status.tolist() == ["STOPPED"]

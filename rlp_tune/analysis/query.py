@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..results import METRIC_KEY, METRIC_SCHEMA, ResultsError
+from ..storage import is_remote
 
 EXTRA_KINDS = ("offline_epoch_", "probe_epoch_")   # rows added after training (results.ResultWriter kinds)
 
@@ -52,7 +53,7 @@ def _sql_str(s: str) -> str:
 
 
 def _root(root: str | Path) -> Path:
-    if "://" in str(root):
+    if is_remote(root):
         raise ResultsError(f"{root}: only local results folders can be queried (copy or mount it first)")
     p = Path(root)
     if not p.is_dir():
@@ -440,7 +441,7 @@ def _one_shot(root: str | Path, sql: str, trial: str = "*"):
 
 
 def _has_results(root: str | Path) -> bool:
-    return "://" not in str(root) and (Path(root) / "parquet").is_dir()
+    return not is_remote(root) and (Path(root) / "parquet").is_dir()
 
 
 def metrics_table(root: str | Path, trial_id: str | None = None):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..rundir import check_folder
+from ..storage import is_remote
 from ..trackers import tune_callbacks
 from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experiment_state, node_ip_kwargs,
                           trial_ids_in_state)
@@ -94,7 +95,7 @@ def _meta(space: SearchSpace, root: str, name: str) -> dict:
     from ..provenance import origin
     return {"sweep": name, "root": root, "seeds": list(space.seeds), "workers": space.workers_per_trial,
             "cpus": space.cpus_per_worker, "gpus": space.gpus_per_worker,
-            "train_storage": str(Path(root) / "train") if "://" not in root else root + "/train",
+            "train_storage": str(Path(root) / "train") if not is_remote(root) else root + "/train",
             "origin": origin()}   # the driver's git commit and command line, for every trials row
 
 
@@ -161,7 +162,7 @@ class TrialDirname:
 
 
 def _join(storage: str, name: str) -> str:
-    return f"{storage.rstrip('/')}/{name}" if "://" in storage else str(Path(storage).resolve() / name)
+    return f"{storage.rstrip('/')}/{name}" if is_remote(storage) else str(Path(storage).resolve() / name)
 
 
 def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = None, address: str | None = None,
@@ -169,11 +170,11 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     """Run a sweep to its end, or until `stop` (SIGUSR1/SIGTERM/Ctrl-C) asks for a clean stop; the
     returned dict's `exit_code` is 0, RESUME_EXIT (3: stopped, `rlp-tune resume` continues) or 130."""
     name = name or space.name
-    storage = storage if "://" in storage else str(Path(storage).resolve())
+    storage = storage if is_remote(storage) else str(Path(storage).resolve())
     root = _join(storage, name)
-    if "://" not in root and Path(root, "tuner.pkl").exists():
+    if not is_remote(root) and Path(root, "tuner.pkl").exists():
         raise SweepError(f"{root} already holds a sweep; `rlp-tune resume {root}` continues it")
-    if "://" not in storage:
+    if not is_remote(storage):
         check_folder(storage, "--storage")
     if not address:
         max_concurrent(space, local_resources())
@@ -195,9 +196,9 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     before Tune saved any state (it holds the search space but no tuner state) starts that sweep
     afresh from the stored space. A complete sweep is left as it is."""
     from ray import tune
-    root = root if "://" in root else str(Path(root).resolve())
+    root = root if is_remote(root) else str(Path(root).resolve())
     space = load_space(space_path(root))
-    if "://" not in root:
+    if not is_remote(root):
         from .study import running_in_study
         st = sweep_state(root, expected_trials(space))
         if st.complete and not running_in_study(root):
@@ -261,7 +262,7 @@ def _restorable(root: str) -> bool:
     from ray import tune
     if not tune.Tuner.can_restore(root):
         return False
-    if "://" in root:
+    if is_remote(root):
         return True
     state = newest_experiment_state(root)
     if state is None:
@@ -305,11 +306,11 @@ def _quarantine_orphans(root: str) -> list[str]:
 
 
 def _has_trial_results(root: str) -> bool:
-    return "://" not in root and any(Path(root, "parquet", "trials").glob("*.parquet"))
+    return not is_remote(root) and any(Path(root, "parquet", "trials").glob("*.parquet"))
 
 
 def _split(root: str) -> tuple[str, str]:
-    if "://" in root:
+    if is_remote(root):
         storage, _, name = root.rstrip("/").rpartition("/")
         return storage, name
     p = Path(root)
@@ -318,7 +319,7 @@ def _split(root: str) -> tuple[str, str]:
 
 def space_path(root: str) -> str:
     """The sweep folder's space.toml as a local file (fetched to a temporary file for a URI)."""
-    if "://" in root:
+    if is_remote(root):
         import tempfile
 
         from pyarrow import fs as pafs
@@ -342,7 +343,7 @@ def _write_space(space: SearchSpace, root: str) -> None:
     text = "\n".join(line for line in body if not line.strip().startswith("base ") and not line.strip().startswith("base="))
     base = "\n".join(f"[base.{line[1:]}" if line.startswith("[") else line for line in to_toml(space.base).split("\n"))
     content = text + "\n\n# the base config as run (the [fixed] overrides applied)\n" + base + "\n"
-    if "://" in root:
+    if is_remote(root):
         from pyarrow import fs as pafs
         fs, path = pafs.FileSystem.from_uri(root)
         fs.create_dir(path, recursive=True)
@@ -357,10 +358,10 @@ def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None)
     from ..results import read_trials
     code = stop.exit_code() if stop is not None else 0
     failed = grid.num_errors if code == 0 else 0
-    if code == 0 and "://" not in root:   # the sweep is complete: one trials file instead of one per trial
+    if code == 0 and not is_remote(root):   # the sweep is complete: one trials file instead of one per trial
         from ..results import compact_trials
         compact_trials(root)
-    df = read_trials(root) if "://" not in root else None
+    df = read_trials(root) if not is_remote(root) else None
     best = None
     try:
         r = grid.get_best_result(metric=space.metric, mode=space.mode, scope="last")
