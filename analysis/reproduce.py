@@ -80,6 +80,45 @@ def ensure_sweep(space: Path, storage: Path, sets: list[str], run: bool, log) ->
     return folder
 
 
+MASC_SEEDS = (0, 1)
+
+
+def ensure_masc_runs(storage: Path, sets: list[str], run: bool, log) -> list[Path]:
+    """004's clean- vs corrupted-label subspaces on the same models: `rlp-tune train` of
+    configs/masc_mnist1d_mlp.toml (60% corruption, 60 epochs, no in-training probes) per seed, then
+    `rlp-tune probe --probes masc --layers all` on its last checkpoint with --labels train and --labels clean."""
+    folders = []
+    cli = [sys.executable, "-m", "rlp_tune.cli"]
+    for seed in MASC_SEEDS:
+        out = storage / "masc_runs" / f"seed{seed}"
+        folders.append(out)
+        if finished(out) and len(_probe_labels(out)) == 2:
+            log(f"masc_runs: reusing {out}")
+            continue
+        if not run:
+            continue
+        if not finished(out):
+            cmd = cli + ["train", "configs/masc_mnist1d_mlp.toml", "--out", str(out), "--no-progress",
+                         "--set", f"run.seed={seed}", "--set", "run.epochs=60", "--set", "probe.every=0"]
+            cmd += [a for s in sets for a in ("--set", s)]
+            log(f"masc_runs: {shlex.join(cmd[1:])}")
+            subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+        for labels in ("train", "clean"):
+            cmd = cli + ["probe", str(out), "--probes", "masc", "--layers", "all", "--labels", labels]
+            log(f"masc_runs: {shlex.join(cmd[1:])}")
+            subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    return folders
+
+
+def _probe_labels(root: Path) -> set[str]:
+    from rlp_tune.analysis.query import query_df
+    try:
+        df = query_df(root, "SELECT DISTINCT protocol FROM metrics WHERE metric = 'masc_acc'")
+    except Exception:     # noqa: BLE001  no probe rows yet
+        return set()
+    return {p.split(";")[0] for p in df["protocol"]}
+
+
 def document(rows, ctx: Results, command: str, when: str) -> str:
     counts = summary_counts(rows)
     lines = [
@@ -148,6 +187,8 @@ def main(argv=None) -> int:
         roots[s] = ensure_sweep(spaces / f"{s}.toml", storage, args.set, not args.no_run, log)
     ctx = Results({s: roots[s] if s in only else Path("/nonexistent") for s in SWEEPS},
                   n_boot=args.boot, seed=args.seed)
+    if "label_corruption" in only:
+        ctx.masc_runs = ensure_masc_runs(storage, args.set, not args.no_run, log)
     rows = evaluate(CLAIMS, ctx)
     when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
     command = "python " + shlex.join(["analysis/reproduce.py"] + (argv if argv is not None else sys.argv[1:]))
