@@ -86,7 +86,7 @@ def boot_measure(df, stat: Callable, *, strata: list[str], name: str, n_boot: in
     for _ in range(n_boot):
         idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
         boots.append(float(stat(df.iloc[idx])))
-    c = ci(boots)
+    c = ci(boots) if len(df) >= 2 else None       # one trial: no spread to resample
     seeds = sorted(int(s) for s in df["seed"].unique()) if "seed" in df else []
     return Measurement(value=value, ci=tuple(c) if c else None, unit=unit, seeds=seeds, n_trials=len(df),
                        detail=detail)

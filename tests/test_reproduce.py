@@ -118,6 +118,8 @@ def test_boot_measure_ci_and_strata():
     assert boot_measure(df, lambda d: best_gain(d, "rlp.lam", rc.TEST), strata=["rlp.lam"], name="x",
                         n_boot=300, seed=0).ci == m.ci
     assert boot_measure(df.iloc[:0], len, strata=[], name="y", n_boot=10, seed=0).untestable
+    one = boot_measure(df.iloc[:1], lambda d: float(d[rc.MEM].mean()), strata=[], name="z", n_boot=50, seed=0)
+    assert one.value == pytest.approx(0.298) and one.ci is None     # a single trial has no CI
 
 
 def test_claims_on_synthetic_results():
