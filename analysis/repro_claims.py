@@ -20,7 +20,7 @@ from typing import Callable
 from rlp_tune.analysis import analyze
 from rlp_tune.analysis.tables import layer_order
 
-from repro_measure import best_gain, boot_measure, layer_frame, mean, trial_frame, with_layers
+from repro_measure import at_last_probe, best_gain, boot_measure, layer_frame, mean, trial_frame, with_layers
 from repro_table import Claim, Measurement, Row, Rule, verdict
 
 MEM = "train.rand_acc_eval"          # memorization column of the `final` view
@@ -275,24 +275,32 @@ def benign_last_layers(ctx: Results):
 
 # ---- 004: MASC on the corrupted labels vs the model ------------------------------------------------
 def masc_beats_model(noise: float):
+    """Best network layer's MASC (train-label subspaces; 'input' is the baseline, not a layer) minus the
+    model's test accuracy at the same epoch (the last epoch with probe rows)."""
     def measure(ctx: Results):
         df = ctx.final("label_corruption")
         if df is None:
             return setting(df, "label_corruption"), Measurement(untestable="sweep not run")
-        lf = layer_frame(ctx.roots["label_corruption"], "test", "masc_acc", "labels=train%", "last")
+        root = ctx.roots["label_corruption"]
+        lf = layer_frame(root, "test", "masc_acc", "labels=train%", "last")
         if len(lf) == 0:
             return setting(df, "label_corruption"), Measurement(untestable="no MASC rows on the training labels")
-        df = with_layers(df, lf, "masc:")
+        df = with_layers(df, lf, "masc:").merge(at_last_probe(root, "masc_acc", "labels=train%"), on="trial_id")
         sl = df[(df["data.label_noise"] - noise).abs() < 1e-9]
-        cols = [c for c in sl.columns if c.startswith("masc:")]
+        cols = [c for c in sl.columns if c.startswith("masc:") and c != "masc:input"]
+        model = "test.acc@probe"
 
         def st(d):
-            return max(float(d[c].mean()) for c in cols) - float(d[TEST].mean())
-        best = max(cols, key=lambda c: float(sl[c].mean())) if len(sl) else cols[0]
-        det = (f"model {_pts(mean(sl, '', TEST))} vs MASC at {best[5:]} {_pts(float(sl[best].mean()))}; "
-               f"train acc {_pts(mean(sl, '', 'train.acc'))}")
-        return (setting(df, "label_corruption", f"corruption p = {noise:g}, best layer's MASC (train-label "
-                        "subspaces, 99% variance) − the model's test accuracy"),
+            return max(float(d[c].mean()) for c in cols) - float(d[model].mean())
+        if len(sl) == 0:
+            return setting(df, "label_corruption"), Measurement(untestable=f"no finished trial at p = {noise:g}")
+        best = max(cols, key=lambda c: float(sl[c].mean()))
+        det = (f"model {_pts(mean(sl, '', model))} vs MASC at {best[5:]} {_pts(float(sl[best].mean()))} "
+               f"(on the input: {_pts(mean(sl, '', 'masc:input'))}) at epochs "
+               f"{'/'.join(str(int(e)) for e in sorted(sl['probe_epoch'].unique()))}; "
+               f"final train acc {_pts(mean(sl, '', 'train.acc'))}")
+        return (setting(df, "label_corruption", f"corruption p = {noise:g}; best layer's MASC (train-label "
+                        "subspaces, 99% variance) − the model's test accuracy, at the last probed epoch"),
                 ctx.boot(sl, st, [], f"masc:{noise}", detail=det))
     return measure
 
@@ -313,7 +321,8 @@ def masc_clean_vs_train(ctx: Results):
         return (f"`masc_runs`: configs/masc_mnist1d_mlp.toml (no probed runs)",
                 Measurement(untestable="the clean- and train-label MASC probe runs were not made"))
     df = pd.concat(frames, ignore_index=True)
-    best = lambda d, p: max(float(d[c].mean()) for c in d.columns if c.startswith(p))   # noqa: E731
+    best = lambda d, p: max(float(d[c].mean()) for c in d.columns   # noqa: E731
+                            if c.startswith(p) and not c.endswith(":input"))
     st = lambda d: best(d, "clean:") - best(d, "train:")   # noqa: E731
     det = f"MASC, best layer: {_pts(best(df, 'clean:'))} clean-label vs {_pts(best(df, 'train:'))} corrupted-label subspaces"
     return (setting(df, "masc_runs", f"corruption p = {df['data.label_noise'].iloc[0]:g}; `rlp-tune probe "

@@ -45,6 +45,19 @@ def layer_frame(root: str | Path, split: str, metric: str, protocol_like: str | 
     return query_df(root, sql)
 
 
+def at_last_probe(root: str | Path, probe_metric: str, protocol_like: str, split: str = "test",
+                  metric: str = "acc"):
+    """One row per trial_id: `metric` of the model (layer '', head −1) at the trial's last epoch with a
+    `probe_metric` row, as `<split>.<metric>@probe`, and that epoch as `probe_epoch`."""
+    sql = f"""
+        WITH p AS (SELECT trial_id, max(epoch) AS probe_epoch FROM metrics
+                   WHERE metric = '{probe_metric}' AND protocol LIKE '{protocol_like}' GROUP BY trial_id)
+        SELECT p.trial_id, p.probe_epoch, avg(m.value) AS "{split}.{metric}@probe" FROM p JOIN metrics m
+          ON m.trial_id = p.trial_id AND m.epoch = p.probe_epoch
+        WHERE m.split = '{split}' AND m.metric = '{metric}' AND m.layer = '' GROUP BY ALL"""
+    return query_df(root, sql)
+
+
 def with_layers(df, lf, prefix: str):
     """df (one row per trial) with one column `<prefix><layer>` per layer of the layer_frame lf."""
     wide = lf.pivot(index="trial_id", columns="layer", values="value")
