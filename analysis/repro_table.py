@@ -89,15 +89,14 @@ def fmt_number(x: float | None, unit: str = "points", signed: bool = False) -> s
 
 
 def fmt_measure(m: Measurement, signed: bool = True) -> str:
-    """'+3.1 pts [+1.2, +5.0]'; 'ρ = +0.81 [+0.55, +0.95]'; '–' when nothing was measured."""
+    """'+3.1 pts [+1.2, +5.0]'; '+0.81 [+0.55, +0.95]' (a ρ); '–' when nothing was measured."""
     if m.untestable or m.value is None:
         return "–"
     v = fmt_number(m.value, m.unit, signed)
-    prefix = "ρ = " if m.unit == "rho" else ""
     if m.ci is None:
-        return f"{prefix}{v} (no CI)"
+        return f"{v} (no CI)"
     lo, hi = (fmt_number(c, m.unit, signed).replace(" pts", "") for c in m.ci)
-    return f"{prefix}{v} [{lo}, {hi}]"
+    return f"{v} [{lo}, {hi}]"
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def test_table_markdown_rows_and_escaping():
 
 
 def test_fmt_measure_units():
-    assert fmt_measure(Measurement(value=0.5, ci=(0.2, 0.8), unit="rho")) == "ρ = +0.50 [+0.20, +0.80]"
+    assert fmt_measure(Measurement(value=0.5, ci=(0.2, 0.8), unit="rho")) == "+0.50 [+0.20, +0.80]"
     assert fmt_measure(Measurement(value=-0.031, ci=None)) == "-3.1 pts (no CI)"
 
 
