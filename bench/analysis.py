@@ -5,7 +5,7 @@
 
 One synthetic sweep is written twice into a temporary folder:
   - as rlp_tune Parquet results: one compacted final.parquet per trial (long format, METRIC_SCHEMA)
-    and the trials rows compacted into trials/_all.parquet, as a finished sweep leaves them;
+    and the trials rows compacted into trials/all-trials.parquet, as a finished sweep leaves them;
   - as Ray Tune's per-trial `result.json` (ray.air.constants.EXPR_RESULT_FILE, written by
     ray.tune.logger.json.JsonLoggerCallback): one JSON object per reported iteration and line, the
     metrics as flat keys ("train/rand_acc/block3") plus Tune's auto-filled keys

@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
                            help="fixed config override for every trial")
         if name == "resume":
             s.add_argument("--address", default=None)
+        if name in ("sweep", "resume"):
+            s.add_argument("--verbose", action="store_true",
+                           help="a line per trial epoch instead of the one live progress line")
+    d = sub.add_parser("dashboard", help="optuna-dashboard on a sweep's Optuna study, on 127.0.0.1 "
+                                         "(needs the extra: pip install 'rlp_tune[dashboard]')")
+    d.add_argument("target", help="sweep folder (holds optuna.journal)")
+    d.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
 
     q = sub.add_parser("query", help="SQL (DuckDB) over a results folder")
     q.add_argument("root")
@@ -125,7 +132,7 @@ def _dispatch(args) -> int:
         return 0
     if args.cmd == "train":
         return cmd_train(args)
-    if args.cmd in ("sweep", "resume", "status"):
+    if args.cmd in ("sweep", "resume", "status", "dashboard"):
         from .tune import cli as tune_cli
         return getattr(tune_cli, f"cmd_{args.cmd}")(args)
     if args.cmd == "query":

@@ -6,9 +6,12 @@ Layout under a run's or sweep's folder ROOT (schema version SCHEMA_VERSION, docs
     ROOT/parquet/metrics/<trial_id>/final.parquet         all epochs of a finished trial (compacted)
     ROOT/parquet/metrics/<trial_id>/probe_epoch_00030.parquet   rows of `rlp-tune probe` (offline_epoch_*: offline-rlp)
     ROOT/parquet/trials/<trial_id>.parquet                one row per trial (flat config, status, ...)
+    ROOT/parquet/trials/all-trials.parquet                a finished sweep's trial rows (compacted)
 
-Every file is written to a temporary name and renamed (atomic on POSIX and on object stores that
-pyarrow writes whole). A resumed trial rewrites the same file names, so crash + resume leaves no
+Every file is written to a temporary file in ROOT/.tmp/ (outside parquet/: polars and DuckDB do
+not skip hidden files, and pyarrow/pandas fail on half-written ones) and renamed into place (atomic
+on POSIX and on object stores that pyarrow writes whole), so pandas, pyarrow, polars and DuckDB
+reading parquet/trials or parquet/metrics see complete files only, at every moment. A resumed trial rewrites the same file names, so crash + resume leaves no
 gap and no duplicate; readers still drop duplicate keys (a crash between compaction and the
 removal of the per-epoch files leaves the same rows twice).
 
@@ -64,14 +67,28 @@ def _fs(root: str):
     return None, str(root)
 
 
+def temp_name(path: str) -> str:
+    """Where to write `path` before renaming it: ROOT/.tmp/ for a file under ROOT/parquet/ (no
+    reader of parquet/ sees it), else a hidden sibling."""
+    p = str(path)
+    head, _, name = p.rpartition("/")
+    tag = f"{name}.tmp-{uuid.uuid4().hex[:8]}"
+    i = p.rfind("/parquet/")
+    if i >= 0:
+        return f"{p[:i]}/.tmp/{tag}"
+    return f"{head}/.{tag}" if head else f".{tag}"
+
+
 def atomic_write_table(table: pa.Table, path: str, filesystem=None) -> None:
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_name(path)
     if filesystem is None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(tmp).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp)
         os.replace(tmp, path)
     else:
         filesystem.create_dir(os.path.dirname(path), recursive=True)
+        filesystem.create_dir(os.path.dirname(tmp), recursive=True)
         pq.write_table(table, tmp, filesystem=filesystem)
         filesystem.move(tmp, path)
 
@@ -91,6 +108,7 @@ class ResultWriter:
         self.sweep, self.trial_id = sweep, trial_id
         self.metrics_dir = f"{self.base}/parquet/metrics/{trial_id}"
         self.started = time.time()
+        self.created: float | None = None
 
     def write_epoch(self, epoch: int, rows: Iterable[dict[str, Any]], kind: str = "epoch") -> None:
         """Atomically (re)write one epoch's rows. kind "epoch": the training rows; other kinds
@@ -118,13 +136,26 @@ class ResultWriter:
                     extra: dict[str, Any] | None = None) -> None:
         assert status in TRIAL_STATUSES, status
         row = {"sweep": self.sweep, "trial_id": self.trial_id, "status": status, "epochs_done": epochs_done,
-               "seed": flat_config.get("run.seed"), "started": self.started, "updated": time.time(),
+               "seed": flat_config.get("run.seed"), "created": self._created(), "started": self.started,
+               "updated": time.time(),
                "schema_version": SCHEMA_VERSION, **versions()}
         for k, v in flat_config.items():
             row[k] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
         row.update(extra or {})
         table = pa.Table.from_pylist([row])
         atomic_write_table(table, f"{self.base}/parquet/trials/{self.trial_id}.parquet", self.fs)
+
+    def _created(self) -> float:
+        """When this trial first wrote its row (kept across resumes: trials sort by it)."""
+        if self.created is None:
+            path = f"{self.base}/parquet/trials/{self.trial_id}.parquet"
+            try:
+                col = pq.read_table(path, filesystem=self.fs).column("created") if self._exists(path) else None
+                self.created = float(col[0].as_py()) if col is not None and col[0].as_py() is not None else None
+            except (KeyError, pa.ArrowInvalid, OSError, IndexError, TypeError, ValueError):
+                pass
+            self.created = self.created or self.started
+        return self.created
 
     def trial_status(self) -> str | None:
         """The status in this trial's row, or None if it has none (or it cannot be read)."""
@@ -214,8 +245,13 @@ def _read_all(files: list[Path]) -> list[pa.Table]:
     return out
 
 
-def read_metrics_table(root: str | Path) -> pa.Table:
-    files = _parquet_files(root, "metrics")
+def read_metrics_table(root: str | Path, trial_id: str | None = None) -> pa.Table:
+    """Every metric row under ROOT (or one trial's), duplicates dropped."""
+    if trial_id is None:
+        files = _parquet_files(root, "metrics")
+    else:
+        d = Path(root) / "parquet" / "metrics" / trial_id
+        files = sorted(d.glob("*.parquet")) if d.is_dir() else []
     if not files:
         return METRIC_SCHEMA.empty_table()
     tables = [conform_metrics(t) for t in _read_all(files)]
@@ -224,12 +260,31 @@ def read_metrics_table(root: str | Path) -> pa.Table:
     return dedup_table(pa.concat_tables(tables))
 
 
+def read_trial_metrics(root: str | Path, trial_id: str):
+    """One trial's metric rows under ROOT (pandas, duplicates dropped); empty if it wrote none."""
+    return read_metrics_table(root, trial_id).to_pandas()
+
+
+def metric_rows(m, metric: str):
+    """The trainer's rows of `metric` ("split.name" or "split.name.layer"; head mean) in a metrics
+    frame: what `[sweep] metric` names, what Tune and the scheduler saw."""
+    split, _, name = metric.partition(".")
+    name, _, layer = name.partition(".")
+    return m[(m.split == split) & (m.metric == name) & (m.layer == layer) & (m["head"] == -1)
+             & (m.protocol == "")]
+
+
 def read_metrics(root: str | Path):
     """All metric rows under ROOT as a pandas DataFrame (duplicates dropped)."""
     return read_metrics_table(root).to_pandas()
 
 
-TRIALS_COMPACT = "_all.parquet"   # parquet/trials/_all.parquet: a finished sweep's trials in one file
+# parquet/trials/all-trials.parquet: a finished sweep's trials in one file. Its name must not start
+# with "_" or "." (pyarrow, pandas and polars skip such files) and cannot be a Tune trial id;
+# "_all.parquet" is the name older versions wrote (still read, replaced by the next compaction).
+TRIALS_COMPACT = "all-trials.parquet"
+TRIALS_COMPACT_OLD = "_all.parquet"
+COMPACTED = (TRIALS_COMPACT, TRIALS_COMPACT_OLD)
 
 
 def _trials_table(root: str | Path) -> pa.Table | None:
@@ -258,9 +313,9 @@ def read_trials(root: str | Path):
 
 
 def compact_trials(root: str | Path) -> int:
-    """Merge a finished sweep's one-row trials/<id>.parquet files into trials/_all.parquet (atomic),
-    then remove them: readers open one file instead of thousands. A trial that later rewrites its
-    own file (a resume) wins over its compacted row (readers keep the newest `updated`)."""
+    """Merge a finished sweep's one-row trials/<id>.parquet files into trials/all-trials.parquet
+    (atomic), then remove them: readers open one file instead of thousands. A trial that later
+    rewrites its own file (a resume) wins over its compacted row (readers keep the newest `updated`)."""
     files = [f for f in _parquet_files(root, "trials") if f.name != TRIALS_COMPACT]
     if not files:
         return 0

@@ -576,3 +576,58 @@ def test_least_regularized_trials_grid_vs_continuous_lambda():
     assert m.sum() == 4 and m[:4].all() and not m[-1] and r == pytest.approx((cont[0], cont[3]))
     assert fit_factors.lam_text(r).startswith("λ in [0.01, ")
     assert fit_factors.least_regularized(np.full(3, np.nan))[1] is None
+
+
+def _strip_ids(o):
+    """The document without what names trials or the folder (trial_id, trial_ids, root)."""
+    if isinstance(o, dict):
+        return {k: _strip_ids(v) for k, v in o.items() if k not in ("trial_id", "trial_ids", "root")}
+    if isinstance(o, list):
+        return [_strip_ids(v) for v in o]
+    return o
+
+
+def test_analysis_does_not_depend_on_trial_ids(tmp_path, capsys):
+    """The same trials (configs, seeds, metric values) under two sets of Tune's random trial ids give
+    the same `analyze --json` document, CIs included: the bootstrap resamples trials by position, so
+    the rows are ordered by content, not by id (two demo sweeps once got λ50 CIs [0.70, 4.04] and
+    [0.73, 3.97] from identical trials)."""
+    from rlp_tune.cli import main
+    cells = [(i, lam, s) for i, lam in enumerate(LAMS) for s in range(2)]
+    ids = {"a": [f"t{k:03d}" for k in range(len(cells))],
+           # random-looking ids whose sort order is a shuffle of the content order
+           "b": [f"{h:08x}" for h in np.random.default_rng(9).permutation(len(cells)) * 7919 + 12345]}
+    docs = {}
+    for name, tids in ids.items():
+        root = tmp_path / name
+        for tid, (i, lam, s) in zip(tids, cells):
+            _write_trial(root, tid, lam, s, np.random.default_rng([i, s]), compact=s == 0)
+        assert main(["analyze", str(root), "--json", "--boot", "100"]) == 0
+        docs[name] = json.loads(capsys.readouterr().out)
+    assert sorted(ids["a"]) != [ids["a"][k] for k in np.argsort(ids["b"])]    # the id orders differ
+    assert docs["a"]["fits"]["memorization_vs_lambda"]["ci"]["log10_lambda50"] is not None
+    assert _strip_ids(docs["a"]) == _strip_ids(docs["b"])
+
+
+@pytest.mark.parametrize("cmd", ["analyze", "report"])
+def test_at_epoch_no_trial_reached_is_one_line_exit_2(tmp_path, capsys, cmd):
+    """--at-epoch E that no trial has metrics at: one line naming the cause, exit 2, no report
+    folder left behind; an epoch some trial has is accepted."""
+    from rlp_tune.cli import main
+    rng = np.random.default_rng(5)
+    for i, lam in enumerate(LAMS[:4]):
+        _write_trial(tmp_path / "res", f"t{i}", lam, 0, rng)
+    out = ["--out", str(tmp_path / "rep")] if cmd == "report" else []
+    want = {"999": f"--at-epoch 999: no trial reached epoch 999 (the longest reached {EPOCHS})",
+            "0": f"--at-epoch 0: no trial has metrics at epoch 0 (recorded epochs run from 1 to {EPOCHS})",
+            "-1": "--at-epoch: must be ≥ 0, got -1"}
+    for e, msg in want.items():
+        code = None
+        try:
+            code = main([cmd, str(tmp_path / "res"), "--at-epoch", e, "--boot", "0", *out])
+        except SystemExit as x:
+            code = x.code
+        err = capsys.readouterr().err
+        assert code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err, (e, err)
+        assert not (tmp_path / "rep").exists()
+    assert main([cmd, str(tmp_path / "res"), "--at-epoch", str(EPOCHS), "--boot", "0", *out]) == 0

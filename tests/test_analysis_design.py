@@ -358,3 +358,19 @@ def test_continuous_lambda_design_figures(tmp_path):
     assert infos["lambda"].ncols == 3 and len(infos["lambda"].panels) == 3
     dyn = infos["epochs"].panels[1]
     assert len([s for s in dyn.series if s.label.startswith("λ = ")]) == 5
+
+
+@pytest.mark.parametrize("gain_ci, lead", [([-0.002, 0.004], "Test accuracy: no detectable gain from RLP regularization"),
+                                           ([0.01, 0.03], "Test accuracy peaks at λ* = ")])
+def test_generalization_finding_leads_with_what_the_ci_supports(gain_ci, lead):
+    """A peak whose gain CI holds 0 is not reported as a peak; one whose CI excludes 0 is."""
+    from rlp_tune.analysis.findings import generalization_finding
+    from rlp_tune.analysis.fit_lambda import Curve, PeakFit
+    f = PeakFit(mode="max", prefix="test_acc", lam_key="lambda_star", lam_star=0.7, log10_lam_star=-0.15, star=0.972,
+                baseline_value=0.972 - sum(gain_ci) / 2, baseline_kind="lambda=0", at_boundary=False, n_points=24,
+                n_baseline=3, n_boot=200, n_boot_ok=200, ci={"log10_lambda_star": [-2.0, 0.21], f"test_acc_gain": gain_ci},
+                curve=Curve(lam=[0.01, 1.0], y=[0.97, 0.972]))
+    assert f.change_key == "test_acc_gain"
+    text = generalization_finding(f).text
+    assert text.startswith(lead), text
+    assert "[-0.2, +0.4]" in text if gain_ci[0] < 0 else "[+1.0, +3.0]" in text

@@ -107,8 +107,8 @@ def test_optuna_designs_use_their_seeded_sampler(tmp_path, design, sampler):
 
 
 @pytest.mark.parametrize("design, inner", [("grid", "GridSearcher"), ("adaptive", "AdaptiveSearcher"),
-                                           ("tpe", "OptunaSearch"), ("random", "OptunaSearch"),
-                                           ("qmc", "OptunaSearch")])
+                                           ("tpe", "StudySearcher"), ("random", "StudySearcher"),
+                                           ("qmc", "StudySearcher")])
 def test_build_searcher_per_design(tmp_path, design, inner):
     from ray.tune.search import ConcurrencyLimiter, Repeater
 
@@ -135,6 +135,11 @@ def test_build_searcher_per_design(tmp_path, design, inner):
     else:                                        # the grid / adaptive searcher limits concurrency itself
         assert inner_alg.max_concurrent == 3 and not alg._limit_concurrency
     assert type(inner_alg).__name__ == inner
+    if inner == "StudySearcher":                 # the Optuna study of the sweep folder, the design's sampler
+        import optuna
+        kind = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+                "qmc": optuna.samplers.QMCSampler}[design]
+        assert isinstance(inner_alg.study().sampler, kind) and (tmp_path / "root" / "optuna.journal").exists()
 
 
 # ---- the grid searcher ----------------------------------------------------------------------------

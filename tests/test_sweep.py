@@ -195,7 +195,8 @@ def test_kill_driver_then_resume(tmp_path):
         for t in finished:   # not trained again, its rows not rewritten
             assert [f.stat().st_mtime_ns for f in files(t)] == stamps[t]
         st = subprocess.run(cmd + ["status", str(root)], env=env, capture_output=True, text=True)
-        assert st.returncode == 0 and "3 trials (3 terminated)" in st.stdout
+        assert st.returncode == 0 and st.stdout.splitlines()[:2] == [
+            "sweep killed: 3 of 3 trials done (3 finished, 0 stopped by the scheduler)", "complete"], st.stdout
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -233,7 +234,7 @@ def test_trials_compaction_keeps_one_newest_row_per_trial(tmp_path):
         w.write_epoch(1, [dict(split="test", metric="acc", value=0.5)])
         w.write_trial({"rlp.lam": 1.0}, "TERMINATED", 1)
     assert compact_trials(tmp_path) == 3
-    assert [p.name for p in (tmp_path / "parquet" / "trials").iterdir()] == ["_all.parquet"]
+    assert [p.name for p in (tmp_path / "parquet" / "trials").iterdir()] == ["all-trials.parquet"]
     _t.sleep(0.01)
     ResultWriter(tmp_path, "s", "b").write_trial({"rlp.lam": 1.0}, "RUNNING", 2)   # e.g. resumed later
     t = read_trials(tmp_path).set_index("trial_id")

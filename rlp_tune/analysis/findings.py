@@ -49,12 +49,14 @@ def generalization_finding(f) -> Finding:
         return Finding("generalization", f"Test accuracy vs λ: not identified: {f.reason}.", False)
     ref = "the λ = 0 trials" if f.baseline_kind == "lambda=0" else "the least-regularized trials"
     gain_ci = f.ci.get(f.change_key)
-    where = "peaks at" if not f.at_boundary else "is highest at the edge of the sampled range,"
-    text = (f"Test accuracy {where} λ* = {log_lambda(f.log10_lam_star)}{_ci_log(f.ci.get('log10_' + f.lam_key))}, "
-            f"{100 * f.star:.1f}%: {100 * f.change:+.1f} points{_ci_points(gain_ci)} over {ref}")
+    lam = f"{log_lambda(f.log10_lam_star)}{_ci_log(f.ci.get('log10_' + f.lam_key))}"
+    gain = f"{100 * f.change:+.1f} points{_ci_points(gain_ci)} over {ref}"
     if gain_ci and gain_ci[0] <= 0 <= gain_ci[1]:
-        text += " (no detectable gain)"
-    return Finding("generalization", text + ".", True)
+        # a peak whose gain the CI cannot tell from 0 is not a finding: lead with that, not with λ*
+        return Finding("generalization", f"Test accuracy: no detectable gain from RLP regularization "
+                       f"(at its best λ, {lam}, {100 * f.star:.1f}%: {gain}).", True)
+    where = "peaks at" if not f.at_boundary else "is highest at the edge of the sampled range,"
+    return Finding("generalization", f"Test accuracy {where} λ* = {lam}, {100 * f.star:.1f}%: {gain}.", True)
 
 
 def memgen_finding(f) -> Finding:

@@ -26,7 +26,9 @@ def onset_epochs(epochs, chance_by_trial: dict, *, delta_rand: float = DELTA_RAN
 
     if epochs is None or epochs.empty:
         return pd.DataFrame(columns=["trial_id", "onset", "divergence"])
-    w = epochs.sort_values(["trial_id", "epoch"])
+    # trials in the order given (Tables.epochs: content order), epochs ascending within each
+    ids = epochs.trial_id.astype(str)
+    w = epochs.iloc[np.lexsort((epochs.epoch.to_numpy(), pd.factorize(ids)[0]))]
     ids = w.trial_id.astype(str)
     out = pd.DataFrame({"trial_id": ids.unique()})
     rand = w[rand_col] if rand_col in w else None

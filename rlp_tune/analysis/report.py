@@ -154,8 +154,8 @@ def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, se
                  at_epoch: int | None = None) -> Path:
     """Analyze ROOT and write OUT_DIR/index.html (self-contained) and analysis.json; returns the index path."""
     root, out = Path(root), Path(out_dir)
+    tables = load_tables(root, at_epoch=at_epoch)          # bad input fails here, before OUT is made
     out.mkdir(parents=True, exist_ok=True)
-    tables = load_tables(root, at_epoch=at_epoch)
     a = analyze_tables(tables, n_boot=n_boot, seed=seed)
     (out / "analysis.json").write_text(json.dumps(a.to_dict(), indent=1))
     ct = a.curve_trials

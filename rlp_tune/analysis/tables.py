@@ -12,6 +12,10 @@ the fresh-head audit as `rand_acc_audit`.
 
 A trial is `complete` when it reached its configured `run.epochs` (or, with at_epoch=E, epoch E):
 curve fits use complete trials only.
+
+Every frame lists trials in content order (`content_order`: config and seeds, then metric values,
+trial_id last): the bootstrap resamples trials by position, so the same trials give the same CIs
+whatever ids Tune drew for them.
 """
 from __future__ import annotations
 
@@ -22,10 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
+
 SECTION_PREFIXES = ("data.", "model.", "rlp.", "optim.", "probe.", "run.")
 # config keys that identify a trial or the machine, never a studied factor
 IDENTITY_KEYS = {"run.seed", "data.seed", "run.name", "run.device", "run.threads", "data.root",
                  "data.workers", "run.keep_checkpoints", "run.eval_batch_size"}
+SEED_KEYS = ("run.seed", "data.seed")
+# metrics that differ between identical trials (wall-clock), never part of a trial's content key
+TIMING_METRICS = ("epoch_s", "samples_per_s")
 MEMORIZATION_METRICS = ("rand_acc_eval", "rand_acc")      # preferred first
 EPOCH_COLUMNS = ("train.acc", "val.acc", "test.acc", "train.rand_acc", "train.rand_acc_eval",
                  "train.rand_acc_audit", "offline.rand_acc")
@@ -56,6 +65,24 @@ class Tables:
     memorization_metric: str = "rand_acc"
 
 
+class AtEpochError(UserError, ValueError):
+    """--at-epoch E names an epoch no trial has metrics at (or is not an epoch number)."""
+
+
+def _check_at_epoch(con, at_epoch: int) -> None:
+    """AtEpochError unless some trial's last epoch up to at_epoch is at_epoch (`last` is registered)."""
+    from .query import fetch
+    if fetch(con, f"SELECT count(*) FROM last WHERE epoch = {int(at_epoch)}", "rows")[0][0]:
+        return
+    lo, hi = fetch(con, "SELECT min(epoch), max(epoch) FROM metrics", "rows")[0]
+    if hi is None:
+        raise AtEpochError(f"--at-epoch {at_epoch}: no trial has recorded an epoch yet")
+    if at_epoch > hi:
+        raise AtEpochError(f"--at-epoch {at_epoch}: no trial reached epoch {at_epoch} (the longest reached {hi})")
+    raise AtEpochError(f"--at-epoch {at_epoch}: no trial has metrics at epoch {at_epoch} "
+                       f"(recorded epochs run from {lo} to {hi})")
+
+
 def layer_order(names) -> list[str]:
     """Tap names in depth order: 'input', then names by their trailing number (block2 < block10),
     then 'encoder', then 'penultimate'."""
@@ -73,11 +100,12 @@ def layer_order(names) -> list[str]:
 
 def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
     """Read ROOT's Parquet results once (DuckDB) into the frames of `Tables`: two scans of the metrics
-    (last values; per-epoch curves) and one read of the trials. at_epoch: see `Tables`."""
+    (last values; per-epoch curves) and one read of the trials. at_epoch: see `Tables`; no trial
+    with metrics at that epoch: AtEpochError (a UserError naming the longest run)."""
     from .query import connect, fetch, final_sql, headmean_expr, sql_literal
 
     if at_epoch is not None and (isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0):
-        raise ValueError(f"at_epoch must be an epoch number ≥ 0, got {at_epoch!r}")
+        raise AtEpochError(f"at_epoch must be an epoch number ≥ 0, got {at_epoch!r}")
     src = "metrics" if at_epoch is None else f"(SELECT * FROM metrics WHERE epoch <= {int(at_epoch)})"
     con = connect(root, final=False, live=False)
     try:
@@ -92,10 +120,13 @@ def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
                           f"arg_max(value, epoch) AS value FROM {src} GROUP BY ALL) "
                           "GROUP BY sweep, trial_id, split, layer, metric", "arrow")
         con.register("last", last)
+        if at_epoch is not None:
+            _check_at_epoch(con, at_epoch)
         names = [tuple(r) for r in fetch(con, "SELECT DISTINCT split, metric FROM last WHERE layer IN "
                                               "('', 'penultimate') ORDER BY ALL", "rows")]
         final = fetch(con, f"SELECT * FROM ({final_sql(names, trials='tr', last='last')}) "
                            "ORDER BY sweep, trial_id", "df")
+        final = final.iloc[content_order(final)].reset_index(drop=True)
         trials = tr.to_pandas()
         # ordered: the bootstrap resamples rows by position, so the same results give the same CIs
         layers = fetch(con, "SELECT trial_id, split, layer, metric, epoch, value FROM last WHERE layer <> '' "
@@ -123,8 +154,34 @@ def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
                             f"GROUP BY trial_id, epoch ORDER BY trial_id, epoch", "df")
     finally:
         con.close()
+    # layers and epochs in the trials' content order too (stable: their SQL order within a trial)
+    rank = {tid: i for i, tid in enumerate(final["trial_id"].astype(str))}
+    layers, epochs = (f.iloc[np.argsort(f["trial_id"].astype(str).map(rank).fillna(len(rank)).to_numpy(),
+                                        kind="stable")].reset_index(drop=True) for f in (layers, epochs))
     return Tables(trials=trials, final=final, layers=layers, epochs=epochs, primary_layer=primary,
                   root=str(root), at_epoch=at_epoch, memorization_metric=metric)
+
+
+def _sort_key(v) -> tuple:
+    """A total order over cell values: numbers, then text, then missing."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return (2, 0.0, "")
+    if isinstance(v, (bool, int, float, np.integer, np.floating, np.bool_)):
+        return (0, float(v), "")
+    return (1, 0.0, str(v))
+
+
+def content_order(final) -> list[int]:
+    """Row positions of the `final` frame in content order: config values (seeds included; keys that
+    name the trial or the machine left out) by key name, then metric values (timings left out),
+    then sweep and trial_id. Trials that are the same run get the same place whatever their ids."""
+    cols = list(final.columns)
+    config = sorted(c for c in cols if c.startswith(SECTION_PREFIXES) and (c not in IDENTITY_KEYS or c in SEED_KEYS))
+    metrics = sorted(c for c in cols if "." in c and not c.startswith(SECTION_PREFIXES + ("version.",))
+                     and c.split(".", 1)[1].split("[")[0] not in TIMING_METRICS)
+    keys = config + metrics + ["final_epoch"] + [c for c in ("sweep", "trial_id") if c in cols]
+    rows = final[[c for c in keys if c in cols]].to_numpy(dtype=object)
+    return sorted(range(len(rows)), key=lambda i: [_sort_key(v) for v in rows[i]])
 
 
 def numeric_column(df, name):

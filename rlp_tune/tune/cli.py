@@ -1,4 +1,4 @@
-"""`rlp-tune sweep | resume | status` (wired from rlp_tune/cli.py).
+"""`rlp-tune sweep | resume | status | dashboard` (wired from rlp_tune/cli.py).
 
 sweep and resume stop cleanly on SIGUSR1 / SIGTERM / Ctrl-C (rlp_tune/tune/signals.py) and then exit
 with 3 (RESUME_EXIT: "stopped before the end, `rlp-tune resume` continues") or 130 (Ctrl-C); a
@@ -15,7 +15,8 @@ def cmd_sweep(args) -> int:
     try:
         from .sweep import run_sweep
         space = load_space(args.target, args.overrides)   # validated before Ray starts
-        out = run_sweep(space, storage=args.storage or "results", name=args.name, address=args.address, stop=stop)
+        out = run_sweep(space, storage=args.storage or "results", name=args.name, address=args.address, stop=stop,
+                        verbose=args.verbose)
         return out["exit_code"]
     finally:
         stop.uninstall()
@@ -27,7 +28,7 @@ def cmd_resume(args) -> int:
     stop = StopRequest().install()
     try:
         from .sweep import resume_sweep
-        return resume_sweep(args.target, address=args.address, stop=stop)["exit_code"]
+        return resume_sweep(args.target, address=args.address, stop=stop, verbose=args.verbose)["exit_code"]
     finally:
         stop.uninstall()
 
@@ -36,7 +37,26 @@ def cmd_status(args) -> int:
     if "://" not in args.target:
         space_file(args.target)
     from .status import format_status
-    from .sweep import _space_path
+    from .sweep import _space_path, expected_trials
     space = load_space(_space_path(args.target))
-    print(format_status(args.target, space.metric, space.mode, [d.key for d in space.search]))
+    print(format_status(args.target, space.metric, space.mode, [d.key for d in space.search],
+                        expected=expected_trials(space)))
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    """optuna-dashboard on the sweep's study, on 127.0.0.1 (the optional extra `dashboard`)."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from .study import journal_path, storage
+    path = journal_path(args.target)
+    if not path.exists():
+        raise UserError(f"{args.target}: no Optuna study ({path.name}) in this folder; is it a TPE sweep's folder?")
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise UserError("optuna-dashboard is not installed: pip install 'rlp_tune[dashboard]'") from None
+    print(f"optuna-dashboard for study {Path(args.target).resolve().name}: http://127.0.0.1:{args.port}/ (Ctrl-C ends it)")
+    optuna_dashboard.run_server(storage(path), host="127.0.0.1", port=args.port)
     return 0

@@ -40,7 +40,7 @@ def build_searcher(space: SearchSpace, root: str, max_concurrent: int):
         from .adaptive import AdaptiveSearcher
         return DesignGenerator(ConcurrencyLimiter(AdaptiveSearcher(space, root, max_concurrent),
                                                   max_concurrent=max_concurrent))
-    search = optuna_search(space)
+    search = optuna_search(space, root)
     if len(space.seeds) > 1:   # paired replicates: each sampled config runs under every seed; Optuna sees the mean
         search = Repeater(search, repeat=len(space.seeds), set_index=True)
     return ConcurrencyLimiter(search, max_concurrent=max_concurrent)
@@ -60,10 +60,14 @@ def optuna_sampler(space: SearchSpace):
     return TPESampler(seed=seed)
 
 
-def optuna_search(space: SearchSpace):
-    from ray.tune.search.optuna import OptunaSearch
-    return OptunaSearch(space=space.optuna_space(), metric=space.metric, mode=space.mode,
-                        sampler=optuna_sampler(space))
+def optuna_search(space: SearchSpace, root: str):
+    """The tpe / random / qmc searcher: the Optuna study in ROOT/optuna.journal, replayed on resume
+    (tune/study.py); the sampler is made afresh, seeded, for each replay."""
+    from functools import partial
+
+    from .study import StudySearcher
+    return StudySearcher(root, root.rstrip("/").rpartition("/")[2], space.optuna_space(), space.metric, space.mode,
+                         partial(optuna_sampler, space), space.base.run.epochs)
 
 
 # ---- what a sweep folder says was assigned ---------------------------------------------------------

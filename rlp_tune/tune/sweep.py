@@ -4,16 +4,17 @@
     rlp-tune sweep SPACE.toml --address auto --storage /shared/sweeps
     rlp-tune resume results/demo                           # after a crash / Ctrl-C / wall-time stop
 
-The sweep folder STORAGE/NAME holds Tune's experiment state (searcher included), `space.toml` (the
-search space as run), `parquet/` (every trial's rows, written by the trials) and `trials/<id>/`
-(each trial's own checkpoints).
+The sweep folder STORAGE/NAME holds Tune's experiment state, `space.toml` (the search space as
+run), `parquet/` (every trial's rows, written by the trials), `trials/<id>/` (each trial's own
+checkpoints), `optuna.journal` (the Optuna study, tune/study.py) and `scheduler-stops.csv` (the trials
+ASHA stopped, tune/asha.py). What a resume needs is rebuilt from these files, not from Ray's
+pickles: the sampler by replaying the study, the ASHA rungs from the Parquet rows.
 """
 from __future__ import annotations
 
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 from ..errors import UserError
@@ -22,6 +23,7 @@ from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experi
                           trial_ids_in_state)
 from .signals import StopRequest
 from .space import SearchSpace, SpaceError, load_space, space_file
+from .state import clear_driver, known_trials, mark_driver, sweep_state
 from .trainable import META, train_trial
 
 SPACE_FILE = "space.toml"
@@ -42,7 +44,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
         return
     loopback_only()
-    ray.init(num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"), dashboard_host="127.0.0.1",
+    # address="local": always a new embedded cluster, never one a `ray start` on this machine left
+    # running (ray.init() alone would join that one, and then refuses num_cpus)
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"),
+             dashboard_host="127.0.0.1",
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 
 
@@ -93,10 +98,11 @@ def expected_trials(space: SearchSpace) -> int:
     return space.total_trials()
 
 
-def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=()):
+def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=(), verbose: bool = False):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
+    from .asha import RungScheduler
     from .designs import build_searcher
 
     root = _join(storage, name)
@@ -105,7 +111,7 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=()):
     param_space[META] = _meta(space, root, name)
     search = build_searcher(space, root, max_concurrent(space))   # the [sweep] design
     sched = space.scheduler
-    scheduler = (ASHAScheduler(time_attr="epoch", max_t=space.base.run.epochs,
+    scheduler = (RungScheduler(root, space.metric, space.mode, max_t=space.base.run.epochs,
                                grace_period=int(sched.get("grace_period", 1)),
                                reduction_factor=float(sched.get("reduction_factor", 3)))
                  if sched["type"] == "asha" else FIFOScheduler())
@@ -118,10 +124,16 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=()):
                                     # per trial (all such trials ask for the same resources)
                                     reuse_actors=space.workers_per_trial == 1),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0, callbacks=[ProgressPrinter(space, root), *callbacks],
+            name=name, storage_path=storage, verbose=0, callbacks=[*_driver_callbacks(space, root, verbose), *callbacks],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
+
+
+def _driver_callbacks(space: SearchSpace, root: str, verbose: bool) -> list:
+    """Callbacks of this driver process (not restored from a pickle: each resume adds its own)."""
+    from .progress import ProgressPrinter
+    return [ProgressPrinter(space, root, verbose=verbose)]
 
 
 def _join(storage: str, name: str) -> str:
@@ -129,7 +141,7 @@ def _join(storage: str, name: str) -> str:
 
 
 def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = None, address: str | None = None,
-              stop: StopRequest | None = None):
+              stop: StopRequest | None = None, verbose: bool = False):
     """Run a sweep to its end, or until `stop` (SIGUSR1/SIGTERM/Ctrl-C) asks for a clean stop; the
     returned dict's `exit_code` is 0, RESUME_EXIT (3: stopped, `rlp-tune resume` continues) or 130."""
     name = name or space.name
@@ -148,36 +160,58 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     _write_space(space, root)
     print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
           f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
-    with _stopping(stop) as stop:
-        grid = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))]).fit()
+    with _stopping(stop) as stop, _driving(root):
+        grid = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose).fit()
     return finish(space, root, grid, stop)
 
 
-def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None = None):
-    """Continue a stopped or crashed sweep from its folder (trials from their checkpoints, the searcher
-    from its saved state). A folder whose sweep was stopped before Tune saved any state (it holds the
-    search space but no tuner state) starts that sweep afresh from the stored space."""
+def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None = None, verbose: bool = False):
+    """Continue a stopped or crashed sweep from its folder: trials from their checkpoints, the
+    Optuna study by replay, the ASHA rungs from the Parquet rows. A folder whose sweep was stopped
+    before Tune saved any state (it holds the search space but no tuner state) starts that sweep
+    afresh from the stored space. A complete sweep is left as it is."""
     from ray import tune
     root = root if "://" in root else str(Path(root).resolve())
     space = load_space(_space_path(root))
+    if "://" not in root:
+        from .study import running_in_study
+        st = sweep_state(root, expected_trials(space))
+        if st.complete and not running_in_study(root):
+            print(f"rlp-tune: sweep {root} is complete ({st.done} of {st.expected} trials done); "
+                  "nothing to resume", file=sys.stderr)
+            return {"root": root, "best": None, "n_trials": st.done, "exit_code": 0, "stopped_by": None}
     init_ray(address)
     raw = _load_shared_raw(space)
-    with _stopping(stop) as stop:
+    with _stopping(stop) as stop, _driving(root):
         if _restorable(root):
             print(f"resuming sweep {root}", file=sys.stderr)
             _quarantine_orphans(root)
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
-            # the restored run config holds the callbacks pickled at the first start (the stop callback
-            # pickles to a no-op): add this process's stop callback (no public API for that)
-            add_callbacks_on_restore(tuner, [stop.callback(expected_trials(space))])
+            # the restored run config holds the callbacks pickled at the first start (this module's
+            # pickle to no-ops): add this process's
+            add_callbacks_on_restore(tuner, [*_driver_callbacks(space, root, verbose),
+                                             stop.callback(expected_trials(space))])
         elif _has_trial_results(root):
             raise SweepError(f"{root} holds trial results but no restorable sweep state")
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
             print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
             storage, name = _split(root)
-            tuner = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))])
+            tuner = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose)
         grid = tuner.fit()
     return finish(space, root, grid, stop)
+
+
+class _driving:
+    """`with _driving(root):` ROOT/.driver names this process while it drives the sweep."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def __enter__(self):
+        mark_driver(self.root)
+
+    def __exit__(self, *exc):
+        clear_driver(self.root)
 
 
 class _stopping:
@@ -218,18 +252,20 @@ def _quarantine_orphans(root: str) -> list[str]:
     Tune saves its experiment state periodically: a driver killed between creating a trial and the
     next save leaves a trial that wrote rows (trials write their own) but that the restored sweep
     will never continue; the searcher proposes a replacement. Its rows would be a partial,
-    duplicate trial, so they go to ROOT/orphans/<trial_id>/ (kept for inspection, out of the results)."""
-    if "://" in root:
-        return []
+    duplicate trial, so they go to ROOT/orphans/<trial_id>/ (kept for inspection, out of the
+    results). Only one-trial files (parquet/trials/<trial_id>.parquet) are candidates: the
+    compacted file of a finished sweep is never moved."""
     import shutil
-    state = newest_experiment_state(root)
-    known = trial_ids_in_state(state) if state else None
+
+    from ..results import COMPACTED
+    known = known_trials(root)
     if known is None:
-        return []   # no state, or unknown format: move nothing
+        return []
+    known = set(known)
     moved = []
     for f in Path(root, "parquet", "trials").glob("*.parquet"):
         tid = f.stem
-        if tid in known:
+        if tid in known or f.name in COMPACTED:
             continue
         dest = Path(root, "orphans", tid)
         dest.mkdir(parents=True, exist_ok=True)
@@ -336,52 +372,5 @@ def format_best(space: SearchSpace, root: str, top: int = 5) -> str:
 
 
 def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-class ProgressPrinter:
-    """A Tune callback printing one line per trial epoch and per trial end (live progress)."""
-
-    def __new__(cls, space, root):
-        from ray.tune import Callback
-
-        class _P(Callback):
-            def __init__(self):
-                self.t0 = time.time()
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                keys = [d.key for d in space.search]
-                cfg = " ".join(f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in keys)
-                seed = trial.config.get("__trial_index__")
-                rand = result.get("train.rand_acc.penultimate")
-                print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} epoch {result.get('epoch')}/"
-                      f"{space.base.run.epochs} {space.metric}={_fmt(result.get(space.metric))}"
-                      + (f" rand_acc={_fmt(rand)}" if rand is not None else "")
-                      + f"  {cfg}" + (f" rep={seed}" if seed is not None else ""), file=sys.stderr, flush=True)
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                from .status import mark_status
-                from ..results import ResultWriter
-                last = trial.last_result or {}
-                epoch = last.get("epoch", 0)
-                # a trial resumed from a checkpoint of its last epoch (its final report was lost in a
-                # stop) ends without reporting: its own row says it finished
-                if epoch < space.base.run.epochs and "://" not in root and \
-                        ResultWriter(root, "", trial.trial_id).trial_status() == "TERMINATED":
-                    epoch = space.base.run.epochs
-                done = epoch >= space.base.run.epochs
-                mark_status(root, trial.trial_id, "TERMINATED" if done else "STOPPED")
-                print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} "
-                      f"{'finished' if done else 'stopped early (ASHA)'} at epoch {epoch}",
-                      file=sys.stderr, flush=True)
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                from .status import mark_status
-                mark_status(root, trial.trial_id, "ERROR")
-                print(f"{trial.trial_id} failed: see {trial.local_path or trial.path}", file=sys.stderr)
-
-        return _P()
+    from .status import fmt_value
+    return fmt_value(v)

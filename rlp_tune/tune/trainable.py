@@ -37,6 +37,9 @@ def train_trial(config: dict[str, Any], raw=None) -> None:
     from ray import tune
     cfg, meta = trial_cfg(config)
     trial_id = tune.get_context().get_trial_id()
+    from .asha import read_stops
+    if trial_id in read_stops(meta["root"]):   # the scheduler stopped it (a restore brought it back)
+        return
     out = trial_dir(meta, trial_id)
     _restore_from_tune(tune.get_checkpoint(), out)
     if meta["workers"] == 1:
@@ -81,13 +84,21 @@ def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int
     import ray
     trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), sweep=meta["sweep"], trial_id=trial_id,
                       results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id()})
+    fit = trainer.fit()
     try:
-        for rec in trainer.fit():
+        for rec in fit:
             metrics = rec.flat()
             ckpt = None
             if rank == 0:
                 ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
-            report(metrics, checkpoint=ckpt)
+            try:
+                report(metrics, checkpoint=ckpt)
+            except BaseException:
+                # Tune ends the trial inside report (sys.exit): a scheduler stop or an interrupt. The
+                # driver records which (scheduler-stops.csv); the trial's row stays RUNNING, not STOPPED
+                trainer.writer = None
+                fit.close()
+                raise
     finally:   # a trial stopped inside report() frees its folder's lock at once (reused actors live on)
         trainer.close()
 

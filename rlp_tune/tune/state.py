@@ -1,0 +1,116 @@
+"""Where a sweep stands, read from its folder alone: which trials Tune knows, whether a driver is
+running, and the counts `rlp-tune status`, `rlp-tune resume` and the progress line use.
+
+    s = sweep_state(root, expected=16)
+    s.done, s.expected, s.finished, s.stopped, s.running, s.interrupted, s.failed, s.complete
+    mark_driver(root) ... clear_driver(root)      # ROOT/.driver while a driver runs the sweep
+
+A trial is *done* when it finished all its epochs (TERMINATED) or the scheduler stopped it
+(listed in ROOT/scheduler-stops.csv). A trial that is neither, while no driver runs, was cut by an
+interrupt (Ctrl-C, SIGTERM, a kill, a wall-time limit): `rlp-tune resume` continues it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DRIVER_FILE = ".driver"   # JSON; not named .json (see asha.SCHEDULER_FILE)
+
+
+def known_trials(root: str) -> set[str] | None:
+    """The trial ids in Tune's newest saved experiment state (None: no state, an object store, or a
+    format this version cannot read — then nothing is treated as unknown)."""
+    from ._ray_compat import newest_experiment_state, trial_ids_in_state
+    if "://" in root:
+        return None
+    state = newest_experiment_state(root)
+    return trial_ids_in_state(state) if state else None
+
+
+def mark_driver(root: str) -> None:
+    """Note that this process drives the sweep (removed by clear_driver; left behind by a kill)."""
+    if "://" in root:
+        return
+    from ..results import temp_name
+    path = str(Path(root, DRIVER_FILE))
+    tmp = temp_name(path)
+    Path(tmp).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
+    os.replace(tmp, path)
+
+
+def clear_driver(root: str) -> None:
+    if "://" in root:
+        return
+    try:
+        p = Path(root, DRIVER_FILE)
+        if json.loads(p.read_text()).get("pid") == os.getpid():
+            p.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def driver_alive(root: str) -> tuple[bool | None, str]:
+    """(True: a driver runs it, False: none does, None: one may, on another host), and a note."""
+    try:
+        d = json.loads(Path(root, DRIVER_FILE).read_text())
+    except (OSError, ValueError):
+        return False, ""
+    if d.get("host") != socket.gethostname():
+        return None, f"driver pid {d.get('pid')} on {d.get('host')}"
+    try:
+        os.kill(int(d["pid"]), 0)
+    except ProcessLookupError:
+        return False, ""
+    except (PermissionError, KeyError, ValueError, TypeError):
+        pass
+    return True, f"driver pid {d.get('pid')}"
+
+
+@dataclass
+class SweepState:
+    expected: int
+    finished: list[str] = field(default_factory=list)      # all epochs (TERMINATED)
+    stopped: list[str] = field(default_factory=list)       # by the scheduler
+    failed: list[str] = field(default_factory=list)        # ERROR
+    unfinished: list[str] = field(default_factory=list)    # RUNNING rows: running, or cut by an interrupt
+    driver: bool | None = False
+    driver_note: str = ""
+
+    @property
+    def done(self) -> int:
+        return len(self.finished) + len(self.stopped)
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.expected and not self.unfinished and not self.failed
+
+    @property
+    def running(self) -> list[str]:
+        return self.unfinished if self.driver else []
+
+    @property
+    def interrupted(self) -> list[str]:
+        return self.unfinished if self.driver is False else []
+
+
+def sweep_state(root: str, expected: int) -> SweepState:
+    from ..results import read_trials
+    from .asha import SCHEDULER_FILE, read_stops
+    stops = read_stops(root)
+    legacy = not Path(root, SCHEDULER_FILE).exists()   # sweeps of older versions marked ASHA stops STOPPED
+    s = SweepState(expected=expected)
+    s.driver, s.driver_note = driver_alive(root)
+    for r in read_trials(root)[["trial_id", "status"]].itertuples():
+        if r.status == "TERMINATED":
+            s.finished.append(r.trial_id)
+        elif r.trial_id in stops or (legacy and r.status == "STOPPED"):
+            s.stopped.append(r.trial_id)
+        elif r.status == "ERROR":
+            s.failed.append(r.trial_id)
+        else:
+            s.unfinished.append(r.trial_id)
+    return s

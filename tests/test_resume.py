@@ -1,0 +1,399 @@
+"""A resumed sweep is the uninterrupted sweep; a finished sweep stays as it is; results folders are
+readable by plain pandas / pyarrow / polars / DuckDB at every moment; `status` tells interrupted from
+finished. Fast tests without a Ray cluster, then one end-to-end test on local Ray (marked `ray`).
+
+    python -m pytest tests/test_resume.py -q -x            # -m "not ray" for the fast ones only
+"""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rlp_tune.results import (METRIC_KEY, ResultWriter, compact_trials, read_metrics, read_trials, temp_name)
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "rlp_tune.cli"]
+
+
+def _trial(root, tid, vals, status="RUNNING", cfg=None):
+    """A trial's rows as a sweep trial writes them: one file per epoch of val.acc, then its row."""
+    w = ResultWriter(root, "s", tid)
+    for e, v in enumerate(vals, 1):
+        w.write_epoch(e, [dict(split="val", metric="acc", value=v)])
+    w.write_trial(cfg or {"run.seed": 0}, status, len(vals))
+    time.sleep(0.002)   # distinct `created` times: trials sort by them
+
+
+# ---- results folders and plain readers --------------------------------------------------------------
+def _readers(folder: Path) -> dict:
+    import duckdb
+    import pandas as pd
+    import polars as pl
+    import pyarrow.parquet as pq
+    return {"pandas": len(pd.read_parquet(folder)), "pyarrow": pq.read_table(folder).num_rows,
+            "polars": pl.read_parquet(folder).height,
+            "duckdb": duckdb.sql(f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet')").fetchall()[0][0]}
+
+
+def test_results_folders_read_by_every_reader_at_every_moment(tmp_path):
+    """Per-trial files, then the compacted file, each time beside a half-written temporary file of
+    the writer: pandas, pyarrow, polars and DuckDB all see every trial and every metric row."""
+    for i, tid in enumerate(["a1", "b2", "c3"]):
+        _trial(tmp_path, tid, [0.1 * i, 0.2 * i], "TERMINATED")
+    trials, metrics = tmp_path / "parquet" / "trials", tmp_path / "parquet" / "metrics"
+    for folder in (trials, metrics):   # a writer killed mid-write leaves its temporary file
+        half = Path(temp_name(str(folder / "b2" / "epoch_00003.parquet")))
+        half.parent.mkdir(parents=True, exist_ok=True)
+        half.write_bytes(b"PAR1 half-written")
+        assert not half.is_relative_to(tmp_path / "parquet")
+    assert set(_readers(trials).values()) == {3}
+    assert set(_readers(metrics).values()) == {6}
+    compact_trials(tmp_path)
+    names = [p.name for p in trials.iterdir()]
+    assert names == ["all-trials.parquet"] and not names[0].startswith(("_", "."))
+    assert set(_readers(trials).values()) == {3}
+    assert sorted(read_trials(tmp_path).trial_id) == ["a1", "b2", "c3"]
+
+
+def test_legacy_compacted_file_is_read_and_replaced(tmp_path):
+    _trial(tmp_path, "a1", [0.5], "TERMINATED")
+    compact_trials(tmp_path)
+    d = tmp_path / "parquet" / "trials"
+    (d / "all-trials.parquet").rename(d / "_all.parquet")       # what older versions wrote
+    _trial(tmp_path, "b2", [0.6], "TERMINATED")
+    assert sorted(read_trials(tmp_path).trial_id) == ["a1", "b2"]
+    compact_trials(tmp_path)
+    assert [p.name for p in d.iterdir()] == ["all-trials.parquet"]
+    assert sorted(read_trials(tmp_path).trial_id) == ["a1", "b2"]
+
+
+# ---- ASHA rungs rebuilt from the Parquet rows -------------------------------------------------------
+def test_rung_epochs():
+    from rlp_tune.tune.asha import rung_epochs
+    assert rung_epochs(30, 3, 2) == [3, 6, 12, 24]
+    assert rung_epochs(4, 1, 2) == [1, 2, 4]
+    assert rung_epochs(27, 1, 3) == [1, 3, 9, 27]
+    assert rung_epochs(10, 1, 1.5) == [1, 2, 3, 4, 6, 8]
+
+
+def test_rungs_rebuilt_as_decided_and_lost_decision_taken_again(tmp_path):
+    """Trials in creation order through rungs 1, 2, 4 (rf 2): the rebuild records what ASHA recorded,
+    keeps earlier stops, and stops a trial whose rung-epoch decision a driver kill lost."""
+    from rlp_tune.tune.asha import Rungs, rebuild, rung_epochs, write_stops
+    _trial(tmp_path, "t1", [0.5, 0.6, 0.7, 0.8], "TERMINATED")
+    _trial(tmp_path, "t2", [0.4], "RUNNING")          # stopped at rung 1 (0.4 < 0.5): in scheduler-stops.csv
+    _trial(tmp_path, "t3", [0.7, 0.65], "RUNNING")    # cut at epoch 2 (rung 2: 0.65 > 0.6 continues)
+    _trial(tmp_path, "t4", [0.9, 0.1], "RUNNING")     # wrote rung 2, driver died before deciding: stop
+    write_stops(str(tmp_path), {"t2": 1})
+    rungs = Rungs(rung_epochs(4, 1, 2), 2, 1.0)
+    stops = rebuild(str(tmp_path), "val.acc", rungs, 4)
+    assert stops == {"t2": 1, "t4": 2}
+    assert rungs.recorded == {1: {"t1": 0.5, "t2": 0.4, "t3": 0.7, "t4": 0.9},
+                              2: {"t1": 0.6, "t3": 0.65, "t4": 0.1}, 4: {"t1": 0.8}}
+    # the next trial is judged against the same rung values as in the uninterrupted run
+    assert rungs.cutoff(1) == pytest.approx(0.6) and rungs.decide("t5", 1, 0.55) is True
+    assert rungs.decide("t6", 3, -1.0) is False and 3 not in rungs.recorded   # never off a rung
+
+
+def test_min_mode_rebuild(tmp_path):
+    from rlp_tune.tune.asha import Rungs, rebuild
+    _trial(tmp_path, "t1", [1.0, 0.5], "TERMINATED")
+    _trial(tmp_path, "t2", [2.0], "RUNNING")
+    rungs = Rungs([1, 2], 2, -1.0)
+    assert rebuild(str(tmp_path), "val.acc", rungs, 2) == {"t2": 1}
+
+
+# ---- the Optuna study: journal in the folder, deterministic replay ----------------------------------
+def _tune_state(root: Path, ids: list[str]) -> None:
+    """What Tune's saved experiment state says about its trials (only the ids are read)."""
+    state = {"trial_data": [[json.dumps({"trial_id": t}), "{}"] for t in ids], "runner_data": {}, "stats": {}}
+    (root / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+
+
+def _searcher(root: Path, design: str = "tpe"):
+    from functools import partial
+
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from rlp_tune.tune.study import StudySearcher
+    space = {"rlp.lam": FloatDistribution(1e-2, 1e2, log=True), "rlp.n": IntDistribution(8, 64, log=True)}
+    from rlp_tune.tune.designs import optuna_sampler
+    seeded = types.SimpleNamespace(design=design, base=types.SimpleNamespace(run=types.SimpleNamespace(seed=0)))
+    return StudySearcher(str(root), root.name, space, "val.acc", "max", partial(optuna_sampler, seeded), max_epochs=3)
+
+
+def _play(s, root: Path, tid: str, outcome: str, n_epochs: int):
+    """One trial through the searcher as Tune drives it; its rows written as the trial writes them."""
+    from rlp_tune.tune.asha import read_stops, write_stops
+    cfg = s.suggest(tid)
+    vals = [round(0.3 + 0.1 * e + 0.01 * math.log(cfg["rlp.lam"]), 6) for e in range(1, n_epochs + 1)]
+    _trial(root, tid, vals, "TERMINATED" if outcome == "done" else "RUNNING")
+    for e, v in enumerate(vals, 1):
+        s.on_trial_result(tid, {"epoch": e, "val.acc": v})
+    if outcome == "pruned":
+        write_stops(str(root), {**read_stops(str(root)), tid: n_epochs})
+    if outcome in ("done", "pruned", "interrupted"):
+        s.on_trial_complete(tid, {"epoch": n_epochs, "val.acc": vals[-1]})
+    return cfg
+
+
+@pytest.mark.parametrize("design", ["tpe", "random", "qmc"])
+def test_study_replay_reproduces_the_uninterrupted_sampler(tmp_path, design):
+    """Searcher A runs 14 trials (past TPE's 10 random start-up trials). Searcher B, unpickled as
+    Tune restores it after a kill when A had made 7 trials (the 7th unknown to Tune's saved state),
+    replays the journal and draws what A drew for trials 7..14 (TPE, random and QMC samplers); the study lists every trial with
+    its state (PRUNED for scheduler stops, RUNNING for one cut by an interrupt)."""
+    import pickle
+
+    import optuna
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    plan = [("done", 3), ("pruned", 1), ("done", 3), ("pruned", 2), ("done", 3), ("done", 3)] + [("done", 3)] * 8
+    a = _searcher(ref, design)
+    want = [_play(a, ref, f"t{i}", *p) for i, p in enumerate(plan)]
+
+    b = _searcher(cut, design)
+    got = [_play(b, cut, f"t{i}", *p) for i, p in enumerate(plan[:6])]
+    _play(b, cut, "orphan", "running", 1)   # created after Tune's last save: never continued
+    _tune_state(cut, [f"t{i}" for i in range(6)])
+    b = pickle.loads(pickle.dumps(b))
+    got += [_play(b, cut, f"t{i}", *p) for i, p in list(enumerate(plan))[6:]]
+    assert got == want
+
+    st = optuna.load_study(study_name="cut", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(cut / "optuna.journal"))))
+    states = {t.user_attrs["trial_id"]: t.state.name for t in st.trials}
+    assert states == {f"t{i}": "PRUNED" if p[0] == "pruned" else "COMPLETE" for i, p in enumerate(plan)}
+    t3 = next(t for t in st.trials if t.user_attrs["trial_id"] == "t3")
+    assert t3.value == t3.intermediate_values[2] and sorted(t3.intermediate_values) == [1, 2]
+
+    # an interrupted trial stays RUNNING, and the next replay keeps it so
+    _play(b, cut, "t_int", "interrupted", 1)
+    _tune_state(cut, [f"t{i}" for i in range(len(plan))] + ["t_int"])
+    c = pickle.loads(pickle.dumps(b))
+    c.on_trial_result("t_int", {"epoch": 2, "val.acc": 0.9})
+    assert c.study().trials[-1].state.name == "RUNNING" and c.study().trials[-1].intermediate_values == {1: pytest.approx(0.4 + 0.01 * math.log(c.study().trials[-1].params["rlp.lam"])), 2: 0.9}
+
+
+# ---- resume of a finished sweep, orphans, status ------------------------------------------------------
+def _sweep_folder(tmp_path, samples=2):
+    from rlp_tune.tune.space import load_space
+    from rlp_tune.tune.sweep import _write_space
+    from test_sweep import write_space
+    space = load_space(write_space(tmp_path, "fin", epochs=2, samples=samples))
+    root = tmp_path / "res" / "fin"
+    _write_space(space, str(root))
+    return space, root
+
+
+def test_resume_of_a_finished_sweep_is_a_no_op(tmp_path):
+    """Nothing is moved, Ray is not started, the message says so (the SLURM requeue case)."""
+    _, root = _sweep_folder(tmp_path)
+    _trial(root, "a1", [0.5, 0.6], "TERMINATED")
+    _trial(root, "b2", [0.4], "RUNNING")
+    from rlp_tune.tune.asha import write_stops
+    write_stops(str(root), {"b2": 1})
+    _tune_state(root, [])            # a state that knows no trial: nothing may be taken for an orphan
+    compact_trials(root)
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    r = subprocess.run(CLI + ["resume", str(root)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "is complete (2 of 2 trials done); nothing to resume" in r.stderr, r.stderr
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+    assert sorted(read_trials(root).trial_id) == ["a1", "b2"]
+    # a study that was not told a trial's end (a kill after its last epoch): not complete yet
+    from rlp_tune.tune.study import running_in_study
+    s = _searcher(root)
+    s.suggest("a1")
+    assert running_in_study(str(root)) == 1
+
+
+def test_orphans_never_include_the_compacted_file(tmp_path):
+    from rlp_tune.tune.sweep import _quarantine_orphans
+    root = tmp_path / "sw"
+    _trial(root, "known", [0.5], "TERMINATED")
+    compact_trials(root)
+    _trial(root, "orphan", [0.1])
+    _tune_state(root, ["known"])
+    assert _quarantine_orphans(str(root)) == ["orphan"]
+    assert read_trials(root).trial_id.tolist() == ["known"]
+    assert (root / "parquet" / "trials" / "all-trials.parquet").exists()
+
+
+def test_status_tells_interrupted_from_running_and_finished(tmp_path):
+    from rlp_tune.tune.asha import write_stops
+    from rlp_tune.tune.state import DRIVER_FILE
+    _, root = _sweep_folder(tmp_path, samples=4)
+    _trial(root, "a1", [0.5, 0.6], "TERMINATED")
+    _trial(root, "b2", [0.4], "RUNNING")
+    _trial(root, "c3", [0.7], "RUNNING")
+    write_stops(str(root), {"b2": 1})
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (root / DRIVER_FILE).write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    out = subprocess.run(CLI + ["status", str(root)], capture_output=True, text=True, timeout=120).stdout
+    lines = out.splitlines()
+    assert lines[0] == "sweep fin: 2 of 4 trials done (1 finished, 1 stopped by the scheduler), 1 interrupted"
+    assert lines[1] == f"interrupted: rlp-tune resume {root.resolve()}"
+    assert {ln.split()[0]: ln.split()[1] for ln in lines[3:]} == {"a1": "TERMINATED", "b2": "STOPPED",
+                                                                  "c3": "INTERRUPTED"}
+    (root / DRIVER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    out = subprocess.run(CLI + ["status", str(root)], capture_output=True, text=True, timeout=120).stdout
+    assert out.splitlines()[0].endswith("1 stopped by the scheduler), 1 running")
+    assert out.splitlines()[1] == f"running (driver pid {os.getpid()})"
+
+
+def test_dashboard_command(tmp_path, monkeypatch):
+    """Not installed: one line, exit 2. Installed: optuna-dashboard serves the sweep's journal on
+    127.0.0.1 (a stand-in module records the call)."""
+    import types
+
+    from rlp_tune.cli import main
+    s = _searcher(tmp_path / "sw")
+    _play(s, tmp_path / "sw", "t0", "done", 3)
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)    # as if not installed: import fails
+    assert main(["dashboard", str(tmp_path / "sw")]) == 2
+    calls = []
+    fake = types.SimpleNamespace(run_server=lambda storage, host, port: calls.append((storage, host, port)))
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", fake)
+    assert main(["dashboard", str(tmp_path / "sw"), "--port", "8123"]) == 0
+    (storage, host, port), = calls
+    import optuna
+    assert (host, port) == ("127.0.0.1", 8123)
+    assert [t.state.name for t in optuna.load_study(study_name="sw", storage=storage).trials] == ["COMPLETE"]
+    assert main(["dashboard", str(tmp_path)]) == 2      # no study there
+
+
+# ---- end to end: SIGINT, then SIGKILL of the driver, each resumed = the uninterrupted sweep -----------
+def _outcome(root: Path) -> list[tuple]:
+    """Per trial, in creation order: searched config, status, epochs, val.acc by epoch (no timings)."""
+    t = read_trials(root).sort_values("created")
+    m = read_metrics(root)
+    assert not m.duplicated(METRIC_KEY).any()
+    acc = m[(m.split == "val") & (m.metric == "acc") & (m.layer == "") & (m["head"] == -1)]
+    out = []
+    for r in t.to_dict("records"):
+        series = acc[acc.trial_id == r["trial_id"]].sort_values("epoch")
+        assert series.epoch.tolist() == list(range(1, len(series) + 1))
+        out.append(((round(r["rlp.lam"], 10), int(r["rlp.n"]), int(r["rlp.heads"])), r["status"],
+                    int(r["epochs_done"]), tuple(series.value.round(10))))
+    return out
+
+
+def _wait(root: Path, cond, what: str, proc, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            t = read_trials(root) if (root / "parquet" / "trials").exists() else None
+        except Exception:   # noqa: BLE001 - a file between writes: read again
+            t = None
+        if t is not None and cond(t):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"driver exited ({proc.returncode}) before {what}")
+        time.sleep(0.3)
+    pytest.fail(f"no {what} in {timeout} s")
+
+
+@pytest.mark.ray
+def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path):
+    """One trial at a time, TPE + ASHA (rungs 1, 2, 4 of 4 epochs). Uninterrupted, then: SIGINT
+    while the second trial runs, resume, SIGKILL of the driver while the fourth runs, resume. Both
+    end with the same configs in the same order, the same stop epochs and the same val.acc at every
+    epoch; the Optuna study lists every trial with its state; resuming again is a no-op."""
+    from test_sweep import _kill_marked, write_space
+    import optuna
+    space = write_space(tmp_path, "r", epochs=4, samples=6, extra_fixed='"run.batch_size" = 128')
+    space.write_text(space.read_text().replace('seeds = [0]', 'seeds = [0]\nmax_concurrent = 1'))
+    marker = f"RLP_TEST_{uuid.uuid4().hex}"
+    env = {**os.environ, marker: "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    procs = []
+
+    def start(args, storage):
+        p = subprocess.Popen(CLI + args + ([] if storage is None else ["--storage", str(storage)]), env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        procs.append(p)
+        return p
+
+    try:
+        ref = tmp_path / "ref" / "r"
+        p = start(["sweep", str(space)], tmp_path / "ref")
+        assert p.wait(timeout=600) == 0, p.stdout.read()[-3000:]
+        want = _outcome(ref)
+        assert len(want) == 6 and {w[1] for w in want} == {"TERMINATED", "STOPPED"}
+        assert {w[2] for w in want if w[1] == "STOPPED"} <= {1, 2}     # stops on rungs only
+
+        cut = tmp_path / "cut" / "r"
+        p = start(["sweep", str(space)], tmp_path / "cut")
+        _wait(cut, lambda t: len(t) >= 2 and (t.status == "RUNNING").any(), "second trial running", p)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=300) == 130, p.stdout.read()[-3000:]
+        st = subprocess.run(CLI + ["status", str(cut)], env=env, capture_output=True, text=True, timeout=120)
+        assert f"interrupted: rlp-tune resume {cut}" in st.stdout, st.stdout
+
+        p = start(["resume", str(cut)], None)
+        _wait(cut, lambda t: len(t) >= 4 and (t.status == "RUNNING").any(), "fourth trial running", p)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        time.sleep(2)
+        _kill_marked(marker)   # Ray's agents outlive a SIGKILLed driver: end what this test started
+
+        p = start(["resume", str(cut)], None)
+        assert p.wait(timeout=600) == 0, p.stdout.read()[-3000:]
+        assert _outcome(cut) == want
+
+        for folder in (ref, cut):   # the finished and the resumed sweep's study: every trial, its state
+            study = optuna.load_study(study_name="r", storage=optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(folder / "optuna.journal"))))
+            assert [t.state.name for t in study.trials] == ["PRUNED" if w[1] == "STOPPED" else "COMPLETE"
+                                                            for w in want]
+            assert [round(t.params["rlp.lam"], 10) for t in study.trials] == [w[0][0] for w in want]
+            assert [round(t.value, 10) for t in study.trials] == [w[3][-1] for w in want]
+
+        st = subprocess.run(CLI + ["status", str(cut)], env=env, capture_output=True, text=True, timeout=120)
+        assert st.stdout.splitlines()[:2] == ["sweep r: 6 of 6 trials done "
+                                              f"({sum(w[1] == 'TERMINATED' for w in want)} finished, "
+                                              f"{sum(w[1] == 'STOPPED' for w in want)} stopped by the scheduler)",
+                                              "complete"], st.stdout
+        r = subprocess.run(CLI + ["resume", str(cut)], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "nothing to resume" in r.stderr
+        assert _outcome(cut) == want
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        _kill_marked(marker)
+
+
+def test_progress_line_and_verbose_lines(tmp_path):
+    """A sweep prints one compact line (trials done / total, running trials' epochs, best, ETA), on a
+    log file when a trial ends; --verbose prints a line per trial epoch. The driver marks the row."""
+    import io
+    import types
+
+    from rlp_tune.tune.progress import ProgressPrinter
+    space, root = _sweep_folder(tmp_path, samples=3)
+    out = {}
+    for verbose in (False, True):
+        stream = io.StringIO()
+        p = ProgressPrinter(space, str(root), verbose=verbose, stream=stream)
+        p.setup()
+        tr = types.SimpleNamespace(trial_id=f"a{int(verbose)}", config={"rlp.lam": 0.5}, last_result={})
+        for e, v in [(1, 0.5), (2, 0.75)]:
+            _trial(root, tr.trial_id, [0.5, 0.75][:e], "RUNNING")
+            tr.last_result = {"epoch": e, "val.acc": v}
+            p.on_trial_result(0, [], tr, tr.last_result)
+        p.on_trial_complete(0, [], tr)
+        out[verbose] = stream.getvalue().splitlines()
+        assert read_trials(root).set_index("trial_id").loc[tr.trial_id, "status"] == "TERMINATED"
+    compact, verbose = out[False], out[True]
+    assert len(compact) == 2 and "0/3 trials done | running a0 1/2 | best val.acc 0.5 (a0) | ETA -" in compact[0]
+    assert "1/3 trials done | running - | best val.acc 0.75 (a0) | ETA " in compact[1]
+    assert [ln.split("] ")[1].split("  ")[0] for ln in verbose] == [
+        "a1 epoch 1/2 val.acc=0.5", "a1 epoch 2/2 val.acc=0.75", "a1 finished at epoch 2"]
