@@ -11,12 +11,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import Config, all_keys
 from .errors import UserError
 
 CKPT_VERSION = 1
 # globals a checkpoint may name besides tensors and containers: numpy's RNG state is an ndarray
 CHECKPOINT_GLOBALS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)),
                       (getattr(np, "_core", None) or np.core).multiarray._reconstruct]
+# keys that may differ between a checkpoint and the resuming config (they do not change the math).
+# Not run.epochs: the cosine schedule spans run.epochs, so a run cannot be extended (docs/reliability.md)
+RESUMABLE_KEYS = {"run.device", "run.threads", "run.name", "run.eval_batch_size", "data.root",
+                  "data.workers", "run.keep_checkpoints", "run.compile", "probe.every", "probe.probes",
+                  "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train",
+                  "probe.linear", "rlp.eval_samples", "rlp.audit_every", "rlp.audit_epochs", "rlp.audit_standardize"}
+RESUMABLE_KEYS |= {k for k in all_keys() if k.startswith("logging.")}   # trackers only watch
 WEIGHTS_FORMAT = "rlp_tune.model"   # checkpoints/model.pt, written when training ends (rlp_tune/load.py reads it)
 
 
@@ -41,3 +49,16 @@ def read_checkpoint(path: str | Path, device="cpu") -> dict:
     if not ok:
         raise CheckpointError(f"{path}: not an rlp_tune checkpoint (version {CKPT_VERSION} expected)")
     return state
+
+
+def check_resumable(path: str | Path, cfg: Config, state: dict) -> None:
+    """A checkpoint may resume under `cfg` only if every key outside RESUMABLE_KEYS is equal."""
+    mine, theirs = cfg.to_flat(), state["config"]
+    theirs = {**Config().to_flat(), **theirs}   # keys added since the checkpoint was made: their defaults
+    diff = sorted(k for k in set(mine) | set(theirs) if k not in RESUMABLE_KEYS and mine.get(k) != theirs.get(k))
+    if diff:
+        shown = ", ".join(f"{k} (checkpoint {theirs.get(k)!r}, config {mine.get(k)!r})" for k in diff[:4])
+        why = ("; the LR schedule spans run.epochs, so a run cannot be extended or shortened"
+               if "run.epochs" in diff else "")
+        raise CheckpointError(f"{path}: checkpoint was made with a different config: {shown}{why}; "
+                              "use another --out folder to start a new run")

@@ -10,15 +10,16 @@ With `out_dir`, every epoch first writes its Parquet rows (results.py), then an 
 checkpoint (model, heads, optimizer, schedule, every RNG state), then yields. A crash at any point
 resumes without a gap or a duplicate row. Under torch.distributed (initialized by the caller:
 torchrun, Ray Train, tests) each rank trains on its share of every global batch; rank 0 writes.
-Nothing here knows about Ray.
+Nothing here knows about Ray. The net is net.py's, the optimizer and schedule optim.py's, reading a
+checkpoint checkpoint.py's; what stays here (~420 lines) is one class whose loop, evaluation and
+checkpoint state share the Trainer's fields.
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -28,25 +29,18 @@ import torch.distributed as dist
 from torch import nn
 
 from .audit import audit_rows, rand_eval_rows
-from .checkpoint import CKPT_VERSION, WEIGHTS_FORMAT, CheckpointError, read_checkpoint
+from .checkpoint import (CKPT_VERSION, RESUMABLE_KEYS, WEIGHTS_FORMAT, CheckpointError,  # noqa: F401
+                         check_resumable, read_checkpoint)
 from .checks import check_run
-from .config import Config, ConfigError, all_keys
+from .config import Config, ConfigError
 from .data import DataBundle, build_data
 from .data.augment import FixedAugmentSets, make_augment, mixup
 from .data.labels import derive_seed, random_label_table
 from .net import RLPNet, build_net, class_loss, random_label_count, resolve_device  # noqa: F401  (public here too)
+from .optim import lr_lambda, make_optimizer, rlp_head_settings  # noqa: F401  (public here too)
 from .provenance import provenance
 from .results import ResultWriter
 from .rundir import RunLock
-
-# keys that may differ between a checkpoint and the resuming config (they do not change the math).
-# Not run.epochs: the cosine schedule spans run.epochs, so a run cannot be extended (docs/reliability.md)
-RESUMABLE_KEYS = {"run.device", "run.threads", "run.name", "run.eval_batch_size", "data.root",
-                  "data.workers", "run.keep_checkpoints", "run.compile", "probe.every", "probe.probes",
-                  "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train",
-                  "probe.linear", "rlp.eval_samples", "rlp.audit_every", "rlp.audit_epochs", "rlp.audit_standardize"}
-RESUMABLE_KEYS |= {k for k in all_keys() if k.startswith("logging.")}   # trackers only watch
-
 
 @dataclass
 class EpochRecord:
@@ -68,21 +62,6 @@ class EpochRecord:
             if r["head"] == -1:
                 out[".".join(p for p in (r["split"], r["metric"], r["layer"]) if p)] = r["value"]
         return out
-
-
-def lr_lambda(cfg: Config, steps_per_epoch: int):
-    """Per-step LR factor: linear warm-up over optim.warmup_epochs, then cosine to 0 (or constant)."""
-    warm = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
-    total = cfg.run.epochs * steps_per_epoch
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if cfg.optim.schedule == "constant":
-            return 1.0
-        t = (step - warm) / max(1, total - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return f
 
 
 class Trainer:
@@ -198,7 +177,6 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> Iterator[EpochRecord]:
-        cfg = self.cfg
         try:
             yield from self._fit()
         finally:
@@ -416,15 +394,7 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)
         state = read_checkpoint(path, self.device)
-        mine, theirs = self.cfg.to_flat(), state["config"]
-        theirs = {**Config().to_flat(), **theirs}   # keys added since the checkpoint was made: their defaults
-        diff = sorted(k for k in set(mine) | set(theirs) if k not in RESUMABLE_KEYS and mine.get(k) != theirs.get(k))
-        if diff:
-            shown = ", ".join(f"{k} (checkpoint {theirs.get(k)!r}, config {mine.get(k)!r})" for k in diff[:4])
-            why = ("; the LR schedule spans run.epochs, so a run cannot be extended or shortened"
-                   if "run.epochs" in diff else "")
-            raise CheckpointError(f"{path}: checkpoint was made with a different config: {shown}{why}; "
-                                  "use another --out folder to start a new run")
+        check_resumable(path, self.cfg, state)
         self._adopt_identity(state)
         try:
             self.net.load_state_dict(state["net"])
@@ -453,27 +423,3 @@ class Trainer:
         self.trial_id, self.sweep = tid, sweep if sweep is not None else self.sweep
         if self.writer:
             self.writer = ResultWriter(self.results_root, self.sweep, self.trial_id)
-
-
-def rlp_head_settings(cfg: Config) -> tuple[float, float]:
-    """(lr, weight decay) of the RLP heads: rlp.lr / rlp.weight_decay, defaulting to optim's."""
-    lr = cfg.rlp.lr or cfg.optim.lr
-    wd = cfg.optim.weight_decay if cfg.rlp.weight_decay < 0 else cfg.rlp.weight_decay
-    return lr, wd
-
-
-def make_optimizer(cfg: Config, params, heads: list | None = None) -> torch.optim.Optimizer:
-    """The run's optimizer. `heads`: the RLP-head parameters among `params`; they get a param group of
-    their own when rlp.lr / rlp.weight_decay differ from optim's. Otherwise one group, exactly as
-    before these keys existed (same checkpoints, bit-identical results)."""
-    o = cfg.optim
-    groups = params
-    lr, wd = rlp_head_settings(cfg)
-    if heads and (lr, wd) != (o.lr, o.weight_decay):
-        ids = {id(p) for p in heads}
-        groups = [{"params": [p for p in params if id(p) not in ids]},
-                  {"params": list(heads), "lr": lr, "weight_decay": wd}]
-    if o.name == "adamw":
-        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                           weight_decay=o.weight_decay)
