@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
              "The same dotted keys work in TOML files, --set / key=value, search spaces and the Parquet columns.")
     k.add_argument("prefix", nargs="?", default="", help="show only keys starting with this, e.g. rlp or optim.lr")
 
-    s = _sub(sub, "sweep", "run a hyper-parameter sweep (Optuna TPE + ASHA) on Ray",
+    s = _sub(sub, "sweep", "run an experiment on Ray: a designed sweep (grid, QMC, adaptive λ) or a tuning search (TPE/random + ASHA)",
              "Starts an embedded Ray on 127.0.0.1 unless --address names a cluster. The sweep folder STORAGE/NAME "
              "holds Tune's state, space.toml, parquet/ and each trial's checkpoints (trials/<id>/). Exit 3 after "
              "a clean stop by SIGUSR1/SIGTERM: `rlp-tune resume STORAGE/NAME` continues.\n\n"
