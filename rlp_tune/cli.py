@@ -283,7 +283,7 @@ def _dispatch(args) -> int:
         return 0
     if args.cmd == "probe":
         from .checks import check_probe_names
-        from .probes.offline import probe_checkpoints
+        from .offline.probe import probe_checkpoints
         check_probe_names(args.probes.split(","), "--probes")
         layers = args.layers.split(",")
         probe_checkpoints(args.root, epochs=args.epochs, probes=args.probes.split(","),
@@ -291,7 +291,7 @@ def _dispatch(args) -> int:
                           settings=args.settings)
         return 0
     if args.cmd == "offline-rlp":
-        from .probes.offline_rlp import offline_rlp
+        from .offline.rlp import offline_rlp
         offline_rlp(args.root, head_epochs=args.head_epochs, epochs=args.epochs)
         return 0
     raise AssertionError(args.cmd)
