@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
              "The same dotted keys work in TOML files, --set / key=value, search spaces and the Parquet columns.")
     k.add_argument("prefix", nargs="?", default="", help="show only keys starting with this, e.g. rlp or optim.lr")
 
-    s = _sub(sub, "sweep", "run a hyper-parameter sweep (Optuna TPE + ASHA) on Ray",
+    s = _sub(sub, "sweep", "run an experiment on Ray: a designed sweep (grid, QMC, adaptive λ) or a tuning search (TPE/random + ASHA)",
              "Starts an embedded Ray on 127.0.0.1 unless --address names a cluster. The sweep folder STORAGE/NAME "
              "holds Tune's state, space.toml, parquet/ and each trial's checkpoints (trials/<id>/). Exit 3 after "
              "a clean stop by SIGUSR1/SIGTERM: `rlp-tune resume STORAGE/NAME` continues.\n\n"
@@ -283,7 +283,7 @@ def _dispatch(args) -> int:
         return 0
     if args.cmd == "probe":
         from .checks import check_probe_names
-        from .probes.offline import probe_checkpoints
+        from .offline.probe import probe_checkpoints
         check_probe_names(args.probes.split(","), "--probes")
         layers = args.layers.split(",")
         probe_checkpoints(args.root, epochs=args.epochs, probes=args.probes.split(","),
@@ -291,7 +291,7 @@ def _dispatch(args) -> int:
                           settings=args.settings)
         return 0
     if args.cmd == "offline-rlp":
-        from .probes.offline_rlp import offline_rlp
+        from .offline.rlp import offline_rlp
         offline_rlp(args.root, head_epochs=args.head_epochs, epochs=args.epochs)
         return 0
     raise AssertionError(args.cmd)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import tomllib
 import typing
@@ -25,7 +26,8 @@ class ConfigError(UserError, ValueError):
     """A bad config value. `str(err)` is one line that names the dotted key."""
 
 
-def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc="", allowed=""):
+def setting(default, *, choices=None, lo=None, hi=None, lo_open=False, doc="", allowed=""):
+    """A config key: its default, the accepted values (choices or [lo, hi]) and its `rlp-tune keys` text."""
     # allowed: the accepted values in words where neither choices nor a range says it (`rlp-tune keys`)
     meta = {"choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "doc": doc, "allowed": allowed}
     if isinstance(default, (list, tuple)):
@@ -35,103 +37,103 @@ def _f(default, *, choices=None, lo=None, hi=None, lo_open=False, doc="", allowe
 
 @dataclass(frozen=True)
 class Data:
-    name: str = _f("digits", doc="registered dataset (rlp_tune.data.list_datasets())", allowed="registered:data")
-    root: str = _f("", doc="folder holding the dataset files; never downloaded", allowed="a folder")
-    label_noise: float = _f(0.0, lo=0.0, hi=1.0, doc="p: each train label replaced by a uniform class w.p. p")
-    fraction: float = _f(1.0, lo=0.0, hi=1.0, lo_open=True, doc="seeded stratified subset of the train set")
-    val_fraction: float = _f(0.0, lo=0.0, hi=0.5, doc="stratified validation split held out of train")
-    augment: str = _f("none", choices=("none", "flip", "crop_flip", "crop", "benign", "randaugment"),
+    name: str = setting("digits", doc="registered dataset (rlp_tune.data.list_datasets())", allowed="registered:data")
+    root: str = setting("", doc="folder holding the dataset files; never downloaded", allowed="a folder")
+    label_noise: float = setting(0.0, lo=0.0, hi=1.0, doc="p: each train label replaced by a uniform class w.p. p")
+    fraction: float = setting(1.0, lo=0.0, hi=1.0, lo_open=True, doc="seeded stratified subset of the train set")
+    val_fraction: float = setting(0.0, lo=0.0, hi=0.5, doc="stratified validation split held out of train")
+    augment: str = setting("none", choices=("none", "flip", "crop_flip", "crop", "benign", "randaugment"),
                       doc="batched on-device augmentation (benign = 003's suite)")
-    augment_strength: float = _f(0.5, lo=0.0, hi=1.0, doc="RandAugment-style magnitude (augment = randaugment)")
-    augment_sets: int = _f(0, lo=0, doc="B fixed augmentations per sample, drawn once (0 = fresh every step)")
-    augment_labels: str = _f("shared", choices=("shared", "independent"),
+    augment_strength: float = setting(0.5, lo=0.0, hi=1.0, doc="RandAugment-style magnitude (augment = randaugment)")
+    augment_sets: int = setting(0, lo=0, doc="B fixed augmentations per sample, drawn once (0 = fresh every step)")
+    augment_labels: str = setting("shared", choices=("shared", "independent"),
                              doc="with augment_sets: views share the sample's label, or noisy samples get one per view")
-    mixup: float = _f(0.0, lo=0.0, doc="mixup Beta(α, α) on the class loss (0 = off)")
-    random_classes: int = _f(0, lo=0, doc="label noise draws from this many classes (0 = the dataset's)")
-    seed: int = _f(-1, lo=-1, doc="data seed (noise, fraction, val split); -1 = run.seed")
-    synthetic_size: int = _f(512, lo=8, doc="train samples of the `synthetic` dataset")
-    image_size: int = _f(0, lo=0, doc="resize images to this (0 = native); streamed folders need it")
-    workers: int = _f(4, lo=0, doc="DataLoader workers for streamed (image-folder) datasets")
+    mixup: float = setting(0.0, lo=0.0, doc="mixup Beta(α, α) on the class loss (0 = off)")
+    random_classes: int = setting(0, lo=0, doc="label noise draws from this many classes (0 = the dataset's)")
+    seed: int = setting(-1, lo=-1, doc="data seed (noise, fraction, val split); -1 = run.seed")
+    synthetic_size: int = setting(512, lo=8, doc="train samples of the `synthetic` dataset")
+    image_size: int = setting(0, lo=0, doc="resize images to this (0 = native); streamed folders need it")
+    workers: int = setting(4, lo=0, doc="DataLoader workers for streamed (image-folder) datasets")
 
 
 @dataclass(frozen=True)
 class Model:
-    name: str = _f("mlp", doc="registered model (rlp_tune.models.list_models())", allowed="registered:model")
-    dropout: float = _f(0.0, lo=0.0, hi=1.0, doc="dropout probability (model-specific placement)")
-    width: int = _f(256, lo=1, doc="mlp hidden width")
-    depth: int = _f(2, lo=1, doc="mlp hidden layers; wrn depth for model.name = 'wrn'")
-    widen: int = _f(4, lo=1, doc="wrn widening factor for model.name = 'wrn'")
-    projector_hidden: int = _f(0, lo=0, doc="MLP projector hidden width before the classifier (0 = none)")
-    channels_last: bool = _f(False, doc="channels_last memory format (pays on GPUs)")
+    name: str = setting("mlp", doc="registered model (rlp_tune.models.list_models())", allowed="registered:model")
+    dropout: float = setting(0.0, lo=0.0, hi=1.0, doc="dropout probability (model-specific placement)")
+    width: int = setting(256, lo=1, doc="mlp hidden width")
+    depth: int = setting(2, lo=1, doc="mlp hidden layers; wrn depth for model.name = 'wrn'")
+    widen: int = setting(4, lo=1, doc="wrn widening factor for model.name = 'wrn'")
+    projector_hidden: int = setting(0, lo=0, doc="MLP projector hidden width before the classifier (0 = none)")
+    channels_last: bool = setting(False, doc="channels_last memory format (pays on GPUs)")
 
 
 @dataclass(frozen=True)
 class RLP:
-    lam: float = _f(0.0, lo=0.0, doc="λ: strength of L_reg on the feature extractor")
-    heads: int = _f(1, lo=0, doc="parallel heads per tap, each with its own random-label table (0 = no RLP)")
-    hidden: int = _f(0, lo=0, doc="hidden width of the head (0 = linear)")
-    n: int = _f(10, lo=2, doc="number of random labels (clipped to m for labels='unique')")
-    layers: tuple[str, ...] = _f(("penultimate",), doc="taps with RLP heads, or 'all'",
+    lam: float = setting(0.0, lo=0.0, doc="λ: strength of L_reg on the feature extractor")
+    heads: int = setting(1, lo=0, doc="parallel heads per tap, each with its own random-label table (0 = no RLP)")
+    hidden: int = setting(0, lo=0, doc="hidden width of the head (0 = linear)")
+    n: int = setting(10, lo=2, doc="number of random labels (clipped to m for labels='unique')")
+    layers: tuple[str, ...] = setting(("penultimate",), doc="taps with RLP heads, or 'all'",
                                  allowed="all | tap names of the model")
-    regularize: tuple[str, ...] = _f(("penultimate",), doc="taps whose L_reg is applied ('all' = every head tap)",
+    regularize: tuple[str, ...] = setting(("penultimate",), doc="taps whose L_reg is applied ('all' = every head tap)",
                                      allowed="all | taps in rlp.layers")
-    labels: str = _f("fixed", choices=("fixed", "reshuffle", "unique"), doc="random-label mode")
-    layout: str = _f("shared", choices=("shared", "per_class"), doc="one head set, or one per class (000)")
-    reg: str = _f("log1m", choices=("log1m", "uniform"), doc="L_reg: -log(1-p̂_ŷ) (eq. 4, sign fixed) or CE to uniform")
-    chunk: int = _f(0, lo=0, doc="labels per chunk in the fused head (0 = auto by size)")
-    lr: float = _f(0.0, lo=0.0, doc="RLP-head learning rate, own param group (0 = optim.lr)")
-    weight_decay: float = _f(-1.0, lo=-1.0, doc="RLP-head weight decay, own param group (-1 = optim.weight_decay)")
-    eval_samples: int = _f(1024, lo=0, doc="seeded training samples (same every epoch) for rand_acc_eval (0 = off)")
-    audit_every: int = _f(0, lo=0, doc="every k epochs train a fresh head on frozen features: rand_acc_audit (0 = off)")
-    audit_epochs: int = _f(20, lo=1, doc="training epochs of the audit head (also offline-rlp's default)")
-    audit_standardize: bool = _f(False, doc="audit on features scaled to mean row norm √d (matched feature scale)")
+    labels: str = setting("fixed", choices=("fixed", "reshuffle", "unique"), doc="random-label mode")
+    layout: str = setting("shared", choices=("shared", "per_class"), doc="one head set, or one per class (000)")
+    reg: str = setting("log1m", choices=("log1m", "uniform"), doc="L_reg: -log(1-p̂_ŷ) (eq. 4, sign fixed) or CE to uniform")
+    chunk: int = setting(0, lo=0, doc="labels per chunk in the fused head (0 = auto by size)")
+    lr: float = setting(0.0, lo=0.0, doc="RLP-head learning rate, own param group (0 = optim.lr)")
+    weight_decay: float = setting(-1.0, lo=-1.0, doc="RLP-head weight decay, own param group (-1 = optim.weight_decay)")
+    eval_samples: int = setting(1024, lo=0, doc="seeded training samples (same every epoch) for rand_acc_eval (0 = off)")
+    audit_every: int = setting(0, lo=0, doc="every k epochs train a fresh head on frozen features: rand_acc_audit (0 = off)")
+    audit_epochs: int = setting(20, lo=1, doc="training epochs of the audit head (also offline-rlp's default)")
+    audit_standardize: bool = setting(False, doc="audit on features scaled to mean row norm √d (matched feature scale)")
 
 
 @dataclass(frozen=True)
 class Optim:
-    name: str = _f("sgd", choices=("sgd", "adamw"), doc="optimizer")
-    lr: float = _f(0.1, lo=0.0, lo_open=True, doc="peak learning rate (after warm-up)")
-    momentum: float = _f(0.9, lo=0.0, hi=1.0, doc="SGD momentum")
-    nesterov: bool = _f(False, doc="Nesterov momentum (SGD, momentum > 0)")
-    weight_decay: float = _f(0.0, lo=0.0, doc="L2 weight decay (decoupled for adamw)")
-    betas: tuple[float, ...] = _f((0.9, 0.999), doc="AdamW betas", allowed="two numbers in [0, 1)")
-    warmup_epochs: float = _f(0.0, lo=0.0, doc="linear warm-up length (epochs, fractional allowed)")
-    schedule: str = _f("cosine", choices=("cosine", "constant"),
+    name: str = setting("sgd", choices=("sgd", "adamw"), doc="optimizer")
+    lr: float = setting(0.1, lo=0.0, lo_open=True, doc="peak learning rate (after warm-up)")
+    momentum: float = setting(0.9, lo=0.0, hi=1.0, doc="SGD momentum")
+    nesterov: bool = setting(False, doc="Nesterov momentum (SGD, momentum > 0)")
+    weight_decay: float = setting(0.0, lo=0.0, doc="L2 weight decay (decoupled for adamw)")
+    betas: tuple[float, ...] = setting((0.9, 0.999), doc="AdamW betas", allowed="two numbers in [0, 1)")
+    warmup_epochs: float = setting(0.0, lo=0.0, doc="linear warm-up length (epochs, fractional allowed)")
+    schedule: str = setting("cosine", choices=("cosine", "constant"),
                        doc="per-step LR after warm-up: cosine to 0 or constant")
-    clip: float = _f(0.0, lo=0.0, doc="max gradient norm (0 = off)")
-    label_smoothing: float = _f(0.0, lo=0.0, hi=1.0, doc="class-loss label smoothing")
-    class_loss: str = _f("ce", choices=("ce", "mse"), doc="class loss: cross-entropy or MSE on one-hot")
+    clip: float = setting(0.0, lo=0.0, doc="max gradient norm (0 = off)")
+    label_smoothing: float = setting(0.0, lo=0.0, hi=1.0, doc="class-loss label smoothing")
+    class_loss: str = setting("ce", choices=("ce", "mse"), doc="class loss: cross-entropy or MSE on one-hot")
 
 
 @dataclass(frozen=True)
 class Probe:
-    class_heads: bool = _f(False, doc="detached per-tap class heads (paper fig. 9)")
-    every: int = _f(0, lo=0, doc="run probes every k epochs (0 = never)")
-    probes: tuple[str, ...] = _f(("knn",), choices=("knn", "linear", "masc", "ncm", "invariance"),
+    class_heads: bool = setting(False, doc="detached per-tap class heads (paper fig. 9)")
+    every: int = setting(0, lo=0, doc="run probes every k epochs (0 = never)")
+    probes: tuple[str, ...] = setting(("knn",), choices=("knn", "linear", "masc", "ncm", "invariance"),
                                  doc="probes run every probe.every epochs")
-    layers: tuple[str, ...] = _f(("penultimate",), doc="taps to probe ('all', 'input', tap names)",
+    layers: tuple[str, ...] = setting(("penultimate",), doc="taps to probe ('all', 'input', tap names)",
                                  allowed="all | input | tap names")
-    labels: str = _f("clean", choices=("clean", "train"), doc="fit probes on clean or training labels")
-    k: int = _f(20, lo=1, doc="k-NN neighbours (003: 20, 004: 5)")
-    masc_threshold: float = _f(0.99, lo=0.0, hi=1.0, lo_open=True, doc="MASC explained-variance threshold")
-    linear: str = _f("l2", choices=("l2", "adam20"),
+    labels: str = setting("clean", choices=("clean", "train"), doc="fit probes on clean or training labels")
+    k: int = setting(20, lo=1, doc="k-NN neighbours (003: 20, 004: 5)")
+    masc_threshold: float = setting(0.99, lo=0.0, hi=1.0, lo_open=True, doc="MASC explained-variance threshold")
+    linear: str = setting("l2", choices=("l2", "adam20"),
                      doc="linear probe: l2 = L-BFGS logistic regression (C = 1, standardized); adam20 = 004's")
-    max_train: int = _f(0, lo=0, doc="at most this many train samples feed a probe (0 = all, as 003/004)")
+    max_train: int = setting(0, lo=0, doc="at most this many train samples feed a probe (0 = all, as 003/004)")
 
 
 @dataclass(frozen=True)
 class Run:
-    epochs: int = _f(10, lo=1, doc="training epochs (the LR schedule spans them)")
-    batch_size: int = _f(128, lo=1, doc="global batch size (split over DDP ranks)")
-    eval_batch_size: int = _f(0, lo=0, doc="evaluation batch (0 = 2 × batch_size)")
-    seed: int = _f(0, lo=0, doc="seed of init, data order, augmentation and random labels")
-    device: str = _f("auto", doc="training device", allowed="auto | cpu | cuda | cuda:N")
-    precision: str = _f("fp32", choices=("fp32", "bf16"), doc="bf16 autocast")
-    compile: bool = _f(False, doc="torch.compile the model")
-    threads: int = _f(0, lo=0, doc="torch CPU threads (0 = leave as is)")
-    name: str = _f("", doc="trial id for results (default: output folder name)", allowed="any text")
-    stop_train_acc: float = _f(0.0, lo=0.0, hi=1.0, doc="stop once train accuracy reaches this (0 = off)")
-    keep_checkpoints: str = _f("last", choices=("last", "all"), doc="'all' keeps one per epoch (offline RLP, probes)")
+    epochs: int = setting(10, lo=1, doc="training epochs (the LR schedule spans them)")
+    batch_size: int = setting(128, lo=1, doc="global batch size (split over DDP ranks)")
+    eval_batch_size: int = setting(0, lo=0, doc="evaluation batch (0 = 2 × batch_size)")
+    seed: int = setting(0, lo=0, doc="seed of init, data order, augmentation and random labels")
+    device: str = setting("auto", doc="training device", allowed="auto | cpu | cuda | cuda:N")
+    precision: str = setting("fp32", choices=("fp32", "bf16"), doc="bf16 autocast")
+    compile: bool = setting(False, doc="torch.compile the model")
+    threads: int = setting(0, lo=0, doc="torch CPU threads (0 = leave as is)")
+    name: str = setting("", doc="trial id for results (default: output folder name)", allowed="any text")
+    stop_train_acc: float = setting(0.0, lo=0.0, hi=1.0, doc="stop once train accuracy reaches this (0 = off)")
+    keep_checkpoints: str = setting("last", choices=("last", "all"), doc="'all' keeps one per epoch (offline RLP, probes)")
 
 
 TRACKERS = ("tensorboard", "wandb", "mlflow")
@@ -140,13 +142,13 @@ TRACKERS = ("tensorboard", "wandb", "mlflow")
 @dataclass(frozen=True)
 class Logging:
     """Experiment trackers (rlp_tune/trackers.py); none of these keys changes the training."""
-    trackers: tuple[str, ...] = _f((), choices=TRACKERS, doc="send each epoch's metrics to these (--log)")
-    project: str = _f("rlp_tune", doc="W&B project / MLflow experiment name", allowed="any text")
-    dir: str = _f("", doc="tracker files (TensorBoard events, W&B offline runs) ('' = OUT/tracking)",
+    trackers: tuple[str, ...] = setting((), choices=TRACKERS, doc="send each epoch's metrics to these (--log)")
+    project: str = setting("rlp_tune", doc="W&B project / MLflow experiment name", allowed="any text")
+    dir: str = setting("", doc="tracker files (TensorBoard events, W&B offline runs) ('' = OUT/tracking)",
                   allowed="a folder")
-    mlflow_uri: str = _f("", doc="MLflow tracking URI ('' = SQLite file logging.dir/mlflow.db)",
+    mlflow_uri: str = setting("", doc="MLflow tracking URI ('' = SQLite file logging.dir/mlflow.db)",
                          allowed="sqlite:///path | http(s)://host | file:/path")
-    wandb_mode: str = _f("auto", choices=("auto", "online", "offline"),
+    wandb_mode: str = setting("auto", choices=("auto", "online", "offline"),
                          doc="W&B mode (auto = env WANDB_MODE, else W&B's default)")
 
 
@@ -222,10 +224,14 @@ def _suggest(name: str, options, prefix: str = "") -> str:
 
 
 def field_type(f: dataclasses.Field) -> Any:
-    t = f.type
-    if isinstance(t, str):
-        t = eval(t, {"tuple": tuple, "str": str, "int": int, "float": float, "bool": bool})
-    return t
+    """The resolved type of a section field (`f.type` is a string under `from __future__ import annotations`)."""
+    return _field_types()[f]
+
+
+@functools.cache
+def _field_types() -> dict[dataclasses.Field, Any]:
+    # dataclasses.Field hashes by identity; typing.get_type_hints resolves each section's annotations once
+    return {f: typing.get_type_hints(cls)[f.name] for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
 
 
 def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
@@ -386,12 +392,12 @@ def to_toml(cfg: Config) -> str:
     for sec in SECTIONS:
         lines.append(f"[{sec}]")
         for f in dataclasses.fields(SECTIONS[sec]):
-            lines.append(f"{f.name} = {_toml_literal(getattr(getattr(cfg, sec), f.name))}")
+            lines.append(f"{f.name} = {toml_literal(getattr(getattr(cfg, sec), f.name))}")
         lines.append("")
     return "\n".join(lines)
 
 
-def _toml_literal(v: Any) -> str:
+def toml_literal(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -399,7 +405,7 @@ def _toml_literal(v: Any) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_literal(x) for x in v) + "]"
+        return "[" + ", ".join(toml_literal(x) for x in v) + "]"
     raise TypeError(v)  # pragma: no cover
 
 
@@ -437,7 +443,7 @@ def describe() -> str:
             d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             t = field_type(f)
             tn = "list" if typing.get_origin(t) is tuple else getattr(t, "__name__", str(t))
-            rows.append(f"{sec + '.' + f.name:<24} {tn:<6} {_toml_literal(d):<16} {f.metadata.get('doc', '')}; "
+            rows.append(f"{sec + '.' + f.name:<24} {tn:<6} {toml_literal(d):<16} {f.metadata.get('doc', '')}; "
                         f"{allowed(f)}")
     return "\n".join(rows)
 

@@ -39,7 +39,7 @@ class LoadError(UserError, FileNotFoundError):
 @dataclass
 class LoadedRun:
     config: Config
-    net: Any                 # rlp_tune.train.RLPNet: .model, .heads (RLP heads per tap), .class_heads
+    net: Any                 # rlp_tune.net.RLPNet: .model, .heads (RLP heads per tap), .class_heads
     epoch: int               # epochs the weights were trained for
     path: Path               # the file the weights came from
     mean: torch.Tensor | None
@@ -122,7 +122,8 @@ def _tune_trial_id(folder: Path) -> str | None:
 
 def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
     """Config and net (model + RLP heads + class heads) with the trained weights, in eval mode."""
-    from .train import CheckpointError, WEIGHTS_FORMAT, build_net, read_checkpoint
+    from .checkpoint import CheckpointError, WEIGHTS_FORMAT, read_checkpoint
+    from .net import build_net
     path = find_weights(target)
     try:   # model.pt; a full checkpoint (optimizer, RNG states) is not weights-only loadable
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -99,8 +99,8 @@ def provenance(device=None) -> dict:
 
 def toml_table(extra: dict) -> str:
     """The `prov.*` and `version.*` entries of a trials row as a `[provenance]` TOML table (config.toml)."""
-    from .config import PROVENANCE_TABLE, _toml_literal
-    rows = [f'"{k}" = {_toml_literal(v)}' for k, v in extra.items()
+    from .config import PROVENANCE_TABLE, toml_literal
+    rows = [f'"{k}" = {toml_literal(v)}' for k, v in extra.items()
             if k.startswith(("prov.", "version.")) and isinstance(v, (str, bool, int, float))]
     return f"\n# where this run came from and where it ran (not a config section; ignored when read back)\n" \
            f"[{PROVENANCE_TABLE}]\n" + "\n".join(rows) + "\n"

@@ -10,54 +10,37 @@ With `out_dir`, every epoch first writes its Parquet rows (results.py), then an 
 checkpoint (model, heads, optimizer, schedule, every RNG state), then yields. A crash at any point
 resumes without a gap or a duplicate row. Under torch.distributed (initialized by the caller:
 torchrun, Ray Train, tests) each rank trains on its share of every global batch; rank 0 writes.
-Nothing here knows about Ray.
+Nothing here knows about Ray. The net is net.py's, the optimizer and schedule optim.py's, reading a
+checkpoint checkpoint.py's; what stays here (~420 lines) is one class whose loop, evaluation and
+checkpoint state share the Trainer's fields.
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from .audit import audit_rows, rand_eval_rows
+from .checkpoint import (CKPT_VERSION, RESUMABLE_KEYS, WEIGHTS_FORMAT, CheckpointError,  # noqa: F401
+                         check_resumable, read_checkpoint)
 from .checks import check_run
-from .config import Config, ConfigError, all_keys
+from .config import Config, ConfigError
 from .data import DataBundle, build_data
 from .data.augment import FixedAugmentSets, make_augment, mixup
 from .data.labels import derive_seed, random_label_table
-from .heads import RLPHeads
-from .models import create_model, resolve_taps
-from .errors import UserError
+from .net import RLPNet, build_net, class_loss, random_label_count, resolve_device  # noqa: F401  (public here too)
+from .optim import lr_lambda, make_optimizer, rlp_head_settings  # noqa: F401  (public here too)
 from .provenance import provenance
 from .results import ResultWriter
 from .rundir import RunLock
-
-CKPT_VERSION = 1
-# globals a checkpoint may name besides tensors and containers: numpy's RNG state is an ndarray
-CHECKPOINT_GLOBALS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)),
-                      (getattr(np, "_core", None) or np.core).multiarray._reconstruct]
-# keys that may differ between a checkpoint and the resuming config (they do not change the math).
-# Not run.epochs: the cosine schedule spans run.epochs, so a run cannot be extended (docs/reliability.md)
-RESUMABLE_KEYS = {"run.device", "run.threads", "run.name", "run.eval_batch_size", "data.root",
-                  "data.workers", "run.keep_checkpoints", "run.compile", "probe.every", "probe.probes",
-                  "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train",
-                  "probe.linear", "rlp.eval_samples", "rlp.audit_every", "rlp.audit_epochs", "rlp.audit_standardize"}
-RESUMABLE_KEYS |= {k for k in all_keys() if k.startswith("logging.")}   # trackers only watch
-WEIGHTS_FORMAT = "rlp_tune.model"   # checkpoints/model.pt, written when training ends (rlp_tune/load.py reads it)
-
-
-class CheckpointError(UserError, RuntimeError):
-    """A checkpoint cannot be read or does not belong to this config; nothing was overwritten."""
-
 
 @dataclass
 class EpochRecord:
@@ -81,92 +64,26 @@ class EpochRecord:
         return out
 
 
-class RLPNet(nn.Module):
-    """Network + RLP heads (+ detached class heads): one module, so DDP wraps a single forward.
-
-    forward → (loss, stats); stats are on-device tensors summed over the local batch."""
-
-    def __init__(self, model, heads: nn.ModuleDict, class_heads: nn.ModuleDict, regularize: set[str],
-                 cfg: Config):
-        super().__init__()
-        self.model, self.heads, self.class_heads = model, heads, class_heads
-        self.regularize = regularize
-        self.lam = cfg.rlp.lam
-        self.smoothing, self.class_loss = cfg.optim.label_smoothing, cfg.optim.class_loss
-        self.taps = tuple(sorted(set(heads.keys()) | set(class_heads.keys()),
-                                 key=lambda t: model.tap_names.index(t)))
-
-    def forward(self, x, y, y_rand: dict[str, torch.Tensor], scale: float = 1.0, mix=None):
-        logits, feats = self.model(x, taps=self.taps)
-        loss_class = class_loss(logits, y, self.class_loss, self.smoothing)
-        if mix is not None:   # mixup: the class loss is the same mix of the two samples' losses
-            perm, lam = mix
-            loss_class = lam * loss_class + (1 - lam) * class_loss(logits, y[perm], self.class_loss, self.smoothing)
-        stats = {"loss_class": loss_class.detach() * len(y), "correct": (logits.argmax(1) == y).sum()}
-        loss = loss_class
-        for tap, head in self.heads.items():
-            out = head(feats[tap].float(), y_rand[tap], y, regularize=tap in self.regularize)
-            loss = loss + out.loss_rnd
-            if tap in self.regularize and self.lam > 0:
-                loss = loss + self.lam * out.loss_reg
-            stats[f"loss_rnd/{tap}"] = out.loss_rnd_heads * len(y)      # (h,)
-            stats[f"loss_reg/{tap}"] = out.loss_reg_heads * len(y)      # (h,)
-            stats[f"rand_correct/{tap}"] = out.correct                  # (h,)
-        for tap, lin in self.class_heads.items():
-            cl = lin(feats[tap].detach().float())                       # detached: probes only
-            loss = loss + F.cross_entropy(cl, y)
-            stats[f"class_correct/{tap}"] = (cl.argmax(1) == y).sum()
-        # scale makes each rank's mean a share of the global-batch mean (exact DDP equivalence)
-        return loss * scale, stats
-
-    @torch.no_grad()
-    def evaluate(self, x, y):
-        logits, feats = self.model(x, taps=tuple(self.class_heads.keys()))
-        stats = {"loss_class": F.cross_entropy(logits.float(), y, reduction="sum"),
-                 "correct": (logits.argmax(1) == y).sum()}
-        for tap, lin in self.class_heads.items():
-            stats[f"class_correct/{tap}"] = (lin(feats[tap].float()).argmax(1) == y).sum()
-        return stats
-
-
-def class_loss(logits, y, kind: str, smoothing: float):
-    if kind == "mse":  # 003's default: MSE on one-hot targets
-        target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
-        if smoothing:
-            target = target * (1 - smoothing) + smoothing / logits.shape[1]
-        return F.mse_loss(logits.float(), target.float(), reduction="sum") / len(y)
-    return F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"run.device: {name!r} requested but CUDA is not available")
-    return torch.device(name)
-
-
-def lr_lambda(cfg: Config, steps_per_epoch: int):
-    """Per-step LR factor: linear warm-up over optim.warmup_epochs, then cosine to 0 (or constant)."""
-    warm = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
-    total = cfg.run.epochs * steps_per_epoch
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if cfg.optim.schedule == "constant":
-            return 1.0
-        t = (step - warm) / max(1, total - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return f
-
-
 class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path | None = None, data: DataBundle | None = None,
                  sweep: str = "", trial_id: str | None = None, progress: bool = False,
                  results_root: str | Path | None = None, trial_extra: dict | None = None):
         """out_dir: checkpoints (and Parquet unless results_root is given: a sweep's shared folder/URI)."""
         self.cfg = cfg
+        self._place_process()                  # rank, world size, threads, device
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.progress = progress and self.rank == 0
+        self._load_data(data)
+        self._build_net()
+        self._build_optimizer()
+        self._build_augmentation()
+        self._reset_state()
+        self._open_results(sweep, trial_id, results_root, trial_extra)
+        self._resume()
+
+    def _place_process(self) -> None:
+        """This process's rank and world size (torch.distributed, if initialized), threads and device."""
+        cfg = self.cfg
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         if cfg.run.batch_size < self.world:
             raise ConfigError(f"run.batch_size: {cfg.run.batch_size} is smaller than the world size {self.world}")
@@ -175,30 +92,37 @@ class Trainer:
         self.device = resolve_device(cfg.run.device)
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count())))
-        self.out_dir = Path(out_dir) if out_dir else None
-        self.progress = progress and self.rank == 0
-        data = data or build_data(cfg)
-        check_run(cfg, data, self.device)      # sizes that depend on the data, before building anything
-        self.data = data.to(self.device)
-        self.seed = cfg.run.seed
 
+    def _load_data(self, data: DataBundle | None) -> None:
+        data = data or build_data(self.cfg)
+        check_run(self.cfg, data, self.device)      # sizes that depend on the data, before building anything
+        self.data = data.to(self.device)
+        self.seed = self.cfg.run.seed
+
+    def _build_net(self) -> None:
+        """The net (same init on every rank), its DDP wrapper and the module the training step calls."""
+        cfg = self.cfg
         torch.manual_seed(self.seed)  # same init on every rank
-        self.n = self.data.m if cfg.rlp.labels == "unique" else cfg.rlp.n
-        net, rlp_taps, reg_taps = build_net(cfg, self.data.in_shape, self.data.num_classes, self.n)
+        self.n = random_label_count(cfg, self.data.m)
+        net, self.rlp_taps, self.reg_taps = build_net(cfg, self.data.in_shape, self.data.num_classes, self.n)
         self.net = net.to(self.device)
         if cfg.model.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.ddp = (nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda"
-                                                        else None) if self.world > 1 else self.net)
-        self.step_fn = torch.compile(self.ddp) if cfg.run.compile else self.ddp
-        self.rlp_taps, self.reg_taps = rlp_taps, reg_taps
+        # ddp_net: DDP's wrapper (averages gradients over ranks), or the net itself in one process
+        self.ddp_net = (nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device]
+                                                            if self.device.type == "cuda" else None)
+                        if self.world > 1 else self.net)
+        self.train_net = torch.compile(self.ddp_net) if cfg.run.compile else self.ddp_net   # what a step calls
 
-        self.steps_per_epoch = -(-self.data.m // cfg.run.batch_size)
-        self.opt = make_optimizer(cfg, self.net.parameters(), heads=list(self.net.heads.parameters()))
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.steps_per_epoch))
-        self.augment = make_augment(cfg.data.augment, self.data.in_shape, mean=self.data.mean, std=self.data.std,
-                                    strength=cfg.data.augment_strength)
-        d = cfg.data
+    def _build_optimizer(self) -> None:
+        self.steps_per_epoch = -(-self.data.m // self.cfg.run.batch_size)
+        self.opt = make_optimizer(self.cfg, self.net.parameters(), heads=list(self.net.heads.parameters()))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(self.cfg, self.steps_per_epoch))
+
+    def _build_augmentation(self) -> None:
+        d = self.cfg.data
+        self.augment = make_augment(d.augment, self.data.in_shape, mean=self.data.mean, std=self.data.std,
+                                    strength=d.augment_strength)
         self.aug_sets = FixedAugmentSets(self.data.m, d.augment_sets, derive_seed(self.seed, "views")) \
             if d.augment_sets else None
         # independent view labels: a noisy sample's label is drawn per (sample, view), 003's setting
@@ -206,12 +130,19 @@ class Trainer:
             if d.augment_sets and d.augment_labels == "independent" else None
         self.noisy = (self.data.y["train"] != self.data.y_clean) if d.label_noise < 1 else \
             torch.ones_like(self.data.y_clean, dtype=torch.bool)
-        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
+
+    def _reset_state(self) -> None:
+        """Training state before the first epoch (a checkpoint replaces it in _resume)."""
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16,
+                             enabled=self.cfg.run.precision == "bf16")
         self.epoch, self.finished = 0, False
         self.eval_idx: torch.Tensor | None = None   # rand_acc_eval's fixed sample (drawn on first use)
         self.tables: dict[str, torch.Tensor] = {}
         self.t0 = time.time()
-        self.trial_id = trial_id or cfg.run.name or (self.out_dir.name if self.out_dir else "run")
+
+    def _open_results(self, sweep: str, trial_id: str | None, results_root, trial_extra: dict | None) -> None:
+        """The trial's identity and results writer (rank 0), and the run folder's lock."""
+        self.trial_id = trial_id or self.cfg.run.name or (self.out_dir.name if self.out_dir else "run")
         self.trial_extra = {"world_size": self.world, "device": str(self.device),
                             **(provenance(self.device) if self.rank == 0 else {}), **(trial_extra or {})}
         self.results_root, self.sweep = results_root or self.out_dir, sweep
@@ -219,6 +150,9 @@ class Trainer:
             if self.results_root and self.rank == 0 else None
         # one process per run folder, from before the checkpoint is read until fit() ends
         self.lock = RunLock.acquire(self.out_dir) if self.out_dir and self.rank == 0 else None
+
+    def _resume(self) -> None:
+        """Continue from OUT/checkpoints/last.pt when there is one (the lock is released on failure)."""
         if self.out_dir and (self.out_dir / "checkpoints" / "last.pt").exists():
             try:
                 self.load_checkpoint(self.out_dir / "checkpoints" / "last.pt")
@@ -243,7 +177,6 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> Iterator[EpochRecord]:
-        cfg = self.cfg
         try:
             yield from self._fit()
         finally:
@@ -298,7 +231,7 @@ class Trainer:
         tables = self.label_tables(epoch)
         sums: dict[str, torch.Tensor] = {}
         n_seen = torch.zeros((), device=self.device)
-        self.ddp.train()
+        self.ddp_net.train()
         batches = self.data.train_batches(epoch, cfg.run.batch_size, self.seed, self.rank, self.world)
         if self.progress:
             from tqdm import tqdm
@@ -313,7 +246,7 @@ class Trainer:
             # global batch so the result is exactly the global-batch mean (also for uneven shards)
             share = len(y) * self.world / min(gb, m - i * gb)
             with torch.autocast(**self.autocast):
-                loss, stats = self.step_fn(x, y, {t: tab[idx] for t, tab in tables.items()}, share, mix)
+                loss, stats = self.train_net(x, y, {t: tab[idx] for t, tab in tables.items()}, share, mix)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.clip > 0:
@@ -405,10 +338,10 @@ class Trainer:
             n += len(y)
         sums["n"] = n
         s = self._reduce(sums)
-        nn_ = s["n"].item()
-        rows = [dict(split=split, layer="", head=-1, metric="acc", value=s["correct"].item() / nn_),
-                dict(split=split, layer="", head=-1, metric="loss_class", value=s["loss_class"].item() / nn_)]
-        rows += [dict(split=split, layer=t, head=-1, metric="class_acc", value=s[f"class_correct/{t}"].item() / nn_)
+        n_samples = s["n"].item()
+        rows = [dict(split=split, layer="", head=-1, metric="acc", value=s["correct"].item() / n_samples),
+                dict(split=split, layer="", head=-1, metric="loss_class", value=s["loss_class"].item() / n_samples)]
+        rows += [dict(split=split, layer=t, head=-1, metric="class_acc", value=s[f"class_correct/{t}"].item() / n_samples)
                  for t in self.net.class_heads]
         return rows
 
@@ -461,15 +394,7 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)
         state = read_checkpoint(path, self.device)
-        mine, theirs = self.cfg.to_flat(), state["config"]
-        theirs = {**Config().to_flat(), **theirs}   # keys added since the checkpoint was made: their defaults
-        diff = sorted(k for k in set(mine) | set(theirs) if k not in RESUMABLE_KEYS and mine.get(k) != theirs.get(k))
-        if diff:
-            shown = ", ".join(f"{k} (checkpoint {theirs.get(k)!r}, config {mine.get(k)!r})" for k in diff[:4])
-            why = ("; the LR schedule spans run.epochs, so a run cannot be extended or shortened"
-                   if "run.epochs" in diff else "")
-            raise CheckpointError(f"{path}: checkpoint was made with a different config: {shown}{why}; "
-                                  "use another --out folder to start a new run")
+        check_resumable(path, self.cfg, state)
         self._adopt_identity(state)
         try:
             self.net.load_state_dict(state["net"])
@@ -498,66 +423,3 @@ class Trainer:
         self.trial_id, self.sweep = tid, sweep if sweep is not None else self.sweep
         if self.writer:
             self.writer = ResultWriter(self.results_root, self.sweep, self.trial_id)
-
-
-def build_net(cfg: Config, in_shape, num_classes: int, n: int) -> tuple[RLPNet, list[str], set[str]]:
-    """The network, its RLP heads (n random labels per head) and detached class heads, as the Trainer
-    trains them and rlp_tune.load_run rebuilds them → (net on CPU, RLP taps, regularized taps)."""
-    model = create_model(cfg.model, in_shape, num_classes)
-    rlp_taps = resolve_taps(model, cfg.rlp.layers) if cfg.rlp.heads > 0 else []
-    reg = list(cfg.rlp.regularize)
-    reg_taps = set(rlp_taps) if reg == ["all"] else set(reg) & set(rlp_taps)   # empty without heads
-    missing = set(reg) - set(rlp_taps) - {"all"}
-    if cfg.rlp.heads > 0 and cfg.rlp.lam > 0 and missing:
-        raise ConfigError(f"rlp.regularize: {', '.join(sorted(missing))} has no RLP head (rlp.layers = "
-                          f"{', '.join(rlp_taps)})")
-    heads = nn.ModuleDict({t: RLPHeads(model.tap_dims[t], n, cfg.rlp.heads, cfg.rlp.hidden,
-                                       norm=t in model.token_taps, layout=cfg.rlp.layout,
-                                       num_classes=num_classes, reg=cfg.rlp.reg, chunk=cfg.rlp.chunk)
-                           for t in rlp_taps})
-    ch_taps = model.tap_names if cfg.probe.class_heads else []
-    class_heads = nn.ModuleDict({t: nn.Linear(model.tap_dims[t], num_classes) for t in ch_taps})
-    return RLPNet(model, heads, class_heads, reg_taps, cfg), rlp_taps, reg_taps
-
-
-def read_checkpoint(path: str | Path, device="cpu") -> dict:
-    """Load and sanity-check a checkpoint file; any problem is a one-line CheckpointError.
-
-    weights_only=True: tensors, containers and plain values only, plus numpy's RNG-state array
-    (CHECKPOINT_GLOBALS); a file that names any other global is refused before anything runs."""
-    path = Path(path)
-    try:
-        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
-            state = torch.load(path, map_location=device, weights_only=True)
-        ok = isinstance(state, dict) and state.get("version") == CKPT_VERSION and "net" in state
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user-facing error
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {msg}); "
-                              "remove it or use another --out folder") from None
-    if not ok:
-        raise CheckpointError(f"{path}: not an rlp_tune checkpoint (version {CKPT_VERSION} expected)")
-    return state
-
-
-def rlp_head_settings(cfg: Config) -> tuple[float, float]:
-    """(lr, weight decay) of the RLP heads: rlp.lr / rlp.weight_decay, defaulting to optim's."""
-    lr = cfg.rlp.lr or cfg.optim.lr
-    wd = cfg.optim.weight_decay if cfg.rlp.weight_decay < 0 else cfg.rlp.weight_decay
-    return lr, wd
-
-
-def make_optimizer(cfg: Config, params, heads: list | None = None) -> torch.optim.Optimizer:
-    """The run's optimizer. `heads`: the RLP-head parameters among `params`; they get a param group of
-    their own when rlp.lr / rlp.weight_decay differ from optim's. Otherwise one group, exactly as
-    before these keys existed (same checkpoints, bit-identical results)."""
-    o = cfg.optim
-    groups = params
-    lr, wd = rlp_head_settings(cfg)
-    if heads and (lr, wd) != (o.lr, o.weight_decay):
-        ids = {id(p) for p in heads}
-        groups = [{"params": [p for p in params if id(p) not in ids]},
-                  {"params": list(heads), "lr": lr, "weight_decay": wd}]
-    if o.name == "adamw":
-        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                           weight_decay=o.weight_decay)

@@ -413,7 +413,8 @@ def test_shipped_spaces_load_as_designed_experiments(path):
         assert (s.design, s.scheduler["type"]) == ("tpe", "asha")
         return
     assert s.design == "grid" and s.scheduler["type"] == "fifo" and s.metric.startswith("val.")
-    assert s.total_trials() == s.n_cells() * len(s.seeds) and s.n_cells() >= 4
+    # a designed experiment compares at least two cells (003's benign check: augmentation on vs off)
+    assert s.total_trials() == s.n_cells() * len(s.seeds) and s.n_cells() >= 2
 
 
 def test_shipped_paper_designs_hold_the_papers_values():

@@ -167,7 +167,7 @@ def test_adam20_within_seed_noise_of_an_independent_reference():
 
 def test_probe_rows_of_different_label_sets_coexist_and_are_queryable(tiny_cfg, tmp_path):
     from rlp_tune.analysis.query import run_query
-    from rlp_tune.probes.offline import probe_checkpoints
+    from rlp_tune.offline.probe import probe_checkpoints
     cfg = tiny_cfg.replace(**{"run.keep_checkpoints": "all", "data.label_noise": 0.5, "probe.every": 2,
                               "probe.probes": ["knn"]})
     list(Trainer(cfg, out_dir=tmp_path).fit())
@@ -211,8 +211,8 @@ def test_version1_files_read_as_protocol_empty(tmp_path):
 
 def test_probe_and_offline_settings_are_checked_before_any_work(tmp_path):
     from rlp_tune.errors import UserError
-    from rlp_tune.probes.offline import probe_checkpoints
-    from rlp_tune.probes.offline_rlp import offline_rlp
+    from rlp_tune.offline.probe import probe_checkpoints
+    from rlp_tune.offline.rlp import offline_rlp
     with pytest.raises(UserError, match="rlp.lam: `rlp-tune probe --set` takes probe.\\* keys only"):
         probe_checkpoints(tmp_path / "missing", settings=["rlp.lam=1"])
     with pytest.raises(UserError, match="probe.linear: 'adam' is not one of"):

@@ -42,7 +42,7 @@ def test_probe_command_on_saved_checkpoints(tiny_cfg, tmp_path):
 
 def test_offline_rlp_writes_offline_rows(tiny_cfg, tmp_path):
     """Paper 5.1: fresh heads (same init for every checkpoint) on frozen features, split 'offline'."""
-    from rlp_tune.probes.offline_rlp import offline_rlp
+    from rlp_tune.offline.rlp import offline_rlp
     cfg = tiny_cfg.replace(**{"run.keep_checkpoints": "all", "rlp.heads": 2})
     list(Trainer(cfg, out_dir=tmp_path).fit())
     assert offline_rlp(tmp_path) == 3                                  # the run's audit settings

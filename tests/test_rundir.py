@@ -75,7 +75,7 @@ def test_moved_run_keeps_its_trial_id(tiny_cfg, tmp_path):
     assert trials.trial_id.tolist() == ["a"] and trials.status.tolist() == ["TERMINATED"]
     m = read_metrics(tmp_path / "b")
     assert set(m.trial_id) == {"a"} and sorted(m.epoch.unique()) == [1, 2]
-    from rlp_tune.probes.offline import probe_checkpoints     # rows added later join the same trial
+    from rlp_tune.offline.probe import probe_checkpoints     # rows added later join the same trial
     probe_checkpoints(tmp_path / "b", probes=["ncm"])
     m = read_metrics(tmp_path / "b")
     assert set(m.trial_id) == {"a"} and "ncm_acc" in set(m.metric)

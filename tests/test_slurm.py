@@ -287,7 +287,8 @@ def test_sweep_survives_wall_time(slurm, tmp_path):
 
         st = subprocess.run([str(Path(sys.prefix) / "bin" / "rlp-tune"), "status", str(root)], env=env,
                             capture_output=True, text=True)
-        assert st.returncode == 0 and f"{samples} trials ({samples} terminated)" in st.stdout, st.stdout
+        assert st.returncode == 0 and f"{samples} of {samples} trials done ({samples} finished, 0 stopped by the scheduler)" \
+            in st.stdout and "complete" in st.stdout, st.stdout
 
         # --- nothing left: no job in the queue, no process of the jobs (Ray included) alive
         q = subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True)

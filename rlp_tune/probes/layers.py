@@ -12,7 +12,7 @@ bounded on an accelerator by keeping the extracted features in host memory and m
 time to the device (the k-NN probe is chunked internally).
 
 Used during training (`probe.every = k`, and at epoch 0 as the baseline) and after training
-(`rlp-tune probe DIR`, see offline.py).
+(`rlp-tune probe DIR`, see rlp_tune/offline/probe.py).
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ Evidence is each finished trial's final-epoch memorization at the primary tap (p
 the last tap with heads) — the analysis' metric: rand_acc_eval where reported, else rand_acc — and
 the peak metric. On a resume the searcher rebuilds its points from
 Tune's saved trials and their evidence from the Parquet metrics under the sweep folder
-(tune/designs.py, `_CellSearcher`).
+(tune/designs.py, `CellSearcher`).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from collections import Counter
 import numpy as np
 from ray.tune.search import Searcher
 
-from .designs import _CellSearcher, norm_value
+from .designs import CellSearcher, norm_value
 from .space import ADAPTIVE_KEY, SearchSpace
 from .trainable import REPLICATE
 
@@ -93,7 +93,7 @@ def widest_gap(x_have, lo: float, hi: float) -> float:
     return float(0.5 * (xs[i] + xs[i + 1]))
 
 
-class AdaptiveSearcher(_CellSearcher):
+class AdaptiveSearcher(CellSearcher):
     def __init__(self, space: SearchSpace, root: str, max_concurrent: int):
         super().__init__(space, root, max_concurrent)
         lam = next(d for d in space.search if d.key == ADAPTIVE_KEY)

@@ -9,7 +9,7 @@
     adaptive AdaptiveSearcher (tune/adaptive.py): λ placed where it narrows the CI of λ50
 
 The grid and adaptive searchers are deterministic and rebuild what they have assigned from the sweep
-folder itself when a sweep is resumed (`_CellSearcher._sync`): the trials in Tune's newest saved
+folder itself when a sweep is resumed (`CellSearcher._sync`): the trials in Tune's newest saved
 experiment state (the ones a resume continues) and the Parquet trial rows of those trials. Tune's
 own searcher pickle is not trusted alone: a driver killed between Tune's periodic saves leaves a
 trial that the restored sweep will not continue (its rows go to ROOT/orphans/), and its cell must
@@ -139,7 +139,7 @@ class DesignGenerator(SearchGenerator):
         self._finished = False
 
 
-class _CellSearcher(Searcher):
+class CellSearcher(Searcher):
     """Shared bookkeeping of the deterministic designs: which trial runs which point, which trials are
     live (it limits concurrency itself, so a resume can repair the live set), and the resume sync."""
 
@@ -236,7 +236,7 @@ class _CellSearcher(Searcher):
         raise NotImplementedError
 
 
-class GridSearcher(_CellSearcher):
+class GridSearcher(CellSearcher):
     """Every cell of the factorial x every replicate seed, exactly once, in a fixed order (cells in
     the order of the TOML values, the seeds of one cell next to each other)."""
 

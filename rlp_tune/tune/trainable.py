@@ -155,7 +155,7 @@ def _restore_from_tune(checkpoint, out: Path) -> None:
 
 def _epoch_of(path: Path) -> int:
     """The checkpoint's epoch, read as the trainer reads it (weights only: a crafted file runs no code)."""
-    from ..train import CheckpointError, read_checkpoint
+    from ..checkpoint import CheckpointError, read_checkpoint
     try:
         return int(read_checkpoint(path)["epoch"])
     except CheckpointError:   # an unreadable checkpoint loses to a readable one

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from ..audit import AuditSettings, audit_accuracies
 from ..results import ResultWriter
-from ..train import CheckpointError, read_checkpoint
-from .offline import load_for_probing, run_context, run_identity, select_checkpoints
+from ..checkpoint import CheckpointError, read_checkpoint
+from .frozen import load_frozen, run_context, run_identity, select_checkpoints
 
 
 def offline_rlp(root, head_epochs: int | None = None, epochs: str = "all") -> int:
@@ -27,19 +27,19 @@ def offline_rlp(root, head_epochs: int | None = None, epochs: str = "all") -> in
         raise CheckpointError(f"--head-epochs: must be >= 1, got {head_epochs}")
     ck, results_root, sweep, trial_id = run_context(root)
     files = select_checkpoints(ck, epochs)
-    trainer, first = load_for_probing(files[0])
-    cfg, data = trainer.cfg, trainer.data
-    if not trainer.rlp_taps:
+    run = load_frozen(files[0])
+    cfg, data = run.cfg, run.data
+    if not run.rlp_taps:
         raise CheckpointError(f"{root}: this run has no RLP heads (rlp.heads = 0)")
     settings = AuditSettings.from_config(cfg, head_epochs)
     protocol = "" if settings.epochs == cfg.rlp.audit_epochs else f"head_epochs={settings.epochs}"
-    writer = ResultWriter(results_root, *run_identity(first, sweep, trial_id))
+    writer = ResultWriter(results_root, *run_identity(run.state, sweep, trial_id))
     bs = cfg.run.eval_batch_size or 2 * cfg.run.batch_size
     for f in files:
         state = read_checkpoint(f)
-        trainer.net.load_state_dict(state["net"])
-        tables = {t: v.to(data.device) for t, v in state.get("tables", {}).items()} or trainer.label_tables(1)
-        accs = audit_accuracies(trainer.net.model, data, trainer.rlp_taps, tables, cfg, trainer.n, settings, bs)
+        run.load(state)
+        tables = {t: v.to(data.device) for t, v in state.get("tables", {}).items()} or run.label_tables(1)
+        accs = audit_accuracies(run.net.model, data, run.rlp_taps, tables, cfg, run.n, settings, bs)
         rows = []
         for tap, acc in accs.items():
             rows += [dict(split="offline", layer=tap, head=h, metric="rand_acc", value=float(a), protocol=protocol)
