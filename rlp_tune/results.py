@@ -1,5 +1,4 @@
-"""Parquet results: the schema, an atomic writer, and the Python API's readers (thin calls of the
-DuckDB views in rlp_tune.analysis.query, the one reader of results folders).
+"""Parquet results: the schema, an atomic writer, and deduplicating readers.
 
 Layout under a run's or sweep's folder ROOT (schema version SCHEMA_VERSION, docs/results-schema.md):
 
@@ -14,13 +13,12 @@ not skip hidden files, and pyarrow/pandas fail on half-written ones) and renamed
 on POSIX and on object stores that pyarrow writes whole), so pandas, pyarrow, polars and DuckDB
 reading parquet/trials or parquet/metrics see complete files only, at every moment. A resumed trial rewrites the same file names, so crash + resume leaves no
 gap and no duplicate; readers still drop duplicate keys (a crash between compaction and the
-removal of the per-epoch files leaves the same rows twice); `dedup_table` does it for the writer's
-own compaction.
+removal of the per-epoch files leaves the same rows twice).
 
     w = ResultWriter(root, sweep="demo", trial_id="t1")
     w.write_epoch(epoch, rows)          # rows: list of dicts with the METRIC_COLUMNS
     w.write_trial(flat_config, status="RUNNING", epochs_done=3)
-    df = read_metrics(root)             # pandas, deduplicated (the DuckDB `metrics` view)
+    df = read_metrics(root)             # pandas, deduplicated
 """
 from __future__ import annotations
 
@@ -226,7 +224,7 @@ def dedup_table(table: pa.Table) -> pa.Table:
     return table.take(pc.take(last["_i_max"], keep))
 
 
-# ---- readers: thin doors to the DuckDB views of rlp_tune.analysis.query (one reader) ---------
+# ---- readers ---------------------------------------------------------------------------------
 def _parquet_files(root: str | Path, kind: str) -> list[Path]:
     d = Path(root) / "parquet" / kind
     if not d.is_dir():
@@ -234,10 +232,29 @@ def _parquet_files(root: str | Path, kind: str) -> list[Path]:
     return sorted(p for p in d.rglob("*.parquet"))
 
 
+def _read_all(files: list[Path]) -> list[pa.Table]:
+    out = []
+    for f in files:
+        try:
+            out.append(pq.read_table(f))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ResultsError(f"{f}: not a readable Parquet file ({e})") from None
+    return out
+
+
 def read_metrics_table(root: str | Path, trial_id: str | None = None) -> pa.Table:
-    """Every metric row under ROOT (or one trial's), duplicates dropped (the `metrics` view)."""
-    from .analysis.query import metrics_table
-    return metrics_table(root, trial_id)
+    """Every metric row under ROOT (or one trial's), duplicates dropped."""
+    if trial_id is None:
+        files = _parquet_files(root, "metrics")
+    else:
+        d = Path(root) / "parquet" / "metrics" / trial_id
+        files = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    if not files:
+        return METRIC_SCHEMA.empty_table()
+    tables = [conform_metrics(t) for t in _read_all(files)]
+    # inside a trial folder: epoch_* < final < offline_epoch_* < probe_epoch_* (sorted names), so
+    # final wins over epoch files (identical rows) and a later probe run over the trainer's own row
+    return dedup_table(pa.concat_tables(tables))
 
 
 def read_trial_metrics(root: str | Path, trial_id: str):
@@ -261,7 +278,7 @@ def metric_parts(metric: str) -> tuple[str, str, str]:
 
 
 def read_metrics(root: str | Path):
-    """All metric rows under ROOT as a pandas DataFrame (duplicates dropped; the `metrics` view)."""
+    """All metric rows under ROOT as a pandas DataFrame (duplicates dropped)."""
     return read_metrics_table(root).to_pandas()
 
 
@@ -274,13 +291,23 @@ COMPACTED = (TRIALS_COMPACT, TRIALS_COMPACT_OLD)
 
 
 def _trials_table(root: str | Path) -> pa.Table | None:
-    from .analysis.query import trials_table
-    return trials_table(root)
+    tables = _read_all(_parquet_files(root, "trials"))
+    if not tables:
+        return None
+    t = pa.concat_tables(tables, promote_options="permissive")
+    if t.num_rows < 2:
+        return t
+    # a trial row may exist twice (compacted file + a later per-trial rewrite): keep the newest
+    import pyarrow.compute as pc
+    order = pc.sort_indices(t, [("updated", "descending")])
+    t = t.take(order)
+    first = t.append_column("_i", pa.array(range(t.num_rows))).group_by(
+        ["sweep", "trial_id"], use_threads=False).aggregate([("_i", "min")])
+    return t.take(pc.take(first["_i_min"], pc.sort_indices(first["_i_min"])))
 
 
 def read_trials(root: str | Path):
-    """One row per trial under ROOT as a pandas DataFrame (columns: flat config keys and status;
-    the `trials` view, most recently updated first)."""
+    """One row per trial under ROOT as a pandas DataFrame (columns: flat config keys and status)."""
     import pandas as pd
     t = _trials_table(root)
     if t is None:

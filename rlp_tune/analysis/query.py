@@ -91,9 +91,8 @@ def check_select(con, sql: str) -> None:
         raise QueryError(f"query: only SELECT statements are run (read-only), got {stmts[0].type.name}")
 
 
-def _files(root: Path, kind: str, trial: str = "*") -> list[Path]:
-    """ROOT's Parquet files of `kind` ("metrics": of the trial folders matching `trial`)."""
-    pattern = f"{trial}/*.parquet" if kind == "metrics" else "*.parquet"
+def _files(root: Path, kind: str) -> list[Path]:
+    pattern = "*/*.parquet" if kind == "metrics" else "*.parquet"
     d = root / "parquet" / kind
     return sorted(d.glob(pattern)) if d.is_dir() else []
 
@@ -115,7 +114,7 @@ def _conformed(src: str) -> str:
     return f"SELECT {cols} FROM (SELECT NULL::VARCHAR AS protocol WHERE false UNION ALL BY NAME SELECT * FROM {_read(src)})"
 
 
-def metrics_sql(root: Path, trial: str = "*") -> str:
+def metrics_sql(root: Path) -> str:
     """The deduplicated `metrics` relation for ROOT's current file layout.
 
     Duplicate keys arise only in a trial folder holding both final.parquet and epoch_*.parquet (a
@@ -126,9 +125,9 @@ def metrics_sql(root: Path, trial: str = "*") -> str:
     (probe_epoch_* / offline_epoch_* files) are part of the view; where a trial has them, training
     rows with the same key (e.g. a probe rerun with the trainer's own protocol) give way to them.
     The layout is listed when the SQL is made; `_fetch` re-lists before each query on connections
-    made by `connect`. `trial`: one trial's folder instead of all (a glob over the trial ids).
+    made by `connect`.
     """
-    files = _files(root, "metrics", trial)
+    files = _files(root, "metrics")
     finals = {f.parent for f in files if f.name == "final.parquet"}
     epoch_dirs = {f.parent for f in files if f.name.startswith("epoch_")}
     extra_dirs = {f.parent for f in files if f.name.startswith(EXTRA_KINDS)}
@@ -138,9 +137,9 @@ def metrics_sql(root: Path, trial: str = "*") -> str:
     key = ", ".join(METRIC_KEY)
     parts = []
     if finals:
-        parts.append(_conformed(_sql_str(str(base / trial / 'final.parquet'))))
+        parts.append(_conformed(_sql_str(str(base / '*' / 'final.parquet'))))
     if epoch_dirs:
-        ep = _conformed(_sql_str(str(base / trial / 'epoch_*.parquet')))
+        ep = _conformed(_sql_str(str(base / '*' / 'epoch_*.parquet')))
         overlap = sorted(finals & epoch_dirs)
         if overlap:
             lst = "[" + ", ".join(_sql_str(str(d / "final.parquet")) for d in overlap) + "]"
@@ -150,7 +149,7 @@ def metrics_sql(root: Path, trial: str = "*") -> str:
     training = "\nUNION ALL\n".join(parts)
     if not extra_dirs:
         return training
-    extras = " UNION ALL ".join(_conformed(_sql_str(str(base / trial / f"{k}*.parquet"))) for k in EXTRA_KINDS
+    extras = " UNION ALL ".join(_conformed(_sql_str(str(base / "*" / f"{k}*.parquet"))) for k in EXTRA_KINDS
                                 if any(f.name.startswith(k) for f in files))
     if parts:
         training = (f"SELECT {', '.join('t.' + c for c in METRIC_SCHEMA.names)} FROM ({training}) t "
@@ -159,8 +158,8 @@ def metrics_sql(root: Path, trial: str = "*") -> str:
     return extras
 
 
-def _layout(root: Path, trial: str = "*") -> tuple:
-    files = _files(root, "metrics", trial)
+def _layout(root: Path) -> tuple:
+    files = _files(root, "metrics")
     finals = frozenset(f.parent.name for f in files if f.name == "final.parquet")
     epochs = frozenset(f.parent.name for f in files if f.name.startswith("epoch_"))
     extras = frozenset(f.name.partition("epoch_")[0] for f in files if f.name.startswith(EXTRA_KINDS))
@@ -257,18 +256,17 @@ def _trials_sql(root: Path) -> str:
             "QUALIFY row_number() OVER (PARTITION BY sweep, trial_id ORDER BY updated DESC) = 1")
 
 
-def _make_views(con, r: Path, trial: str = "*") -> None:
-    con.execute(f"CREATE OR REPLACE VIEW metrics AS {metrics_sql(r, trial)}")
+def _make_views(con, r: Path) -> None:
+    con.execute(f"CREATE OR REPLACE VIEW metrics AS {metrics_sql(r)}")
     con.execute(f"CREATE OR REPLACE VIEW trials AS {_trials_sql(r)}")
 
 
-def connect(root: str | Path, *, final: bool = True, live: bool = True, trial: str = "*"):
+def connect(root: str | Path, *, final: bool = True, live: bool = True):
     """A DuckDB connection with the views `metrics`, `trials` and (if `final`) `final`.
 
     live: re-list the files before each query (through `_fetch`) and remake the views when the
     layout changed — for a sweep that is still running; one-shot readers (load_tables) pass False
-    and rely on the retry alone. The views re-read the files at every query. `trial`: the
-    `metrics` view over that one trial's folder only (the Python API's per-trial reader).
+    and rely on the retry alone. The views re-read the files at every query.
     """
     import duckdb
 
@@ -279,7 +277,7 @@ def connect(root: str | Path, *, final: bool = True, live: bool = True, trial: s
     # footers read when a view binds are reused by the scans that follow (1000s of small files)
     con.execute("SET parquet_metadata_cache = true")
     # views bind (and read every file's schema) when made: _fetch makes them, so a bad file is named
-    _ROOTS[con] = {"root": r, "layout": None, "live": live, "trial": trial}
+    _ROOTS[con] = {"root": r, "layout": None, "live": live}
     _fetch(con, "SELECT 1", "none")     # layout None → _fetch lists the files and makes the views
     if final:
         names = final_metric_names(con)
@@ -304,10 +302,9 @@ def _fetch(con, sql, kind: str = "df", params: Any = None):
     for attempt in (0, 1):
         try:
             if state is not None and (state["live"] or state["layout"] is None):
-                one = () if state["trial"] == "*" else (state["trial"],)   # a one-trial connection
-                layout = _layout(state["root"], *one)
+                layout = _layout(state["root"])
                 if layout != state["layout"]:
-                    _make_views(con, state["root"], *one)
+                    _make_views(con, state["root"])
                     state["layout"] = layout
             text = sql() if callable(sql) else sql
             # con.sql runs statements without a result (CREATE, SET) at once and returns None
@@ -428,41 +425,3 @@ def fetch(con, sql, kind: str = "df", params: Any = None):
 def sql_literal(s: str) -> str:
     """`s` as a quoted SQL string literal."""
     return _sql_str(s)
-
-
-# ---- the Python API's readers (rlp_tune.results.read_metrics / read_trials call these) ---------
-def _one_shot(root: str | Path, sql: str, trial: str = "*"):
-    """`sql` over ROOT's `metrics` / `trials` views as a pyarrow Table, on a connection of its own."""
-    con = connect(root, final=False, live=False, trial=trial)
-    try:
-        return _fetch(con, sql, "arrow")
-    finally:
-        con.close()
-
-
-def _has_results(root: str | Path) -> bool:
-    return not is_remote(root) and (Path(root) / "parquet").is_dir()
-
-
-def metrics_table(root: str | Path, trial_id: str | None = None):
-    """Every metric row under ROOT (or one trial's) as a pyarrow Table of METRIC_SCHEMA, duplicate
-    keys dropped (the `metrics` view); empty when ROOT holds none."""
-    if not _has_results(root) or (trial_id is not None and not (Path(root) / "parquet" / "metrics" / trial_id).is_dir()):
-        return METRIC_SCHEMA.empty_table()
-    order = ", ".join(METRIC_KEY)
-    t = _one_shot(root, f"SELECT * FROM metrics ORDER BY {order}",
-                  trial="*" if trial_id is None else glob_escape(trial_id))
-    return t.cast(METRIC_SCHEMA)
-
-
-def trials_table(root: str | Path):
-    """One row per trial under ROOT (the `trials` view, newest row of a trial) as a pyarrow Table,
-    most recently updated first; None when ROOT holds no trial rows."""
-    if not _has_results(root) or not _files(Path(root), "trials"):
-        return None
-    return _one_shot(root, "SELECT * FROM trials ORDER BY updated DESC")
-
-
-def glob_escape(name: str) -> str:
-    """`name` with glob characters bracketed, so a DuckDB / pathlib glob matches it literally."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
