@@ -12,6 +12,9 @@ Overrides: `--set key=value` or Hydra-style `key=value` words after the config (
 `--set` wins over a positional one for the same key). Bad input (config key, type, range, dataset
 folder, checkpoint, results file, missing tracker package) → one line on stderr and exit code 2,
 before any work starts. `rlp-tune` alone prints the overview and exits 0.
+
+Length (~420 lines, over the house's ~400): the argparse tree with a description for every command
+and help for every argument (tests/test_cli.py checks them); each command's work lives in its module.
 """
 from __future__ import annotations
 

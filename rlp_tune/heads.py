@@ -21,6 +21,9 @@ the speed and memory ratios). torch's `F.linear_cross_entropy` (chunked with `op
 L_rnd alone; pairing it with L_reg would compute the logits twice, so it is not used here.
 The heads always run in the parameters' dtype with autocast off: a softmax over 10^5 labels in
 bf16 would lose the small probabilities both losses depend on.
+
+Length (~490 lines, over the house's ~400): the fused kernel, its two autograd functions and the
+plain-autograd reference the tests compare it with belong in one place.
 """
 from __future__ import annotations
 

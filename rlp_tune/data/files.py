@@ -18,6 +18,9 @@ Streamed (file lists only; JPEGs decoded by DataLoader workers into uint8 batche
   imagenet              ImageFolder layout: root/train/<wnid>/*.JPEG, root/val/<wnid>/*.JPEG
 
 A missing or broken file raises `DatasetError` with one line naming what was expected where.
+
+Length (~460 lines, over the house's ~400): one loader per on-disk format (CIFAR pickles through the
+restricted unpickler, IDX, mnist1d, streamed image folders), each with its own checks of the folder.
 """
 from __future__ import annotations
 
