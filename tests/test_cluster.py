@@ -145,16 +145,16 @@ def test_restorable_needs_a_trial_in_the_newest_state(tmp_path):
 
 
 def test_space_of_a_uri_sweep_folder(tmp_path):
-    from rlp_tune.tune.sweep import _space_path
+    from rlp_tune.tune.sweep import space_path
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "space.toml").write_text("# stored\n")
-    local = _space_path(f"file://{tmp_path}/s")
+    local = space_path(f"file://{tmp_path}/s")
     assert Path(local).read_text() == "# stored\n" and not local.startswith(str(tmp_path))
     from rlp_tune.errors import UserError
     with pytest.raises(UserError, match="not a sweep folder"):   # one line and exit 2 from the CLI
-        _space_path(f"file://{tmp_path}/absent")
+        space_path(f"file://{tmp_path}/absent")
     with pytest.raises(UserError, match="not a sweep folder"):
-        _space_path(str(tmp_path / "absent"))
+        space_path(str(tmp_path / "absent"))
 
 
 # ---- cloud: Ray's cluster launcher ------------------------------------------------------------------
