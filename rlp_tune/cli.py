@@ -67,7 +67,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the CLI's error contract: one line on stderr, exit code 2 (no usage block)."""
 
     def error(self, message: str):
-        self.exit(2, f"rlp-tune: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        # "rlp-tune: error: train: ..." (self.prog is "rlp-tune train": keep the command, not the prefix twice)
+        where = self.prog.removeprefix("rlp-tune").strip()
+        self.exit(2, f"rlp-tune: error: {where + ': ' if where else ''}{message} (see {self.prog} --help)\n")
 
 
 def _trackers(text: str) -> str:
