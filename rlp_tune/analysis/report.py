@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from .document import Analysis, analyze_tables
-from .findings import cell_findings, factor_findings, run_finding
+from .findings import cell_findings, factor_findings, run_finding, tuning_finding
 from .figures import figure_infos
 from .render import html_img
 from .tables import load_tables
@@ -91,6 +91,9 @@ def _findings(a: Analysis) -> str:
     out = ["<h2>Findings</h2>"]
     if not a.cells:
         out.append("<p class='muted'>none: no complete trial with metrics.</p>")
+    tuned = tuning_finding(a)
+    if tuned:   # a tuning search leads with what it found; the curve fits below may not be identified
+        out.append(f"<div class='findings'><ul><li>{_sup(tuned.text)}</li></ul></div>")
     for cell in a.cells:
         found = cell_findings(cell) or [f for f in [run_finding(a)] if f]
         items = "".join(f'<li class="{"" if f.identified else "nf"}">{_sup(f.text)}</li>' for f in found)
