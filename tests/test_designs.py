@@ -363,17 +363,13 @@ def test_adaptive_rebuilt_from_the_folder(tmp_path):
 def test_grid_sweep_killed_and_resumed_runs_each_cell_once(tmp_path):
     """A 3 x 2 grid x 2 seeds of 3-epoch trials on digits: the driver is SIGKILLed once two to eight
     trials have finished; `rlp-tune resume` ends with every cell x seed exactly once."""
-    from test_sweep import _kill_marked   # the same process cleanup as the sweep kill test
+    from test_sweep import _kill_marked, start_sweep_driver   # the same driver start and cleanup
     space = space_file(tmp_path, '"rlp.lam" = { dist = "grid", values = [0.1, 1.0, 10.0] }\n'
                                  '"rlp.heads" = { dist = "grid", values = [1, 2] }',
                        'design = "grid"\nseeds = [0, 1]\nmax_concurrent = 2', name="gk")
     space.write_text(space.read_text().replace('"run.epochs" = 2', '"run.epochs" = 3\n"run.batch_size" = 32'))
     storage, root = tmp_path / "res", tmp_path / "res" / "gk"
-    marker = f"RLP_TEST_{uuid.uuid4().hex}"
-    env = {**os.environ, marker: "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-m", "rlp_tune.cli"]
-    driver = subprocess.Popen(cmd + ["sweep", str(space), "--storage", str(storage)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver, marker, env, cmd = start_sweep_driver(space, storage)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:

@@ -147,6 +147,18 @@ def _marked_pids(marker: str) -> list[int]:
     return pids
 
 
+def start_sweep_driver(space, storage):
+    """`rlp-tune sweep SPACE --storage STORAGE` in its own session, its processes marked by an environment
+    variable so `_kill_marked(marker)` ends what it started (Ray's agents outlive a SIGKILLed driver).
+    Returns (driver, marker, env, cmd): env and cmd run later commands (resume, status) the same way."""
+    marker = f"RLP_TEST_{uuid.uuid4().hex}"
+    env = {**os.environ, marker: "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd = [sys.executable, "-m", "rlp_tune.cli"]
+    driver = subprocess.Popen(cmd + ["sweep", str(space), "--storage", str(storage)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return driver, marker, env, cmd
+
+
 def _kill_marked(marker: str) -> None:
     for pid in _marked_pids(marker):
         try:
@@ -163,11 +175,7 @@ def test_kill_driver_then_resume(tmp_path):
                         extra_fixed='"model.width" = 1024\n"run.batch_size" = 16')
     space.write_text(space.read_text().replace('"model.width" = 64\n', ""))
     storage, root = tmp_path / "res", tmp_path / "res" / "killed"
-    marker = f"RLP_TEST_{uuid.uuid4().hex}"
-    env = {**os.environ, marker: "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-m", "rlp_tune.cli"]
-    driver = subprocess.Popen(cmd + ["sweep", str(space), "--storage", str(storage)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver, marker, env, cmd = start_sweep_driver(space, storage)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:   # wait until one trial finished and another is mid-way
