@@ -123,7 +123,7 @@ def _tune_trial_id(folder: Path) -> str | None:
 def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
     """Config and net (model + RLP heads + class heads) with the trained weights, in eval mode."""
     from .checkpoint import CheckpointError, WEIGHTS_FORMAT, read_checkpoint
-    from .net import build_net
+    from .net import DataShape, build_net
     path = find_weights(target)
     try:   # model.pt; a full checkpoint (optimizer, RNG states) is not weights-only loadable
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -136,7 +136,7 @@ def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
         weights, meta = state["net"], state.get("net_meta") or _meta_from_data(state["config"])
     cfg = Config.from_flat(state["config"])
     torch.manual_seed(cfg.run.seed)   # the init is overwritten; seeding keeps construction deterministic
-    net, _, _ = build_net(cfg, tuple(meta["in_shape"]), int(meta["num_classes"]), int(meta["n"]))
+    net, _, _ = build_net(cfg, DataShape.from_meta(meta))
     try:
         net.load_state_dict(weights)
     except RuntimeError as e:
@@ -148,7 +148,8 @@ def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
 def _meta_from_data(flat: dict) -> dict:
     """Checkpoints written before `net_meta` existed: shapes from the dataset (read locally)."""
     from .data import build_data
+    from .net import random_label_count
     cfg = Config.from_flat(flat)
     data = build_data(cfg)
-    return {"in_shape": list(data.in_shape), "num_classes": data.num_classes,
-            "n": data.m if cfg.rlp.labels == "unique" else cfg.rlp.n, "mean": data.mean, "std": data.std}
+    return {"in_shape": list(data.in_shape), "num_classes": data.num_classes, "m": data.m,
+            "n": random_label_count(cfg, data.m), "mean": data.mean, "std": data.std}

@@ -4,13 +4,15 @@ class loss, and `build_net`, which builds it from a config the same way for trai
 
     from rlp_tune.net import build_net, random_label_count
     torch.manual_seed(cfg.run.seed)                       # the Trainer's init
-    net, rlp_taps, reg_taps = build_net(cfg, data.in_shape, data.num_classes, random_label_count(cfg, data.m))
+    net, rlp_taps, reg_taps = build_net(cfg, data)        # data: a DataBundle, or a DataShape (load_run)
     loss, stats = net(x, y, {tap: y_rand}, scale=1.0)     # training forward (stats: on-device sums)
     stats = net.evaluate(x, y)                            # class accuracy / loss sums
 
 Nothing here knows about optimizers, checkpoints or results.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -78,10 +80,28 @@ def class_loss(logits, y, kind: str, smoothing: float):
     return F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
 
 
-def build_net(cfg: Config, in_shape, num_classes: int, n: int) -> tuple[RLPNet, list[str], set[str]]:
-    """The network, its RLP heads (n random labels per head) and detached class heads, as the Trainer
-    trains them and rlp_tune.load_run rebuilds them → (net on CPU, RLP taps, regularized taps)."""
-    model = create_model(cfg.model, in_shape, num_classes)
+@dataclass(frozen=True)
+class DataShape:
+    """What building the net needs of the data (a DataBundle has the same three fields): the input
+    shape (C, H, W) or (D,), the number of classes and the training-set size m (n = m for unique
+    random labels). A checkpoint stores them (`DataShape.from_meta`), so load_run needs no data."""
+    in_shape: tuple[int, ...]
+    num_classes: int
+    m: int
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "DataShape":
+        """From a checkpoint's net_meta; files written before it held `m` store n, which build_net
+        reads back unchanged (n = m for unique labels, else rlp.n)."""
+        return cls(tuple(meta["in_shape"]), int(meta["num_classes"]), int(meta.get("m", meta["n"])))
+
+
+def build_net(cfg: Config, data: DataShape) -> tuple[RLPNet, list[str], set[str]]:
+    """The network, its RLP heads (random_label_count(cfg, data.m) labels per head) and detached class
+    heads, as the Trainer trains them and rlp_tune.load_run rebuilds them → (net on CPU, RLP taps,
+    regularized taps). `data`: a DataBundle or a DataShape."""
+    num_classes, n = data.num_classes, random_label_count(cfg, data.m)
+    model = create_model(cfg.model, tuple(data.in_shape), num_classes)
     rlp_taps = resolve_taps(model, cfg.rlp.layers) if cfg.rlp.heads > 0 else []
     reg = list(cfg.rlp.regularize)
     reg_taps = set(rlp_taps) if reg == ["all"] else set(reg) & set(rlp_taps)   # empty without heads

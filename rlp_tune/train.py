@@ -104,7 +104,7 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(self.seed)  # same init on every rank
         self.n = random_label_count(cfg, self.data.m)
-        net, self.rlp_taps, self.reg_taps = build_net(cfg, self.data.in_shape, self.data.num_classes, self.n)
+        net, self.rlp_taps, self.reg_taps = build_net(cfg, self.data)
         self.net = net.to(self.device)
         if cfg.model.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -363,10 +363,11 @@ class Trainer:
                 "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}, **self.net_meta()}
 
     def net_meta(self) -> dict:
-        """What rebuilding the net needs besides the config: input shape, classes, random labels n,
+        """What rebuilding the net needs besides the config: input shape, classes, training-set size m
+        (net.DataShape), random labels n,
         and the input normalization (model input = (x - mean) / std, data.prepare)."""
         d = self.data
-        return {"in_shape": list(d.in_shape), "num_classes": d.num_classes, "n": self.n,
+        return {"in_shape": list(d.in_shape), "num_classes": d.num_classes, "m": d.m, "n": self.n,
                 "mean": None if d.mean is None else d.mean.cpu(), "std": None if d.std is None else d.std.cpu()}
 
     def save_weights(self) -> Path | None:

@@ -86,7 +86,7 @@ def load_frozen(ck_file: Path) -> FrozenRun:
     data = data.to(device)
     torch.manual_seed(cfg.run.seed)   # the Trainer's init (overwritten by the weights; keeps the RNG as it was)
     n = random_label_count(cfg, data.m)
-    net, rlp_taps, _ = build_net(cfg, data.in_shape, data.num_classes, n)
+    net, rlp_taps, _ = build_net(cfg, data)
     net = net.to(device)
     if cfg.model.channels_last:
         net = net.to(memory_format=torch.channels_last)
