@@ -135,13 +135,13 @@ def test_callback_tracks_completion_and_pickles_to_a_noop():
 def test_restorable_needs_a_trial_in_the_newest_state(tmp_path):
     """Tune 2.60 cannot restore an experiment state without trials (a stop before the first trial):
     resume then starts the sweep instead."""
-    from rlp_tune.tune.sweep import _restorable
+    from rlp_tune.tune.restore import restorable
     (tmp_path / "tuner.pkl").write_bytes(b"")
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [["t1", "{}"]]}')
-    assert _restorable(str(tmp_path))
+    assert restorable(str(tmp_path))
     (tmp_path / "experiment_state-2026-01-02_00-00-00.json").write_text('{"trial_data": []}')
-    assert not _restorable(str(tmp_path))
-    assert not _restorable(str(tmp_path / "nothing"))
+    assert not restorable(str(tmp_path))
+    assert not restorable(str(tmp_path / "nothing"))
 
 
 def test_space_of_a_uri_sweep_folder(tmp_path):

@@ -215,13 +215,13 @@ def test_resume_of_a_finished_sweep_is_a_no_op(tmp_path):
 
 
 def test_orphans_never_include_the_compacted_file(tmp_path):
-    from rlp_tune.tune.sweep import _quarantine_orphans
+    from rlp_tune.tune.restore import quarantine_orphans
     root = tmp_path / "sw"
     _trial(root, "known", [0.5], "TERMINATED")
     compact_trials(root)
     _trial(root, "orphan", [0.1])
     _tune_state(root, ["known"])
-    assert _quarantine_orphans(str(root)) == ["orphan"]
+    assert quarantine_orphans(str(root)) == ["orphan"]
     assert read_trials(root).trial_id.tolist() == ["known"]
     assert (root / "parquet" / "trials" / "all-trials.parquet").exists()
 
@@ -467,7 +467,7 @@ def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
     import ray.cloudpickle as cloudpickle
 
     from rlp_tune.tune import _ray_compat as compat
-    from rlp_tune.tune.sweep import SweepError, _restore_guard, _set_aside_unrestorable
+    from rlp_tune.tune.restore import RestoreError, restore_guard, set_aside_unrestorable
 
     def state(trials):
         return json.dumps({"trial_data": [[json.dumps({"trial_id": t, "config": {}, "status": "RUNNING"}), "{}"]
@@ -483,7 +483,7 @@ def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
     root.mkdir()
     session(root, "2026-01-01_00-00-00", ["t1"])
     session(root, "2026-01-02_00-00-00", ["t1", "t2"])
-    assert _set_aside_unrestorable(str(root)) == [] and len(compat.state_sessions(root)) == 2
+    assert set_aside_unrestorable(str(root)) == [] and len(compat.state_sessions(root)) == 2
 
     good = Path(root, "experiment_state-2026-01-02_00-00-00.json").read_text()
     session(root, "2026-01-03_00-00-00", ["t1", "t2", "t3"])
@@ -492,7 +492,7 @@ def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
     assert compat.session_problem(root, "2026-01-04_00-00-00") == \
         "search_gen_state-2026-01-04_00-00-00.json is missing (an earlier session saved one)"
     assert "2026-01-03_00-00-00.json holds no trial" in compat.session_problem(root, "2026-01-03_00-00-00")
-    assert _set_aside_unrestorable(str(root)) == ["2026-01-04_00-00-00", "2026-01-03_00-00-00"]
+    assert set_aside_unrestorable(str(root)) == ["2026-01-04_00-00-00", "2026-01-03_00-00-00"]
     assert compat.state_sessions(root) == ["2026-01-01_00-00-00", "2026-01-02_00-00-00"]
     assert sorted(p.name for p in (root / "broken-state" / "2026-01-03_00-00-00").iterdir()) == [
         "experiment_state-2026-01-03_00-00-00.json", "search_gen_state-2026-01-03_00-00-00.json",
@@ -502,8 +502,8 @@ def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
     Path(root, "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(b"\x80\x05trunc")          # a cut pickle
     assert compat.session_problem(root, "2026-01-02_00-00-00").endswith("cannot be loaded (UnpicklingError)")
 
-    guard = _restore_guard(str(root), {"t1", "t2"})
+    guard = restore_guard(str(root), {"t1", "t2"})
     guard.on_step_begin(0, [types.SimpleNamespace(trial_id="t2")])         # restored: runs on
-    fresh = _restore_guard(str(root), {"t1", "t2"})
-    with pytest.raises(SweepError, match="could not restore the sweep state"):
+    fresh = restore_guard(str(root), {"t1", "t2"})
+    with pytest.raises(RestoreError, match="could not restore the sweep state"):
         fresh.on_step_begin(0, [types.SimpleNamespace(trial_id="x9")])      # Tune started afresh

@@ -217,7 +217,7 @@ def test_orphan_trials_are_moved_out_of_the_results(tmp_path):
     import json
 
     from rlp_tune.results import ResultWriter
-    from rlp_tune.tune.sweep import _quarantine_orphans
+    from rlp_tune.tune.restore import quarantine_orphans
     root = tmp_path / "sw"
     for tid in ["known1", "orphan"]:
         w = ResultWriter(root, "sw", tid)
@@ -225,7 +225,7 @@ def test_orphan_trials_are_moved_out_of_the_results(tmp_path):
         w.write_trial({"run.seed": 0}, "RUNNING", 1)
     state = {"trial_data": [[json.dumps({"trial_id": "known1"}), "{}"]], "runner_data": {}, "stats": {}}
     (root / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
-    assert _quarantine_orphans(str(root)) == ["orphan"]
+    assert quarantine_orphans(str(root)) == ["orphan"]
     assert read_trials(root).trial_id.tolist() == ["known1"]
     assert set(read_metrics(root).trial_id) == {"known1"}
     assert (root / "orphans" / "orphan" / "orphan.parquet").exists()

@@ -21,11 +21,11 @@ from ..errors import UserError
 from ..rundir import check_folder
 from ..storage import filesystem, is_remote
 from ..trackers import tune_callbacks
-from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experiment_state, node_ip_kwargs,
-                          session_files, session_problem, state_sessions, trial_ids_in_state)
+from ._ray_compat import add_callbacks_on_restore, loopback_only, node_ip_kwargs
 from .fmt import fmt_value
 from .signals import StopRequest
 from .space import REPLICATE, SearchSpace, SpaceError, load_space, space_file
+from .restore import has_trial_results, quarantine_orphans, restorable, restore_guard, set_aside_unrestorable
 from .state import clear_driver, known_trials, mark_driver, sweep_state
 from .trainable import SweepContext, train_trial
 
@@ -208,17 +208,17 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     raw = _load_shared_raw(space)
     with _stopping(stop) as stop, _driving(root):
         if not is_remote(root):
-            _set_aside_unrestorable(root)
-        if _restorable(root):
+            set_aside_unrestorable(root)
+        if restorable(root):
             print(f"resuming sweep {root}", file=sys.stderr)
-            _quarantine_orphans(root)
+            quarantine_orphans(root)
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, root, raw), resume_errored=True)
             # the restored run config holds the callbacks pickled at the first start (this module's
             # pickle to no-ops): add this process's
-            add_callbacks_on_restore(tuner, [_restore_guard(root, known_trials(root)),
+            add_callbacks_on_restore(tuner, [restore_guard(root, known_trials(root)),
                                              *_driver_callbacks(space, root, verbose),
                                              stop.callback(expected_trials(space))])
-        elif _has_trial_results(root):
+        elif has_trial_results(root):
             raise SweepError(f"{root} holds trial results but no restorable sweep state; "
                              f"`rlp-tune sweep {space_path(root)} --fresh` would start it again")
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
@@ -257,103 +257,6 @@ class _stopping:
     def __exit__(self, *exc) -> None:
         if not self.given:
             self.stop.uninstall()
-
-
-def _restorable(root: str) -> bool:
-    """Tune can restore the folder and its newest experiment state holds a trial (Tune 2.60 cannot
-    restore a state without trials: it raises IndexError, then restarts without the param space)."""
-    from ray import tune
-    if not tune.Tuner.can_restore(root):
-        return False
-    if is_remote(root):
-        return True
-    state = newest_experiment_state(root)
-    if state is None:
-        return False
-    ids = trial_ids_in_state(state)
-    return ids is None or bool(ids)   # unreadable: let Tune say what is wrong with it
-
-
-def _set_aside_unrestorable(root: str) -> list[str]:
-    """Move aside the newest driver sessions' Tune state that Tune could not restore from (a driver
-    killed while Ray copied it; see _ray_compat.session_problem), to ROOT/broken-state/<session>/, so
-    that the restore takes the newest consistent one. Trials that only the moved state knew are then
-    orphans (_quarantine_orphans); the searchers rebuild from the state that is kept."""
-    moved = []
-    for session in reversed(state_sessions(root)):
-        problem = session_problem(root, session)
-        if problem is None:
-            break
-        dest = Path(root, "broken-state", session)
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in session_files(root, session):
-            f.rename(dest / f.name)
-        moved.append(session)
-        print(f"rlp-tune: Tune's saved state of driver session {session} cannot be restored ({problem}); "
-              f"moved to {dest}, resuming from the state before it", file=sys.stderr)
-    return moved
-
-
-def _restore_guard(root: str, expected: set[str] | None):
-    """A Tune callback for a restored run. Tune restores the trials its saved state holds or, when
-    restoring fails, logs it and starts the experiment afresh without the sweep's param space (trials
-    without their config, and every trial run again). If none of the trials the state holds is there
-    at the first step, the driver stops with a one-line error instead."""
-    from ray.tune import Callback
-
-    class _RestoreGuard(Callback):
-        checked = False
-
-        def on_step_begin(self, iteration, trials, **info):
-            if self.checked:
-                return
-            self.checked = True
-            if expected and not expected & {t.trial_id for t in trials}:
-                raise SweepError(f"Ray Tune could not restore the sweep state in {root} (its log says why) "
-                                 "and would start the sweep afresh; nothing was run")
-
-        def __reduce__(self):   # pickled with the run config: a later restore gets a no-op
-            return (Callback, ())
-
-    return _RestoreGuard()
-
-
-def _quarantine_orphans(root: str) -> list[str]:
-    """Move aside the Parquet rows of trials that Tune's saved state does not know.
-
-    Tune saves its experiment state periodically: a driver killed between creating a trial and the
-    next save leaves a trial that wrote rows (trials write their own) but that the restored sweep
-    will never continue; the searcher proposes a replacement. Its rows would be a partial,
-    duplicate trial, so they go to ROOT/orphans/<trial_id>/ (kept for inspection, out of the
-    results). Only one-trial files (parquet/trials/<trial_id>.parquet) are candidates: the
-    compacted file of a finished sweep is never moved."""
-    import shutil
-
-    from ..results import COMPACTED
-    known = known_trials(root)
-    if known is None:
-        return []
-    known = set(known)
-    moved = []
-    for f in Path(root, "parquet", "trials").glob("*.parquet"):
-        tid = f.stem
-        if tid in known or f.name in COMPACTED:
-            continue
-        dest = Path(root, "orphans", tid)
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(f), dest / f.name)
-        mdir = Path(root, "parquet", "metrics", tid)
-        if mdir.is_dir():
-            shutil.move(str(mdir), dest / "metrics")
-        moved.append(tid)
-    if moved:
-        print(f"{len(moved)} trial(s) started after Tune's last saved state and will not be continued; "
-              f"their rows moved to {Path(root, 'orphans')}: {', '.join(moved)}", file=sys.stderr)
-    return moved
-
-
-def _has_trial_results(root: str) -> bool:
-    return not is_remote(root) and any(Path(root, "parquet", "trials").glob("*.parquet"))
 
 
 def _split(root: str) -> tuple[str, str]:
