@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..results import metric_parts, read_trials
+from ..reader import read_trials
+from ..results import metric_parts
 from .fmt import fmt_duration, fmt_value  # noqa: F401 - fmt_duration: progress.py imports it from here
 
 
@@ -38,11 +39,11 @@ def _metric_summary(root: str, metric: str, mode: str) -> tuple[dict, dict, dict
     and the last epoch of any row: ({trial: last}, {trial: best}, {trial: epoch}). Only the rows of
     `metric` (one per trial and epoch) come out of DuckDB; last / best are taken in pandas, since
     DuckDB folds isnan() to false from Parquet statistics that leave NaN out (duckdb 2.0)."""
-    from ..analysis.query import connect, fetch, sql_literal
+    from ..reader import connect, fetch, sql_literal
     if not (Path(root) / "parquet" / "metrics").is_dir():
         return {}, {}, {}
     split, name, layer = metric_parts(metric)
-    con = connect(root, final=False, live=False)
+    con = connect(root, live=False, views=("metrics",))
     try:
         done = dict(fetch(con, "SELECT trial_id, max(epoch) FROM metrics GROUP BY trial_id", "rows"))
         sel = fetch(con, f"SELECT trial_id, epoch, value FROM metrics WHERE split = {sql_literal(split)} "
