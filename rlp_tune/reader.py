@@ -79,9 +79,7 @@ def sql_literal(s: str) -> str:
 
 
 def _root(root: str | Path) -> Path:
-    if is_remote(root):
-        raise ResultsError(f"{root}: only local results folders can be read (copy or mount it first)")
-    p = Path(root)
+    p = local_root(root)
     if not p.is_dir():
         raise ResultsError(f"{p}: results folder not found")
     return p.resolve()     # absolute: DuckDB's allowed_directories compares paths
@@ -352,7 +350,8 @@ def find_bad_file(root: str | Path | None) -> str | None:
 
 
 # ---- the Python API --------------------------------------------------------------------------
-def _local(root: str | Path) -> Path:
+def local_root(root: str | Path) -> Path:
+    """ROOT as a local path; a remote root (storage.is_remote) → ResultsError (DuckDB reads local folders)."""
     if is_remote(root):
         raise ResultsError(f"{root}: only local results folders can be read (copy or mount it first)")
     return Path(root)
@@ -370,7 +369,7 @@ def _view_rows(root: Path, view: str, order: str, trial: str | None = None):
 def read_metrics_table(root: str | Path, trial_id: str | None = None):
     """Every metric row under ROOT (or one trial's) as a pyarrow Table of METRIC_SCHEMA: the
     `metrics` view (duplicate keys dropped), rows in file order; empty when there are none."""
-    r = _local(root)
+    r = local_root(root)
     if not _files(r, "metrics", trial_id):
         return METRIC_SCHEMA.empty_table()
     return _view_rows(r, "metrics", _METRICS_ORDER, trial_id).select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA)
@@ -391,7 +390,7 @@ def read_trials(root: str | Path):
     status, epochs_done, ...), newest `updated` first; empty (sweep, trial_id, status, epochs_done)
     when there are none."""
     import pandas as pd
-    r = _local(root)
+    r = local_root(root)
     if not _files(r, "trials"):
         return pd.DataFrame(columns=["sweep", "trial_id", "status", "epochs_done"])
     return _view_rows(r, "trials", _TRIALS_ORDER).to_pandas()

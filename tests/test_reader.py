@@ -148,3 +148,11 @@ def test_files_vanishing_between_listing_and_reading(folder, monkeypatch):
     assert len(before) == 2 * 4
     pd.testing.assert_frame_equal(before.sort_values(key).reset_index(drop=True),
                                   after.sort_values(key).reset_index(drop=True))
+
+
+def test_status_on_a_remote_root(tmp_path):
+    """`rlp-tune status` names the limit on an object store; the sweep's closing table has no rows."""
+    from rlp_tune.tune.status import format_status, trial_table
+    assert trial_table("s3://bucket/sweep", "test.acc") == []
+    with pytest.raises(ResultsError, match="only local results folders"):
+        format_status("s3://bucket/sweep", "test.acc", "max", [])

@@ -10,15 +10,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..reader import read_trials
+from ..reader import local_root, read_trials
 from ..results import metric_parts
+from ..storage import is_remote
 from .fmt import fmt_duration, fmt_value  # noqa: F401 - fmt_duration: progress.py imports it from here
 
 
 def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
     """One dict per trial: trial_id, status, epochs_done, metric (last epoch), best (over epochs),
     config columns; sorted best first. Reads the trial rows and, of the metric rows, only the three
-    per-trial numbers shown (one DuckDB aggregate over the `metrics` view, not every row)."""
+    per-trial numbers shown (one DuckDB aggregate over the `metrics` view, not every row). A remote
+    root gives no rows (the reader reads local folders; the sweep's closing table skips them)."""
+    if is_remote(root):
+        return []
     trials = read_trials(root)
     if trials.empty:
         return []
@@ -76,6 +80,7 @@ def summary_lines(root: str, expected: int) -> list[str]:
 
 
 def format_status(root: str, metric: str, mode: str, keys: list[str], expected: int | None = None) -> str:
+    local_root(root)     # a remote root: "copy or mount it first", not "no trial has written results"
     rows = trial_table(root, metric, mode)
     head = summary_lines(root, expected) if expected is not None else []
     if not rows:
