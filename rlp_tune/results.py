@@ -95,13 +95,23 @@ def versions() -> dict[str, str]:
 
 
 class ResultWriter:
-    def __init__(self, root: str | Path, sweep: str, trial_id: str):
+    """One trial's rows under ROOT/parquet (a local folder or a URI): its metrics, epoch by epoch, and
+    its row in `trials`. `extra`: columns added to that row (e.g. the node and the driver's origin);
+    they win over the same columns given to `write_trial`."""
+
+    def __init__(self, root: str | Path, sweep: str, trial_id: str, extra: dict[str, Any] | None = None):
+        self.root = root
         self.fs, base = storage.filesystem(root)
         self.base = base.rstrip("/")
         self.sweep, self.trial_id = sweep, trial_id
+        self.extra = dict(extra or {})
         self.metrics_dir = f"{self.base}/parquet/metrics/{trial_id}"
         self.started = time.time()
         self.created: float | None = None
+
+    def for_trial(self, sweep: str, trial_id: str) -> "ResultWriter":
+        """The same writer for another identity (a resumed run keeps its checkpoint's)."""
+        return ResultWriter(self.root, sweep, trial_id, self.extra)
 
     def write_epoch(self, epoch: int, rows: Iterable[dict[str, Any]], kind: str = "epoch") -> None:
         """Atomically (re)write one epoch's rows. kind "epoch": the training rows; other kinds
@@ -135,15 +145,16 @@ class ResultWriter:
         for k, v in flat_config.items():
             row[k] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
         row.update(extra or {})
+        row.update(self.extra)    # the writer's maker knows better (a sweep: the driver's command, not the worker's)
         table = pa.Table.from_pylist([row])
         atomic_write_table(table, f"{self.base}/parquet/trials/{self.trial_id}.parquet", self.fs)
 
     def mark_status(self, status: str) -> None:
-        """The sweep driver's one write to a trial's row, for what the driver sees end a trial:
-        "STOPPED" (the scheduler stopped it), "ERROR" (it raised), "TERMINATED" (Tune saw it complete
-        every epoch; the Trainer writes that too). RUNNING is the Trainer's alone; a TERMINATED row is
-        not turned into STOPPED. No row yet: nothing to mark."""
-        assert status in ("STOPPED", "ERROR", "TERMINATED"), status
+        """The sweep driver's one write to a trial's row, for what only the driver knows ends a trial:
+        "STOPPED" (the scheduler stopped it) or "ERROR" (it raised). RUNNING and TERMINATED are the
+        Trainer's (an interrupted trial stays RUNNING); a TERMINATED row is not turned into STOPPED.
+        No row yet: nothing to mark."""
+        assert status in ("STOPPED", "ERROR"), status
         path = f"{self.base}/parquet/trials/{self.trial_id}.parquet"
         if not self._exists(path):
             return

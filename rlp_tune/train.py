@@ -66,9 +66,9 @@ class EpochRecord:
 
 class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path | None = None, data: DataBundle | None = None,
-                 sweep: str = "", trial_id: str | None = None, progress: bool = False,
-                 results_root: str | Path | None = None, trial_extra: dict | None = None):
-        """out_dir: checkpoints (and Parquet unless results_root is given: a sweep's shared folder/URI)."""
+                 writer: ResultWriter | None = None, progress: bool = False):
+        """out_dir: checkpoints, and the Parquet rows unless a `writer` is given (a sweep's trial:
+        the writer names the sweep folder and the trial). Rank 0 writes; other ranks ignore `writer`."""
         self.cfg = cfg
         self._place_process()                  # rank, world size, threads, device
         self.out_dir = Path(out_dir) if out_dir else None
@@ -78,7 +78,7 @@ class Trainer:
         self._build_optimizer()
         self._build_augmentation()
         self._reset_state()
-        self._open_results(sweep, trial_id, results_root, trial_extra)
+        self._open_results(writer)
         self._resume()
 
     def _place_process(self) -> None:
@@ -140,14 +140,16 @@ class Trainer:
         self.tables: dict[str, torch.Tensor] = {}
         self.t0 = time.time()
 
-    def _open_results(self, sweep: str, trial_id: str | None, results_root, trial_extra: dict | None) -> None:
-        """The trial's identity and results writer (rank 0), and the run folder's lock."""
-        self.trial_id = trial_id or self.cfg.run.name or (self.out_dir.name if self.out_dir else "run")
+    def _open_results(self, writer: ResultWriter | None) -> None:
+        """The results writer (rank 0; a single run's writes into out_dir), the run's identity, and
+        the run folder's lock."""
+        if writer is None and self.out_dir:
+            writer = ResultWriter(self.out_dir, "", self.cfg.run.name or self.out_dir.name)
+        self.writer = writer if self.rank == 0 else None
+        self.trial_id = writer.trial_id if writer else (self.cfg.run.name or "run")
+        self.sweep = writer.sweep if writer else ""
         self.trial_extra = {"world_size": self.world, "device": str(self.device),
-                            **(provenance(self.device) if self.rank == 0 else {}), **(trial_extra or {})}
-        self.results_root, self.sweep = results_root or self.out_dir, sweep
-        self.writer = ResultWriter(self.results_root, sweep, self.trial_id) \
-            if self.results_root and self.rank == 0 else None
+                            **(provenance(self.device) if self.rank == 0 else {})}
         # one process per run folder, from before the checkpoint is read until fit() ends
         self.lock = RunLock.acquire(self.out_dir) if self.out_dir and self.rank == 0 else None
 
@@ -199,30 +201,27 @@ class Trainer:
             self.save_checkpoint(tag="epoch_00000")
         if self.epoch == 0 and cfg.probe.every and self.writer:   # probes at initialization: the baseline
             self.writer.write_epoch(0, self.probe_rows())
+        # Ctrl-C, or a consumer that stops early (Tune), leaves the row RUNNING: interrupted and
+        # resumable. Only a sweep's driver knows of a scheduler stop (ResultWriter.mark_status).
         done = False
-        try:
-            while not done:
-                rec = self.run_epoch(self.epoch + 1)
-                self.epoch += 1
-                done = self.finished = rec.stop or self.epoch >= cfg.run.epochs
-                if self.writer:
-                    self.writer.write_epoch(self.epoch, rec.rows)     # rows first, then the checkpoint
-                if self.out_dir:
-                    self.save_checkpoint()
-                    if cfg.run.keep_checkpoints == "all":
-                        self.save_checkpoint(tag=f"epoch_{self.epoch:05d}")
-                    if done:
-                        self.save_weights()
-                if self.writer:   # finished before the last yield: a consumer may stop at it (Tune, ASHA max_t)
-                    if done:
-                        self.writer.compact()
-                    self.writer.write_trial(cfg.to_flat(), "TERMINATED" if done else "RUNNING", self.epoch,
-                                            self.trial_extra)
-                yield rec
-        except (KeyboardInterrupt, GeneratorExit):   # Ctrl-C, or the consumer stopped early (e.g. ASHA)
-            if self.writer and not done:
-                self.writer.write_trial(cfg.to_flat(), "STOPPED", self.epoch, self.trial_extra)
-            raise
+        while not done:
+            rec = self.run_epoch(self.epoch + 1)
+            self.epoch += 1
+            done = self.finished = rec.stop or self.epoch >= cfg.run.epochs
+            if self.writer:
+                self.writer.write_epoch(self.epoch, rec.rows)     # rows first, then the checkpoint
+            if self.out_dir:
+                self.save_checkpoint()
+                if cfg.run.keep_checkpoints == "all":
+                    self.save_checkpoint(tag=f"epoch_{self.epoch:05d}")
+                if done:
+                    self.save_weights()
+            if self.writer:   # finished before the last yield: a consumer may stop at it (Tune, ASHA max_t)
+                if done:
+                    self.writer.compact()
+                self.writer.write_trial(cfg.to_flat(), "TERMINATED" if done else "RUNNING", self.epoch,
+                                        self.trial_extra)
+            yield rec
 
     def run_epoch(self, epoch: int) -> EpochRecord:
         cfg, t_start = self.cfg, time.time()
@@ -422,4 +421,4 @@ class Trainer:
             return
         self.trial_id, self.sweep = tid, sweep if sweep is not None else self.sweep
         if self.writer:
-            self.writer = ResultWriter(self.results_root, self.sweep, self.trial_id)
+            self.writer = self.writer.for_trial(self.sweep, self.trial_id)

@@ -18,7 +18,7 @@ import pytest
 from rlp_tune.reader import read_trials
 from rlp_tune.results import ResultWriter
 from rlp_tune.tune.space import SpaceError, load_space
-from rlp_tune.tune.trainable import REPLICATE
+from rlp_tune.tune.space import REPLICATE
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = f'base = "{ROOT}/configs/digits_mlp.toml"\n[fixed]\n"data.val_fraction" = 0.15\n'
@@ -197,10 +197,9 @@ def test_grid_rebuilt_from_the_folder_neither_repeats_nor_skips(tmp_path):
     old.assigned = {k: v for k, v in old.assigned.items() if k in ("t0", "t1")}
     for tid in ("t0", "t1", "t2", "t3", "t5"):    # t5: the orphan wrote rows, Tune never saved it
         w = ResultWriter(root, "g", tid)
-        flat = s.base.replace(**{k: v for k, v in cfgs[tid].items() if k != REPLICATE},
-                              **{"run.seed": s.seeds[cfgs[tid][REPLICATE]]}).to_flat()
+        flat = s.trial_config({k: v for k, v in cfgs[tid].items() if k != REPLICATE}, cfgs[tid][REPLICATE]).to_flat()
         w.write_trial(flat, "TERMINATED" if tid in ("t0", "t1") else "RUNNING", 1)
-    saved = [(tid, {**cfgs[tid], "__rlp__": {}}, "TERMINATED" if tid in ("t0", "t1") else "PENDING")
+    saved = [(tid, dict(cfgs[tid]), "TERMINATED" if tid in ("t0", "t1") else "PENDING")
              for tid in ("t0", "t1", "t2", "t3", "t4")]
     _save_state(root, saved)
     import shutil

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlp_tune.tune.preflight import check_metric, reported_metrics
-from rlp_tune.tune.space import SpaceError, load_space, trial_config
+from rlp_tune.tune.space import SpaceError, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT = "train.rand_acc_audit.penultimate"
@@ -42,7 +42,7 @@ def test_metrics_measured_every_k_epochs_are_known(tmp_path):
     """rand_acc_audit (rlp.audit_every = 3) and the probes (probe.every = 5) are not in a trial's
     first report, yet a trial reports them: the stand-in names them all; the trial config keeps its k."""
     space = _space(tmp_path, "val.acc", '"rlp.audit_every" = 3\n"probe.every" = 5\n"probe.probes" = ["knn"]')
-    cfg = trial_config(space, {"rlp.lam": 1.0}, space.seeds[0])
+    cfg = space.trial_config({"rlp.lam": 1.0})
     names = reported_metrics(cfg)
     assert {AUDIT, "train.rand_acc.penultimate", "val.acc"} <= names
     assert any(n.startswith("test.knn_acc") for n in names), sorted(names)

@@ -100,6 +100,11 @@ def test_tune_internals_against_a_real_run(tmp_path):
         trials = compat.trials_in_state(state.read_text())     # their configs and statuses too
         assert set(trials) == ids and sorted(c["x"] for c, _ in trials.values()) == [1, 2]
         assert {st for _, st in trials.values()} == {"ERROR"}
+        sessions = compat.state_sessions(root)      # the state files of the one driver session, loadable
+        assert len(sessions) == 1 and state.name == f"experiment_state-{sessions[0]}.json"
+        assert compat.session_problem(root, sessions[0]) is None
+        assert {p.name.split("-20")[0] for p in compat.session_files(root, sessions[0])} == {
+            "experiment_state", "basic-variant-state"}
 
         class Seen(Callback):
             def __init__(self):

@@ -376,10 +376,12 @@ def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path)
 
 def test_progress_line_and_verbose_lines(tmp_path):
     """A sweep prints one compact line (trials done / total, running trials' epochs, best, ETA), on a
-    log file when a trial ends; --verbose prints a line per trial epoch. The driver marks the row."""
+    log file when a trial ends; --verbose prints a line per trial epoch. The driver writes only what
+    it alone knows: a finished trial keeps the Trainer's TERMINATED, a scheduler stop becomes STOPPED."""
     import io
     import types
 
+    from rlp_tune.tune.asha import write_stops
     from rlp_tune.tune.progress import ProgressPrinter
     space, root = _sweep_folder(tmp_path, samples=3)
     out = {}
@@ -389,7 +391,7 @@ def test_progress_line_and_verbose_lines(tmp_path):
         p.setup()
         tr = types.SimpleNamespace(trial_id=f"a{int(verbose)}", config={"rlp.lam": 0.5}, last_result={})
         for e, v in [(1, 0.5), (2, 0.75)]:
-            _trial(root, tr.trial_id, [0.5, 0.75][:e], "RUNNING")
+            _trial(root, tr.trial_id, [0.5, 0.75][:e], "TERMINATED" if e == 2 else "RUNNING")   # as the Trainer
             tr.last_result = {"epoch": e, "val.acc": v}
             p.on_trial_result(0, [], tr, tr.last_result)
         p.on_trial_complete(0, [], tr)
@@ -400,6 +402,13 @@ def test_progress_line_and_verbose_lines(tmp_path):
     assert "1/3 trials done | running - | best val.acc 0.75 (a0) | ETA " in compact[1]
     assert [ln.split("] ")[1].split("  ")[0] for ln in verbose] == [
         "a1 epoch 1/2 val.acc=0.5", "a1 epoch 2/2 val.acc=0.75", "a1 finished at epoch 2"]
+
+    stopped = types.SimpleNamespace(trial_id="b0", config={"rlp.lam": 2.0}, last_result={"epoch": 1, "val.acc": 0.1})
+    _trial(root, "b0", [0.1], "RUNNING")
+    write_stops(str(root), {"b0": 1})
+    p.on_trial_complete(0, [], stopped)
+    assert read_trials(root).set_index("trial_id").loc["b0", "status"] == "STOPPED"
+    assert stream.getvalue().splitlines()[-1].split("] ")[1] == "b0 stopped by the scheduler at epoch 1"
 
 
 def test_status_table_numbers_match_the_metric_rows(tmp_path):
@@ -449,3 +458,53 @@ def test_writer_has_one_code_path_for_paths_and_uris(tmp_path):
         assert m.value.tolist() == [0.5, 0.25] and m.epoch.tolist() == [1, 2]
         assert sorted(p.name for p in (tmp_path / sub / "parquet" / "metrics" / "t1").iterdir()) == ["final.parquet"]
         assert read_trials(tmp_path / sub).status.tolist() == ["STOPPED"]
+
+
+def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
+    """Ray copies its saved state into the sweep folder without an atomic rename: a driver killed
+    during the copy leaves a truncated experiment state, or a new one beside an older session's
+    searcher state. Tune would fail to restore and start afresh; resume moves that session's files to
+    broken-state/ and restores from the session before. A run Tune restarted anyway is stopped."""
+    import ray.cloudpickle as cloudpickle
+
+    from rlp_tune.tune import _ray_compat as compat
+    from rlp_tune.tune.sweep import SweepError, _restore_guard, _set_aside_unrestorable
+
+    def state(trials):
+        return json.dumps({"trial_data": [[json.dumps({"trial_id": t, "config": {}, "status": "RUNNING"}), "{}"]
+                                          for t in trials]})
+
+    def session(root, name, trials, searcher=True):
+        Path(root, f"experiment_state-{name}.json").write_text(state(trials))
+        if searcher:
+            Path(root, f"search_gen_state-{name}.json").write_bytes(cloudpickle.dumps({"counter": len(trials)}))
+            Path(root, f"searcher-state-{name}.pkl").write_bytes(cloudpickle.dumps({"cfg": {}}))
+
+    root = tmp_path / "r"
+    root.mkdir()
+    session(root, "2026-01-01_00-00-00", ["t1"])
+    session(root, "2026-01-02_00-00-00", ["t1", "t2"])
+    assert _set_aside_unrestorable(str(root)) == [] and len(compat.state_sessions(root)) == 2
+
+    good = Path(root, "experiment_state-2026-01-02_00-00-00.json").read_text()
+    session(root, "2026-01-03_00-00-00", ["t1", "t2", "t3"])
+    Path(root, "experiment_state-2026-01-03_00-00-00.json").write_text(good[: len(good) // 2])   # cut copy
+    session(root, "2026-01-04_00-00-00", ["t1", "t2", "t3", "t4"], searcher=False)   # searcher not copied yet
+    assert compat.session_problem(root, "2026-01-04_00-00-00") == \
+        "search_gen_state-2026-01-04_00-00-00.json is missing (an earlier session saved one)"
+    assert "2026-01-03_00-00-00.json holds no trial" in compat.session_problem(root, "2026-01-03_00-00-00")
+    assert _set_aside_unrestorable(str(root)) == ["2026-01-04_00-00-00", "2026-01-03_00-00-00"]
+    assert compat.state_sessions(root) == ["2026-01-01_00-00-00", "2026-01-02_00-00-00"]
+    assert sorted(p.name for p in (root / "broken-state" / "2026-01-03_00-00-00").iterdir()) == [
+        "experiment_state-2026-01-03_00-00-00.json", "search_gen_state-2026-01-03_00-00-00.json",
+        "searcher-state-2026-01-03_00-00-00.pkl"]
+    assert "cannot be restored" in capsys.readouterr().err
+
+    Path(root, "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(b"\x80\x05trunc")          # a cut pickle
+    assert compat.session_problem(root, "2026-01-02_00-00-00").endswith("cannot be loaded (UnpicklingError)")
+
+    guard = _restore_guard(str(root), {"t1", "t2"})
+    guard.on_step_begin(0, [types.SimpleNamespace(trial_id="t2")])         # restored: runs on
+    fresh = _restore_guard(str(root), {"t1", "t2"})
+    with pytest.raises(SweepError, match="could not restore the sweep state"):
+        fresh.on_step_begin(0, [types.SimpleNamespace(trial_id="x9")])      # Tune started afresh

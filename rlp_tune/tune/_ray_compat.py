@@ -5,6 +5,7 @@
     tuner = tune.Tuner.restore(root, trainable); add_callbacks_on_restore(tuner, [cb]); tuner.fit()
     state = newest_experiment_state(root); ids = trial_ids_in_state(state)   # None: format unknown
     trials = trials_in_state(state.read_text())   # {trial_id: (config, status)}
+    for s in reversed(state_sessions(root)): session_problem(root, s)       # None: Tune can restore it
 
 Each function below is here because Ray 2.60 has no public door for what it does (the installed
 source was searched; the reason is written at each). tests/test_ray_compat.py checks every one
@@ -65,6 +66,54 @@ def newest_experiment_state(root: str | os.PathLike) -> Path | None:
     publicly, and that also loads every trial's result files."""
     states = sorted(Path(root).glob("experiment_state-*.json"))
     return states[-1] if states else None
+
+
+# The files Tune's controller saves per driver session (TuneController.save_to_dir: the experiment
+# state, the search algorithm's — SearchGenerator + Searcher, or BasicVariantGenerator — and the
+# callbacks'), named by the session (each class's CKPT_FILE_TMPL).
+STATE_FILE_KINDS = (("experiment_state-", ".json"), ("search_gen_state-", ".json"), ("searcher-state-", ".pkl"),
+                    ("basic-variant-state-", ".json"), ("callback-states-", ".pkl"))
+
+
+def state_sessions(root: str | os.PathLike) -> list[str]:
+    """The driver sessions that saved an experiment state in a local experiment folder, oldest first."""
+    return [p.name[len("experiment_state-"):-len(".json")] for p in sorted(Path(root).glob("experiment_state-*.json"))]
+
+
+def session_files(root: str | os.PathLike, session: str) -> list[Path]:
+    """The state files a session saved (those that exist)."""
+    return [p for pre, ext in STATE_FILE_KINDS if (p := Path(root, f"{pre}{session}{ext}")).exists()]
+
+
+def session_problem(root: str | os.PathLike, session: str) -> str | None:
+    """Why Tune could not restore from `session`'s state files, or None when it can.
+
+    Tune writes the files in a local staging folder, then copies them into the experiment folder in
+    a background thread; the copy is not atomic, so a driver killed during it leaves a truncated
+    file, or the new experiment state beside an older session's searcher state. Tune then fails to
+    restore, logs it, and silently starts the experiment afresh without its param space. A session
+    can be restored when its experiment state parses with trials in Ray 2.60's layout and it has
+    every kind of state file an earlier session had, each loadable (Tune loads the pickles with
+    cloudpickle)."""
+    import ray.cloudpickle as cloudpickle
+    exp = Path(root, f"experiment_state-{session}.json")
+    try:
+        if not trials_in_state(exp.read_text()):
+            return f"{exp.name} holds no trial in Ray {RAY_WRITTEN_FOR}'s layout"
+    except (OSError, UnicodeDecodeError) as e:
+        return f"{exp.name}: {e}"
+    kinds = {(pre, ext) for pre, ext in STATE_FILE_KINDS for _ in Path(root).glob(f"{pre}*{ext}")}
+    for pre, ext in STATE_FILE_KINDS[1:]:
+        f = Path(root, f"{pre}{session}{ext}")
+        if not f.exists():
+            if (pre, ext) in kinds:
+                return f"{f.name} is missing (an earlier session saved one)"
+            continue
+        try:
+            cloudpickle.loads(f.read_bytes())
+        except Exception as e:   # noqa: BLE001 - any failure to load is what Tune would hit
+            return f"{f.name} cannot be loaded ({type(e).__name__})"
+    return None
 
 
 def trial_ids_in_state(state: str | os.PathLike) -> set[str] | None:

@@ -36,9 +36,9 @@ from collections import Counter
 import numpy as np
 from ray.tune.search import Searcher
 
+from ..storage import is_remote
 from .designs import CellSearcher, norm_value
-from .space import ADAPTIVE_KEY, SearchSpace
-from .trainable import REPLICATE
+from .space import ADAPTIVE_KEY, REPLICATE, SearchSpace
 
 N_CANDIDATES = 61      # log-spaced candidate λ per cell
 N_SPREAD = 5           # λ50 values across the CI the expected variance is averaged over
@@ -142,7 +142,7 @@ class AdaptiveSearcher(CellSearcher):
     def _parquet_evidence(self, saved, kind: str) -> dict[str, float]:
         """Final-epoch values (rand_acc, or the peak metric) of the saved trials that ran to the end,
         from ROOT/parquet/metrics."""
-        if "://" in self.root:
+        if is_remote(self.root):
             return {}
         import pyarrow.compute as pc
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from ..storage import is_remote
+
 # trial_id,epoch per line. Not .json / .pkl: Tune copies the sweep folder's top-level .json/.pkl
 # files to its staging folder on restore and back on every save, which would bring back stale copies.
 SCHEDULER_FILE = "scheduler-stops.csv"
@@ -131,7 +133,7 @@ class RungScheduler(FIFOScheduler):
             c = self.cfg
             rungs = Rungs(rung_epochs(c["max_t"], c["grace_period"], c["reduction_factor"]), c["reduction_factor"],
                           1.0 if c["mode"] == "max" else -1.0)
-            local = "://" not in c["root"]
+            local = not is_remote(c["root"])
             stops = rebuild(c["root"], c["metric"], rungs, c["max_t"]) if local else {}
             if local and stops != read_stops(c["root"]):
                 write_stops(c["root"], stops)
@@ -150,7 +152,7 @@ class RungScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         if rungs.decide(trial.trial_id, int(epoch), value) and int(epoch) < self.cfg["max_t"]:
             stops[trial.trial_id] = int(epoch)
-            if "://" not in self.cfg["root"]:
+            if not is_remote(self.cfg["root"]):
                 write_stops(self.cfg["root"], stops)   # before the stop takes effect: a kill cannot lose it
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE

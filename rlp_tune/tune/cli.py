@@ -6,6 +6,7 @@ finished sweep exits 0. Env RLP_TUNE_PIDFILE / RLP_TUNE_STOPFILE: see signals.py
 """
 from __future__ import annotations
 
+from ..storage import is_remote
 from .signals import StopRequest
 from .space import load_space, space_file
 
@@ -27,7 +28,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    if "://" not in args.target:
+    if not is_remote(args.target):
         space_file(args.target)        # not a sweep folder: say so before importing Ray and torch
     stop = StopRequest().install()
     try:
@@ -38,7 +39,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_status(args) -> int:
-    if "://" not in args.target:
+    if not is_remote(args.target):
         space_file(args.target)
     from .status import format_status
     from .sweep import expected_trials, space_path
@@ -74,7 +75,7 @@ def fresh_sweep_dir(storage: str, name: str) -> None:
 
     from ..errors import UserError
     from .sweep import SPACE_FILE
-    if "://" in storage:
+    if is_remote(storage):
         raise UserError(f"--fresh: {storage} is not a local folder; delete {storage}/{name} with your storage's tools")
     root = Path(storage) / name
     if not root.exists():

@@ -23,8 +23,8 @@ from typing import Any
 
 from ray.tune.search import ConcurrencyLimiter, Repeater, SearchGenerator, Searcher
 
-from .space import SearchSpace
-from .trainable import REPLICATE
+from ..storage import is_remote
+from .space import REPLICATE, SearchSpace
 
 Point = tuple[tuple, int]      # (values of the grid keys, replicate seed index)
 
@@ -90,7 +90,7 @@ def saved_trials(root: str) -> dict[str, tuple[dict, str]] | None:
     from pyarrow import fs as pafs
 
     from ._ray_compat import trials_in_state
-    if "://" in root:
+    if is_remote(root):
         fs, base = pafs.FileSystem.from_uri(root)
     else:
         fs, base = pafs.LocalFileSystem(), root
@@ -116,7 +116,7 @@ def saved_trials(root: str) -> dict[str, tuple[dict, str]] | None:
 
 def trial_rows(root: str, trial_ids) -> list[dict]:
     """The Parquet trial rows (flat config, seed, status) of the given trials under a local ROOT."""
-    if "://" in root:
+    if is_remote(root):
         return []
     from ..reader import read_trials
     df = read_trials(root)

@@ -26,7 +26,7 @@ import torch
 
 from ..config import Config
 from ..errors import UserError
-from .space import SearchSpace, SpaceError, trial_config
+from .space import SearchSpace, SpaceError
 
 STAND_IN = 8   # training samples of the dry run (one step)
 
@@ -72,7 +72,7 @@ def reported_metrics(cfg: Config, raw=None, *, first_epoch: bool = False) -> set
 
 def _corner(space: SearchSpace, i: int) -> Config:
     """The trial config with every searched key at corner i (0: low / first choice, -1: high / last)."""
-    return trial_config(space, {d.key: d.corners()[i] for d in space.search}, space.seeds[0])
+    return space.trial_config({d.key: d.corners()[i] for d in space.search})
 
 
 def preflight(space: SearchSpace, raw=None) -> None:

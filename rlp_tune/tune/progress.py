@@ -1,5 +1,5 @@
 """The sweep driver's live output (a Tune callback): one compact progress line, or with --verbose a
-line per trial epoch; and the trial rows' final status (the driver knows how a trial ended).
+line per trial epoch; and the status only the driver knows (a trial STOPPED by the scheduler, ERROR).
 
     [   52s] 5/16 trials done (3 finished, 2 stopped) | running 4a1b2c3d 7/30 | best val.acc 0.9954 | ETA 1m40s
 
@@ -14,6 +14,8 @@ import time
 
 from ray.tune import Callback
 
+from ..storage import is_remote
+from .space import REPLICATE
 from .status import fmt_duration, fmt_value
 
 
@@ -35,7 +37,7 @@ class ProgressPrinter(Callback):
 
     def setup(self, **info):
         """Count what an earlier run of this sweep finished (a resume continues the count)."""
-        if "://" in self.root:
+        if is_remote(self.root):
             return
         from .state import sweep_state
         from .status import trial_table
@@ -75,7 +77,7 @@ class ProgressPrinter(Callback):
             self._show()
             return
         cfg = " ".join(f"{k.split('.')[-1]}={fmt_value(trial.config.get(k))}" for k in self.keys)
-        seed = trial.config.get("__trial_index__")
+        seed = trial.config.get(REPLICATE)
         rand = result.get("train.rand_acc.penultimate")
         print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} epoch {epoch}/{self.space.base.run.epochs} "
               f"{self.space.metric}={fmt_value(result.get(self.space.metric))}"
@@ -87,17 +89,15 @@ class ProgressPrinter(Callback):
         from .asha import read_stops
         epochs = self.space.base.run.epochs
         epoch = (trial.last_result or {}).get("epoch", 0) or 0
-        local = "://" not in self.root
+        local = not is_remote(self.root)
         stopped_at = read_stops(self.root).get(trial.trial_id) if local else None
         # a trial resumed from a checkpoint of its last epoch (its final report was lost in a stop)
         # ends without reporting: its own row says it finished
         if epoch < epochs and local and ResultWriter(self.root, "", trial.trial_id).trial_status() == "TERMINATED":
             epoch = epochs
         self.epochs.pop(trial.trial_id, None)
-        if epoch >= epochs:
+        if epoch >= epochs:   # the Trainer wrote TERMINATED before its last report
             how = "finished"
-            if local:   # the Trainer wrote it too, except when its last report was lost in a stop
-                ResultWriter(self.root, "", trial.trial_id).mark_status("TERMINATED")
         elif stopped_at is not None:
             how = f"stopped by the scheduler at epoch {stopped_at}"
             if local:
@@ -113,7 +113,7 @@ class ProgressPrinter(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         from ..results import ResultWriter
-        if "://" not in self.root:
+        if not is_remote(self.root):
             ResultWriter(self.root, "", trial.trial_id).mark_status("ERROR")
         self.epochs.pop(trial.trial_id, None)
         print(("\n" if self.tty and not self.verbose else "") +

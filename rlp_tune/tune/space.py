@@ -31,13 +31,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..config import Config, ConfigError, all_keys, load_toml
 from ..errors import UserError
 
 DISTS = ("loguniform", "uniform", "int", "intlog", "choice", "grid")
 RANGES = ("loguniform", "uniform", "int", "intlog")
+REPLICATE = "__trial_index__"   # set by Tune's Repeater in a trial's config: which replicate seed it runs
 DESIGNS = ("grid", "qmc", "random", "tpe", "adaptive")
 # designs whose results are curves over the searched factors: every trial must run to the end
 CURVE_DESIGNS = ("grid", "qmc", "adaptive")
@@ -96,6 +97,17 @@ class SearchSpace:
 
     def optuna_space(self) -> dict:
         return {d.key: d.to_optuna() for d in self.search}
+
+    def param_space(self) -> dict[str, Any]:
+        """Tune's param_space: the base config's keys that are not searched (flat dotted keys); the
+        searcher adds the searched ones. Config keys only: sweep metadata reaches a trial through
+        `tune.with_parameters` (tune/trainable.py), not through the trial's config."""
+        searched = {d.key for d in self.search}
+        return {k: v for k, v in self.base.to_flat().items() if k not in searched}
+
+    def trial_config(self, sampled: dict[str, Any], replicate: int = 0) -> Config:
+        """The Config a trial of this space runs for `sampled` searched values and replicate index."""
+        return trial_config({**self.param_space(), **sampled, REPLICATE: replicate}, self.seeds)
 
     def grid_dists(self) -> tuple[Dist, ...]:
         """The factors given as `grid` (all of them for design grid; the non-λ ones for adaptive)."""
@@ -328,9 +340,12 @@ def _check_design(s: SearchSpace) -> None:
                                         f"{s.n_cells()} cell(s) x {s.initial_points} initial points")
 
 
-def trial_config(space: SearchSpace, sampled: dict[str, Any], seed: int) -> Config:
-    """Base config + the sampled values + the replicate seed → the trial's Config."""
-    return space.base.replace(**sampled, **{"run.seed": seed})
+def trial_config(flat: dict[str, Any], seeds: Sequence[int]) -> Config:
+    """Tune's trial config → the trial's Config: the flat dotted keys (fixed + sampled) and the
+    replicate index Tune's Repeater sets (`__trial_index__`, 0 without replicates) choosing the seed.
+    The one place a trial's Config is made (trials, preflight and the designs' bookkeeping)."""
+    rep = int(flat.get(REPLICATE, 0))
+    return Config.from_flat({**{k: v for k, v in flat.items() if k != REPLICATE}, "run.seed": seeds[rep % len(seeds)]})
 
 
 

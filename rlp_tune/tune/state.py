@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..storage import is_remote
+
 DRIVER_FILE = ".driver"   # JSON; not named .json (see asha.SCHEDULER_FILE)
 
 
@@ -25,7 +27,7 @@ def known_trials(root: str) -> set[str] | None:
     """The trial ids in Tune's newest saved experiment state (None: no state, an object store, or a
     format this version cannot read — then nothing is treated as unknown)."""
     from ._ray_compat import newest_experiment_state, trial_ids_in_state
-    if "://" in root:
+    if is_remote(root):
         return None
     state = newest_experiment_state(root)
     return trial_ids_in_state(state) if state else None
@@ -33,7 +35,7 @@ def known_trials(root: str) -> set[str] | None:
 
 def mark_driver(root: str) -> None:
     """Note that this process drives the sweep (removed by clear_driver; left behind by a kill)."""
-    if "://" in root:
+    if is_remote(root):
         return
     from ..results import temp_name
     path = str(Path(root, DRIVER_FILE))
@@ -43,7 +45,7 @@ def mark_driver(root: str) -> None:
 
 
 def clear_driver(root: str) -> None:
-    if "://" in root:
+    if is_remote(root):
         return
     try:
         p = Path(root, DRIVER_FILE)

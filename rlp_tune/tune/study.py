@@ -34,6 +34,8 @@ from pathlib import Path
 
 from ray.tune.search import Searcher
 
+from ..storage import is_remote
+
 JOURNAL = "optuna.journal"
 TRIAL_ATTR = "trial_id"     # user attribute: the Tune trial id (= the Parquet trial_id)
 
@@ -41,7 +43,7 @@ TRIAL_ATTR = "trial_id"     # user attribute: the Tune trial id (= the Parquet t
 def journal_path(root: str) -> Path:
     """ROOT/optuna.journal; for an object-store sweep (s3://...) a file on the driver's disk
     (TMPDIR/rlp_tune/<name>/optuna.journal): a resume on another machine starts a new study."""
-    if "://" in root:
+    if is_remote(root):
         import tempfile
         return Path(tempfile.gettempdir()) / "rlp_tune" / root.rstrip("/").rpartition("/")[2] / JOURNAL
     return Path(root) / JOURNAL
@@ -63,7 +65,7 @@ def running_in_study(root: str) -> int:
     """How many of the study's trials are not told yet (0 when there is no study). A driver killed
     after a trial's last epoch but before it told the study leaves one: `resume` must still run."""
     from optuna.trial import TrialState
-    if "://" in root or not journal_path(root).exists():
+    if is_remote(root) or not journal_path(root).exists():
         return 0
     return sum(t.state == TrialState.RUNNING for t in load_study(root).get_trials(deepcopy=False))
 
@@ -123,7 +125,7 @@ class StudySearcher(Searcher):
         old = optuna.load_study(study_name=self.cfg["name"], storage=storage(path)).get_trials(deepcopy=False)
         from .state import known_trials
         known = known_trials(root)   # None: Tune saved no state (a new start), or an object store
-        keep = [t for t in old if "://" in root or t.user_attrs.get(TRIAL_ATTR) in set(known or ())]
+        keep = [t for t in old if is_remote(root) or t.user_attrs.get(TRIAL_ATTR) in set(known or ())]
         path.rename(old_path)
         study = self._replay(path, keep, sample=True)
         if study is None:
@@ -222,7 +224,7 @@ class StudySearcher(Searcher):
     def _outcome(self, trial_id: str) -> tuple[dict[int, float], bool, str | None]:
         """The trial's metric by epoch (its Parquet rows), whether the scheduler stopped it, its status."""
         root = self.cfg["root"]
-        if "://" in root:
+        if is_remote(root):
             return {}, False, None
         from ..reader import read_trial_metrics
         from ..results import ResultWriter, metric_rows

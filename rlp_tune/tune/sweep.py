@@ -19,15 +19,15 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..rundir import check_folder
-from ..storage import is_remote
+from ..storage import filesystem, is_remote
 from ..trackers import tune_callbacks
 from ._ray_compat import (add_callbacks_on_restore, loopback_only, newest_experiment_state, node_ip_kwargs,
-                          trial_ids_in_state)
+                          session_files, session_problem, state_sessions, trial_ids_in_state)
 from .fmt import fmt_value
 from .signals import StopRequest
-from .space import SearchSpace, SpaceError, load_space, space_file
+from .space import REPLICATE, SearchSpace, SpaceError, load_space, space_file
 from .state import clear_driver, known_trials, mark_driver, sweep_state
-from .trainable import META, train_trial
+from .trainable import SweepContext, train_trial
 
 SPACE_FILE = "space.toml"
 
@@ -78,9 +78,12 @@ def local_resources() -> dict:
     return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
 
-def _trainable(space: SearchSpace, raw):
+def _trainable(space: SearchSpace, root: str, raw):
+    """The trial function with what it needs beside its config: the sweep's context and the shared
+    dataset (Tune puts both in the object store; the trial's config holds config keys only)."""
     from ray import tune
-    return tune.with_resources(tune.with_parameters(train_trial, raw=raw), space.trial_resources())
+    return tune.with_resources(tune.with_parameters(train_trial, sweep=_context(space, root), raw=raw),
+                               space.trial_resources())
 
 
 def _load_shared_raw(space: SearchSpace):
@@ -91,12 +94,11 @@ def _load_shared_raw(space: SearchSpace):
     return load_raw(space.base)
 
 
-def _meta(space: SearchSpace, root: str, name: str) -> dict:
+def _context(space: SearchSpace, root: str) -> SweepContext:
     from ..provenance import origin
-    return {"sweep": name, "root": root, "seeds": list(space.seeds), "workers": space.workers_per_trial,
-            "cpus": space.cpus_per_worker, "gpus": space.gpus_per_worker,
-            "train_storage": str(Path(root) / "train") if not is_remote(root) else root + "/train",
-            "origin": origin()}   # the driver's git commit and command line, for every trials row
+    return SweepContext(sweep=_split(root)[1], root=root, seeds=tuple(space.seeds), workers=space.workers_per_trial,
+                        cpus=space.cpus_per_worker, gpus=space.gpus_per_worker,
+                        origin=origin())   # this driver's git commit and command line, for every trials row
 
 
 def expected_trials(space: SearchSpace) -> int:
@@ -111,9 +113,6 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=(), 
     from .designs import build_searcher
 
     root = _join(storage, name)
-    searched = {d.key for d in space.search}
-    param_space = {k: v for k, v in space.base.to_flat().items() if k not in searched}
-    param_space[META] = _meta(space, root, name)
     search = build_searcher(space, root, max_concurrent(space))   # the [sweep] design
     sched = space.scheduler
     scheduler = (RungScheduler(root, space.metric, space.mode, max_t=space.base.run.epochs,
@@ -121,8 +120,8 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=(), 
                                reduction_factor=float(sched.get("reduction_factor", 3)))
                  if sched["type"] == "asha" else FIFOScheduler())
     return tune.Tuner(
-        _trainable(space, raw),
-        param_space=param_space,
+        _trainable(space, root, raw),
+        param_space=space.param_space(),
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=space.metric, mode=space.mode,
                                     num_samples=space.total_trials(),
                                     # one-process trials reuse their actor: no new Python + torch import
@@ -155,7 +154,7 @@ class TrialDirname:
     def __call__(self, trial) -> str:
         import re
         parts = [trial.trial_id] + [f"{k.split('.')[-1]}={fmt_value(trial.config.get(k))}" for k in self.keys]
-        rep = trial.config.get("__trial_index__")
+        rep = trial.config.get(REPLICATE)
         if rep is not None:
             parts.append(f"rep={rep}")
         return re.sub(r"[^\w.=,+-]", "-", "_".join(parts))[:120]
@@ -208,16 +207,20 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     init_ray(address)
     raw = _load_shared_raw(space)
     with _stopping(stop) as stop, _driving(root):
+        if not is_remote(root):
+            _set_aside_unrestorable(root)
         if _restorable(root):
             print(f"resuming sweep {root}", file=sys.stderr)
             _quarantine_orphans(root)
-            tuner = tune.Tuner.restore(root, trainable=_trainable(space, raw), resume_errored=True)
+            tuner = tune.Tuner.restore(root, trainable=_trainable(space, root, raw), resume_errored=True)
             # the restored run config holds the callbacks pickled at the first start (this module's
             # pickle to no-ops): add this process's
-            add_callbacks_on_restore(tuner, [*_driver_callbacks(space, root, verbose),
+            add_callbacks_on_restore(tuner, [_restore_guard(root, known_trials(root)),
+                                             *_driver_callbacks(space, root, verbose),
                                              stop.callback(expected_trials(space))])
         elif _has_trial_results(root):
-            raise SweepError(f"{root} holds trial results but no restorable sweep state")
+            raise SweepError(f"{root} holds trial results but no restorable sweep state; "
+                             f"`rlp-tune sweep {space_path(root)} --fresh` would start it again")
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
             print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
             storage, name = _split(root)
@@ -269,6 +272,50 @@ def _restorable(root: str) -> bool:
         return False
     ids = trial_ids_in_state(state)
     return ids is None or bool(ids)   # unreadable: let Tune say what is wrong with it
+
+
+def _set_aside_unrestorable(root: str) -> list[str]:
+    """Move aside the newest driver sessions' Tune state that Tune could not restore from (a driver
+    killed while Ray copied it; see _ray_compat.session_problem), to ROOT/broken-state/<session>/, so
+    that the restore takes the newest consistent one. Trials that only the moved state knew are then
+    orphans (_quarantine_orphans); the searchers rebuild from the state that is kept."""
+    moved = []
+    for session in reversed(state_sessions(root)):
+        problem = session_problem(root, session)
+        if problem is None:
+            break
+        dest = Path(root, "broken-state", session)
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in session_files(root, session):
+            f.rename(dest / f.name)
+        moved.append(session)
+        print(f"rlp-tune: Tune's saved state of driver session {session} cannot be restored ({problem}); "
+              f"moved to {dest}, resuming from the state before it", file=sys.stderr)
+    return moved
+
+
+def _restore_guard(root: str, expected: set[str] | None):
+    """A Tune callback for a restored run. Tune restores the trials its saved state holds or, when
+    restoring fails, logs it and starts the experiment afresh without the sweep's param space (trials
+    without their config, and every trial run again). If none of the trials the state holds is there
+    at the first step, the driver stops with a one-line error instead."""
+    from ray.tune import Callback
+
+    class _RestoreGuard(Callback):
+        checked = False
+
+        def on_step_begin(self, iteration, trials, **info):
+            if self.checked:
+                return
+            self.checked = True
+            if expected and not expected & {t.trial_id for t in trials}:
+                raise SweepError(f"Ray Tune could not restore the sweep state in {root} (its log says why) "
+                                 "and would start the sweep afresh; nothing was run")
+
+        def __reduce__(self):   # pickled with the run config: a later restore gets a no-op
+            return (Callback, ())
+
+    return _RestoreGuard()
 
 
 def _quarantine_orphans(root: str) -> list[str]:
@@ -343,15 +390,10 @@ def _write_space(space: SearchSpace, root: str) -> None:
     text = "\n".join(line for line in body if not line.strip().startswith("base ") and not line.strip().startswith("base="))
     base = "\n".join(f"[base.{line[1:]}" if line.startswith("[") else line for line in to_toml(space.base).split("\n"))
     content = text + "\n\n# the base config as run (the [fixed] overrides applied)\n" + base + "\n"
-    if is_remote(root):
-        from pyarrow import fs as pafs
-        fs, path = pafs.FileSystem.from_uri(root)
-        fs.create_dir(path, recursive=True)
-        with fs.open_output_stream(f"{path}/{SPACE_FILE}") as f:
-            f.write(content.encode())
-    else:
-        Path(root).mkdir(parents=True, exist_ok=True)
-        Path(root, SPACE_FILE).write_text(content)
+    fs, path = filesystem(root)     # a local folder or a URI: one code path
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{SPACE_FILE}") as f:
+        f.write(content.encode())
 
 
 def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None) -> dict:

@@ -14,48 +14,61 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-META = "__rlp__"        # trial-config key holding sweep metadata (not a Config key)
-REPLICATE = "__trial_index__"  # set by Tune's Repeater: which replicate seed this trial runs
+from ..storage import is_remote
+from .space import trial_config
+
 MANIFEST = "checkpoint.json"    # a Tune checkpoint that names the trial folder's last.pt
 
 
-def trial_cfg(config: dict[str, Any]):
-    from ..config import Config
-    meta = config[META]
-    flat = {k: v for k, v in config.items() if k not in (META, REPLICATE)}
-    flat["run.seed"] = meta["seeds"][int(config.get(REPLICATE, 0)) % len(meta["seeds"])]
-    return Config.from_flat(flat), meta
+@dataclass(frozen=True)
+class SweepContext:
+    """What a trial knows of its sweep. It reaches the trial through `tune.with_parameters` (made
+    afresh by every driver, so a resumed sweep's trials get the resuming driver's), never through
+    Tune's trial config, which holds config keys only."""
+    sweep: str                       # the sweep's name (the Parquet `sweep` column)
+    root: str                        # the sweep folder (local path or URI)
+    seeds: tuple[int, ...]           # replicate seeds, chosen by Tune's `__trial_index__`
+    workers: int = 1                 # Ray Train workers per trial (> 1: DDP)
+    cpus: float = 1.0                # per worker
+    gpus: float = 0.0                # per worker
+    origin: dict = field(default_factory=dict)   # the driver's git commit and command line (prov.* columns)
+
+    @property
+    def train_storage(self) -> str:
+        """Where Ray Train keeps a DDP trial's run state."""
+        return f"{self.root.rstrip('/')}/train" if is_remote(self.root) else str(Path(self.root) / "train")
 
 
-def train_trial(config: dict[str, Any], raw=None) -> None:
-    """Tune function trainable."""
+def train_trial(config: dict[str, Any], sweep: SweepContext, raw=None) -> None:
+    """Tune function trainable (`tune.with_parameters(train_trial, sweep=..., raw=...)`)."""
     from ray import tune
-    cfg, meta = trial_cfg(config)
+    cfg = trial_config(config, sweep.seeds)
     trial_id = tune.get_context().get_trial_id()
     from .asha import read_stops
-    if trial_id in read_stops(meta["root"]):   # the scheduler stopped it (a restore brought it back)
+    if trial_id in read_stops(sweep.root):   # the scheduler stopped it (a restore brought it back)
         return
-    out = trial_dir(meta, trial_id)
+    out = trial_dir(sweep, trial_id)
     _restore_from_tune(tune.get_checkpoint(), out)
-    if meta["workers"] == 1:
-        _loop(cfg, meta, trial_id, out, raw, report=tune.report, checkpoint_cls=tune.Checkpoint, rank=0)
+    if sweep.workers == 1:
+        _loop(cfg, sweep, trial_id, out, raw, report=tune.report, checkpoint_cls=tune.Checkpoint, rank=0)
         return
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
-    use_gpu = meta["gpus"] > 0
-    res = {"CPU": meta["cpus"], **({"GPU": meta["gpus"]} if use_gpu else {})}
+    use_gpu = sweep.gpus > 0
+    res = {"CPU": sweep.cpus, **({"GPU": sweep.gpus} if use_gpu else {})}
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"config": config, "trial_id": trial_id, "out": str(out), "raw": raw},
-        scaling_config=ScalingConfig(num_workers=meta["workers"], use_gpu=use_gpu, resources_per_worker=res),
+        train_loop_config={"cfg": cfg, "sweep": sweep, "trial_id": trial_id, "out": str(out), "raw": raw},
+        scaling_config=ScalingConfig(num_workers=sweep.workers, use_gpu=use_gpu, resources_per_worker=res),
         # a stable name per trial lets Ray Train find its own run again on retry / resume
-        run_config=RunConfig(name=f"train-{trial_id}", storage_path=meta["train_storage"],
+        run_config=RunConfig(name=f"train-{trial_id}", storage_path=sweep.train_storage,
                              callbacks=[TuneReportCallback()]),
     )
     trainer.fit()
@@ -64,40 +77,43 @@ def train_trial(config: dict[str, Any], raw=None) -> None:
 def _worker_loop(loop_config: dict) -> None:
     """Ray Train worker: torch.distributed is initialized by Ray Train; rank 0 writes and checkpoints."""
     import ray.train
-    cfg, meta = trial_cfg(loop_config["config"])
+    cfg, sweep = loop_config["cfg"], loop_config["sweep"]
     rank = ray.train.get_context().get_world_rank()
     out = Path(loop_config["out"])
     if rank == 0:
         _restore_from_tune(ray.train.get_checkpoint(), out)
     torch.distributed.barrier()
-    _loop(cfg, meta, loop_config["trial_id"], out, loop_config["raw"], report=ray.train.report,
+    _loop(cfg, sweep, loop_config["trial_id"], out, loop_config["raw"], report=ray.train.report,
           checkpoint_cls=ray.train.Checkpoint, rank=rank)
 
 
-def _loop(cfg, meta, trial_id, out: Path, raw, report, checkpoint_cls, rank: int) -> None:
+def _loop(cfg, sweep: SweepContext, trial_id, out: Path, raw, report, checkpoint_cls, rank: int) -> None:
+    import ray
+
     from ..data import build_data
+    from ..results import ResultWriter
     from ..train import Trainer
-    if cfg.run.device == "auto" and meta["gpus"] == 0:
+    if cfg.run.device == "auto" and sweep.gpus == 0:
         cfg = cfg.replace(**{"run.device": "cpu"})
     if not cfg.run.threads:  # a trial uses the CPUs Ray gave it, not every core of the node
-        cfg = cfg.replace(**{"run.threads": max(1, int(meta["cpus"]))})
-    import ray
-    trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), sweep=meta["sweep"], trial_id=trial_id,
-                      results_root=meta["root"], trial_extra={"node": ray.get_runtime_context().get_node_id(),
-                                                              **meta.get("origin", {})})
+        cfg = cfg.replace(**{"run.threads": max(1, int(sweep.cpus))})
+    # rank 0 writes the trial's rows, into the sweep folder (the trial folder holds checkpoints only)
+    writer = ResultWriter(sweep.root, sweep.sweep, trial_id,
+                          extra={"node": ray.get_runtime_context().get_node_id(), **sweep.origin}) \
+        if rank == 0 else None
+    trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), writer=writer)
     fit = trainer.fit()
     try:
         for rec in fit:
             metrics = rec.flat()
             ckpt = None
             if rank == 0:
-                ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared="://" not in meta["root"])))
+                ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared=not is_remote(sweep.root))))
             try:
                 report(metrics, checkpoint=ckpt)
             except BaseException:
                 # Tune ends the trial inside report (sys.exit): a scheduler stop or an interrupt. The
-                # driver records which (scheduler-stops.csv); the trial's row stays RUNNING, not STOPPED
-                trainer.writer = None
+                # driver records which (scheduler-stops.csv, the row's status); the row stays RUNNING here
                 fit.close()
                 raise
     finally:   # a trial stopped inside report() frees its folder's lock at once (reused actors live on)
@@ -125,13 +141,12 @@ def _tune_ckpt_dir(out: Path, epoch: int, shared: bool) -> Path:
     return d
 
 
-def trial_dir(meta: dict, trial_id: str) -> Path:
+def trial_dir(sweep: SweepContext, trial_id: str) -> Path:
     """Where a trial keeps its checkpoints: under the sweep folder when that is a local/shared path,
     else (object-store URIs) a node-local folder, restored from Tune's checkpoint on retry."""
-    root = meta["root"]
-    if "://" in root:
-        return Path(tempfile.gettempdir()) / "rlp_tune" / meta["sweep"] / trial_id
-    return Path(root) / "trials" / trial_id
+    if is_remote(sweep.root):
+        return Path(tempfile.gettempdir()) / "rlp_tune" / sweep.sweep / trial_id
+    return Path(sweep.root) / "trials" / trial_id
 
 
 def _restore_from_tune(checkpoint, out: Path) -> None:
