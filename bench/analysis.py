@@ -153,7 +153,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from rlp_tune.analysis.document import analyze_tables
-    from rlp_tune.analysis.query import connect, fetch
+    from rlp_tune.analysis.query import connect
+    from rlp_tune.reader import fetch
     from rlp_tune.analysis.tables import load_tables
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="rlp_bench_analysis_"))

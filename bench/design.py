@@ -66,7 +66,7 @@ def calibrate(root: str) -> dict:
          "slope": p["slope"], "lam_low": float(d.lam.min()), "lam_high": float(d.lam.max())}
     m["noise_sd"] = float(np.std(d.rand_acc.values - logistic(np.log10(d.lam.values), m), ddof=4))
     import pandas as pd
-    from rlp_tune.results import read_metrics
+    from rlp_tune.reader import read_metrics
     wall = read_metrics(root).groupby("trial_id").wall_s.max()
     m["trial_cpu_s"] = float(pd.Series(wall).mean())
     return m

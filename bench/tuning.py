@@ -46,7 +46,7 @@ reduction_factor = 3
 
 def final_values(root: str):
     """One row per trial: λ, seed, epochs trained, final val.acc and test.acc."""
-    from rlp_tune.results import read_metrics, read_trials
+    from rlp_tune.reader import read_metrics, read_trials
     m = read_metrics(root)
     m = m[(m.metric == "acc") & (m.layer == "") & (m["head"] == -1)]
     last = m.sort_values("epoch").groupby(["trial_id", "split"]).value.last().unstack()

@@ -271,7 +271,7 @@ def _dispatch(args) -> int:
         print(run_query(args.root, args.sql, args.format))
         return 0
     if args.cmd in ("analyze", "report"):
-        from .analysis.query import require_results
+        from .reader import require_results
         require_results(args.root)                      # "no results in DIR", before any output
     if args.cmd == "analyze":
         import json

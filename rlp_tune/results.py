@@ -1,4 +1,4 @@
-"""Parquet results: the schema, an atomic writer, and deduplicating readers.
+"""Parquet results: the schema and an atomic writer (the reader is rlp_tune/reader.py: DuckDB views).
 
 Layout under a run's or sweep's folder ROOT (schema version SCHEMA_VERSION, docs/results-schema.md):
 
@@ -13,12 +13,13 @@ not skip hidden files, and pyarrow/pandas fail on half-written ones) and renamed
 on POSIX and on object stores that pyarrow writes whole), so pandas, pyarrow, polars and DuckDB
 reading parquet/trials or parquet/metrics see complete files only, at every moment. A resumed trial rewrites the same file names, so crash + resume leaves no
 gap and no duplicate; readers still drop duplicate keys (a crash between compaction and the
-removal of the per-epoch files leaves the same rows twice).
+removal of the per-epoch files leaves the same rows twice). `dedup_table` and `compact_trials`
+apply the same rules as the reader's views when the writer compacts files.
 
     w = ResultWriter(root, sweep="demo", trial_id="t1")
     w.write_epoch(epoch, rows)          # rows: list of dicts with the METRIC_COLUMNS
     w.write_trial(flat_config, status="RUNNING", epochs_done=3)
-    df = read_metrics(root)             # pandas, deduplicated
+    df = rlp_tune.reader.read_metrics(root)     # pandas, deduplicated
 """
 from __future__ import annotations
 
@@ -235,44 +236,6 @@ def dedup_table(table: pa.Table) -> pa.Table:
     return table.take(pc.take(last["_i_max"], keep))
 
 
-# ---- readers ---------------------------------------------------------------------------------
-def _parquet_files(root: str | Path, kind: str) -> list[Path]:
-    d = Path(root) / "parquet" / kind
-    if not d.is_dir():
-        return []
-    return sorted(p for p in d.rglob("*.parquet"))
-
-
-def _read_all(files: list[Path]) -> list[pa.Table]:
-    out = []
-    for f in files:
-        try:
-            out.append(pq.read_table(f))
-        except (pa.ArrowInvalid, OSError) as e:
-            raise ResultsError(f"{f}: not a readable Parquet file ({e})") from None
-    return out
-
-
-def read_metrics_table(root: str | Path, trial_id: str | None = None) -> pa.Table:
-    """Every metric row under ROOT (or one trial's), duplicates dropped."""
-    if trial_id is None:
-        files = _parquet_files(root, "metrics")
-    else:
-        d = Path(root) / "parquet" / "metrics" / trial_id
-        files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-    if not files:
-        return METRIC_SCHEMA.empty_table()
-    tables = [conform_metrics(t) for t in _read_all(files)]
-    # inside a trial folder: epoch_* < final < offline_epoch_* < probe_epoch_* (sorted names), so
-    # final wins over epoch files (identical rows) and a later probe run over the trainer's own row
-    return dedup_table(pa.concat_tables(tables))
-
-
-def read_trial_metrics(root: str | Path, trial_id: str):
-    """One trial's metric rows under ROOT (pandas, duplicates dropped); empty if it wrote none."""
-    return read_metrics_table(root, trial_id).to_pandas()
-
-
 def metric_rows(m, metric: str):
     """The trainer's rows of `metric` ("split.name" or "split.name.layer"; head mean) in a metrics
     frame: what `[sweep] metric` names, what Tune and the scheduler saw."""
@@ -288,11 +251,6 @@ def metric_parts(metric: str) -> tuple[str, str, str]:
     return split, name, layer
 
 
-def read_metrics(root: str | Path):
-    """All metric rows under ROOT as a pandas DataFrame (duplicates dropped)."""
-    return read_metrics_table(root).to_pandas()
-
-
 # parquet/trials/all-trials.parquet: a finished sweep's trials in one file. Its name must not start
 # with "_" or "." (pyarrow, pandas and polars skip such files) and cannot be a Tune trial id;
 # "_all.parquet" is the name older versions wrote (still read, replaced by the next compaction).
@@ -301,14 +259,23 @@ TRIALS_COMPACT_OLD = "_all.parquet"
 COMPACTED = (TRIALS_COMPACT, TRIALS_COMPACT_OLD)
 
 
-def _trials_table(root: str | Path) -> pa.Table | None:
-    tables = _read_all(_parquet_files(root, "trials"))
-    if not tables:
-        return None
+def _trial_files(root: str | Path) -> list[Path]:
+    d = Path(root) / "parquet" / "trials"
+    return sorted(d.glob("*.parquet")) if d.is_dir() else []
+
+
+def _merged_trials(files: list[Path]) -> pa.Table:
+    """The trial rows of `files`, one per trial: of a trial's rows (compacted file + a later
+    per-trial rewrite) the newest `updated` wins (the rule of the `trials` view in reader.py)."""
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ResultsError(f"{f}: not a readable Parquet file ({e})") from None
     t = pa.concat_tables(tables, promote_options="permissive")
     if t.num_rows < 2:
         return t
-    # a trial row may exist twice (compacted file + a later per-trial rewrite): keep the newest
     import pyarrow.compute as pc
     order = pc.sort_indices(t, [("updated", "descending")])
     t = t.take(order)
@@ -317,23 +284,15 @@ def _trials_table(root: str | Path) -> pa.Table | None:
     return t.take(pc.take(first["_i_min"], pc.sort_indices(first["_i_min"])))
 
 
-def read_trials(root: str | Path):
-    """One row per trial under ROOT as a pandas DataFrame (columns: flat config keys and status)."""
-    import pandas as pd
-    t = _trials_table(root)
-    if t is None:
-        return pd.DataFrame(columns=["sweep", "trial_id", "status", "epochs_done"])
-    return t.to_pandas()
-
-
 def compact_trials(root: str | Path) -> int:
     """Merge a finished sweep's one-row trials/<id>.parquet files into trials/all-trials.parquet
     (atomic), then remove them: readers open one file instead of thousands. A trial that later
     rewrites its own file (a resume) wins over its compacted row (readers keep the newest `updated`)."""
-    files = [f for f in _parquet_files(root, "trials") if f.name != TRIALS_COMPACT]
+    every = _trial_files(root)
+    files = [f for f in every if f.name != TRIALS_COMPACT]
     if not files:
         return 0
-    t = _trials_table(root)
+    t = _merged_trials(every)
     atomic_write_table(t, str(Path(root) / "parquet" / "trials" / TRIALS_COMPACT))
     for f in files:
         f.unlink()

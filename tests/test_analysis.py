@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rlp_tune import reader
 from rlp_tune.analysis import analyze, format_analysis, run_query, write_report
 from rlp_tune.analysis import document, figures, fit_factors, fit_lambda, fit_memgen, numerics, query, render, tables
 from rlp_tune.analysis.text import format_fit
 from rlp_tune.config import Config
-from rlp_tune.results import ResultsError, ResultWriter
+from rlp_tune.results import METRIC_KEY, ResultsError, ResultWriter, conform_metrics, dedup_table
 
 X_GRID = np.arange(-2.0, 4.01, 0.5)          # log10 λ, step 0.5 decade
 LAMS = [0.0] + [float(10 ** x) for x in X_GRID]
@@ -104,6 +105,15 @@ def doc(analysis):
     return analysis.to_dict()
 
 
+def pyarrow_dedup(root):
+    """ROOT's metric rows by the writer's rule (results.dedup_table over every file in Path order:
+    later files win), the reference the DuckDB views are checked against."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    files = sorted((root / "parquet" / "metrics").glob("*/*.parquet"))
+    return dedup_table(pa.concat_tables([conform_metrics(pq.read_table(f)) for f in files]))
+
+
 # ---- query -------------------------------------------------------------------------------------
 ROWS_PER_EPOCH = 3 + 3 + 2    # acc ×2, loss_class, penultimate heads 0/1/-1, layer1 heads 0/1
 
@@ -114,18 +124,17 @@ def test_metrics_view_dedups_final_and_epoch_files(sweep):
     counts = {r["trial_id"]: r["n"] for r in n}
     assert len(counts) == len(LAMS) * SEEDS
     assert set(counts.values()) == {EPOCHS * ROWS_PER_EPOCH}     # t00s0 has epochs 5, 6 twice on disk
-    key = ", ".join(query.METRIC_KEY)
+    key = ", ".join(METRIC_KEY)
     dup = run_query(root, f"SELECT count(*) AS d FROM (SELECT {key}, count(*) c FROM metrics GROUP BY ALL) WHERE c > 1",
                     "csv")
     assert dup.split() == ["d", "0"]
 
 
-def test_metrics_view_equals_the_pyarrow_reader(sweep):
-    from rlp_tune.results import read_metrics
+def test_metrics_view_equals_the_writers_dedup(sweep):
     root, _ = sweep
-    key = list(query.METRIC_KEY)
+    key = list(METRIC_KEY)
     duck = query.query_df(root, "SELECT * FROM metrics").sort_values(key).reset_index(drop=True)
-    ref = read_metrics(root).sort_values(key).reset_index(drop=True)
+    ref = pyarrow_dedup(root).to_pandas().sort_values(key).reset_index(drop=True)
     assert len(duck) == len(ref) == len(LAMS) * SEEDS * EPOCHS * ROWS_PER_EPOCH
     pd.testing.assert_frame_equal(duck[key + ["value"]], ref[key + ["value"]], check_dtype=False)
 
@@ -183,20 +192,20 @@ def test_views_follow_files_changing_while_a_sweep_runs(tmp_path, monkeypatch):
     _small_sweep(tmp_path)                                       # s1 still has per-epoch files
     con = query.connect(tmp_path, final=False)
     count = "SELECT count(*) FROM metrics"
-    assert query._fetch(con, count, "rows")[0][0] == 3 * EPOCHS * ROWS_PER_EPOCH
+    assert reader.fetch(con, count, "rows")[0][0] == 3 * EPOCHS * ROWS_PER_EPOCH
     ResultWriter(tmp_path, "syn", "s1").compact()                # epoch files vanish, final.parquet appears
-    assert query._fetch(con, count, "rows")[0][0] == 3 * EPOCHS * ROWS_PER_EPOCH
+    assert reader.fetch(con, count, "rows")[0][0] == 3 * EPOCHS * ROWS_PER_EPOCH
     # a file listed when the views were made vanishes before the read: one retry with fresh views
     _write_trial(tmp_path, "s3", 1e3, 0, np.random.default_rng(2), compact=False)
-    query._fetch(con, count, "rows")                             # views now list s3's epoch files
-    state = query._ROOTS[con]
-    frozen = state["layout"]
-    monkeypatch.setattr(query, "_layout", lambda root: frozen)   # hide the next change from the refresh
+    reader.fetch(con, count, "rows")                             # views now list s3's epoch files
+    state = reader._STATE[con]
+    frozen = state.layout
+    monkeypatch.setattr(reader, "_layout", lambda st: frozen)    # hide the next change from the refresh
     ResultWriter(tmp_path, "syn", "s3").compact()
     calls = []
-    real_make = query._make_views
-    monkeypatch.setattr(query, "_make_views", lambda c, r: (calls.append(1), real_make(c, r)))
-    assert query._fetch(con, count, "rows")[0][0] == 4 * EPOCHS * ROWS_PER_EPOCH
+    real_make = reader._make_views
+    monkeypatch.setattr(reader, "_make_views", lambda c, st: (calls.append(1), real_make(c, st)))
+    assert reader.fetch(con, count, "rows")[0][0] == 4 * EPOCHS * ROWS_PER_EPOCH
     assert calls == [1]                                          # the retry remade the views once
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlp_tune.results import ResultWriter, read_trials
+from rlp_tune.reader import read_trials
+from rlp_tune.results import ResultWriter
 from rlp_tune.tune.space import SpaceError, load_space
 from rlp_tune.tune.space import REPLICATE
 

@@ -2,8 +2,10 @@
 
     pytest tests/test_imports.py -q
 
-1. The lower layers (config, errors, heads, net, checkpoint, optim, models/, probes/, data/, results) import nothing of the
-   upper ones (train, tune/, analysis/, offline/): a probe is a function of tensors, not of a Trainer.
+1. The lower layers (config, errors, heads, net, checkpoint, optim, models/, probes/, data/, results, reader) import
+   nothing of the upper ones (train, tune/, analysis/, offline/): a probe is a function of tensors, not of a Trainer.
+   reader.py (the DuckDB views every reader of results uses) sits on results.py (the writer and schema),
+   never the reverse.
 2. offline/ (commands on saved checkpoints) does not import train.py: it rebuilds the net with net.build_net.
 3. No module imports another module's private name (`from .x import _y`).
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "rlp_tune"
-LOWER = ["config.py", "errors.py", "heads.py", "net.py", "checkpoint.py", "optim.py", "results.py", "models", "probes", "data"]
+LOWER = ["config.py", "errors.py", "heads.py", "net.py", "checkpoint.py", "optim.py", "results.py", "reader.py", "models", "probes", "data"]
 UPPER = ("rlp_tune.train", "rlp_tune.tune", "rlp_tune.analysis", "rlp_tune.offline", "rlp_tune.cli")
 # private names still imported across modules, each waiting on its owner (say who in the report)
 KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
@@ -64,6 +66,12 @@ def test_module_name_and_relative_imports_resolve(tmp_path):
 def test_lower_layers_do_not_import_upper_ones(path):
     bad = sorted({(m, line) for m, _, line in imports(path) if m.startswith(UPPER)})
     assert not bad, f"{path.relative_to(PKG)} imports {bad}"
+
+
+def test_the_writer_does_not_import_the_reader():
+    bad = sorted({(m, line) for m, _, line in imports(PKG / "results.py") if m.startswith("rlp_tune.reader")})
+    assert not bad, f"results.py imports {bad}"
+    assert "rlp_tune.results" in {m for m, _, _ in imports(PKG / "reader.py")}
 
 
 @pytest.mark.parametrize("path", files(["offline"]), ids=lambda p: str(p.relative_to(PKG)))

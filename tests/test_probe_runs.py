@@ -4,7 +4,8 @@ import sys
 
 import torch
 
-from rlp_tune.results import METRIC_KEY, read_metrics
+from rlp_tune.reader import read_metrics
+from rlp_tune.results import METRIC_KEY
 from rlp_tune.train import Trainer
 
 

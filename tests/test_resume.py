@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rlp_tune.results import (METRIC_KEY, ResultWriter, compact_trials, read_metrics, read_trials, temp_name)
+from rlp_tune.reader import read_metrics, read_trials
+from rlp_tune.results import METRIC_KEY, ResultWriter, compact_trials, temp_name
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "rlp_tune.cli"]

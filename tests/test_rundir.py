@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rlp_tune.cli import main
-from rlp_tune.results import read_metrics, read_trials
+from rlp_tune.reader import read_metrics, read_trials
 from rlp_tune.rundir import RunLock, RunLockedError
 from rlp_tune.train import Trainer
 

@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlp_tune.results import METRIC_KEY, read_metrics, read_trials
+from rlp_tune.reader import read_metrics, read_trials
+from rlp_tune.results import METRIC_KEY
 
 pytestmark = pytest.mark.slurm
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rlp_tune.results import METRIC_KEY, read_metrics, read_trials
+from rlp_tune.reader import read_metrics, read_trials
+from rlp_tune.results import METRIC_KEY
 from rlp_tune.tune.space import SpaceError, load_space
 
 ROOT = Path(__file__).resolve().parents[1]

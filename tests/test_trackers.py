@@ -58,7 +58,7 @@ def _train(tmp_path, trackers: str, extra=()):
     args = ["train", "run.epochs=3", "model.width=16", "run.device=cpu", "rlp.lam=1", "--out", str(out),
             "--no-progress", "--log", trackers, *extra]
     assert main(args) == 0
-    from rlp_tune.results import read_metrics
+    from rlp_tune.reader import read_metrics
     df = read_metrics(out)
     ref = {e: df[(df.epoch == e) & (df.split == "test") & (df.metric == "acc")].value.item() for e in (1, 2, 3)}
     return out, ref
@@ -139,7 +139,7 @@ def test_sweep_trackers_trial_folders_and_best_checkpoint(tmp_path, monkeypatch)
 
     import rlp_tune
     from rlp_tune.provenance import origin
-    from rlp_tune.results import read_trials
+    from rlp_tune.reader import read_trials
     from rlp_tune.tune.space import load_space
     from rlp_tune.tune.sweep import run_sweep
     from rlp_tune.tune.trainable import train_trial

@@ -8,7 +8,8 @@ import torch
 
 from rlp_tune.config import Config
 from rlp_tune.data.labels import random_label_table
-from rlp_tune.results import METRIC_KEY, read_metrics, read_trials
+from rlp_tune.reader import read_metrics, read_trials
+from rlp_tune.results import METRIC_KEY
 from rlp_tune.train import CheckpointError, Trainer
 
 

@@ -6,7 +6,7 @@
     write_report("runs/sweep1", "reports/sweep1")        # → reports/sweep1/index.html (self-contained)
 
 Modules, by layer (each imports only the ones above it):
-  query      DuckDB views over the Parquet files
+  query      the `final` view and `rlp-tune query`, over rlp_tune.reader's DuckDB views
   tables     load the frames once; one row per trial          design   the design and its cells
   numerics   vendored, batched numerics (LM, B-splines, ranks) bootstrap  CIs, seeded generators
   identify   when a fit is identified; NotIdentified

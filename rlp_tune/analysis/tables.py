@@ -71,7 +71,7 @@ class AtEpochError(UserError, ValueError):
 
 def _check_at_epoch(con, at_epoch: int) -> None:
     """AtEpochError unless some trial's last epoch up to at_epoch is at_epoch (`last` is registered)."""
-    from .query import fetch
+    from ..reader import fetch
     if fetch(con, f"SELECT count(*) FROM last WHERE epoch = {int(at_epoch)}", "rows")[0][0]:
         return
     lo, hi = fetch(con, "SELECT min(epoch), max(epoch) FROM metrics", "rows")[0]
@@ -102,7 +102,8 @@ def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
     """Read ROOT's Parquet results once (DuckDB) into the frames of `Tables`: two scans of the metrics
     (last values; per-epoch curves) and one read of the trials. at_epoch: see `Tables`; no trial
     with metrics at that epoch: AtEpochError (a UserError naming the longest run)."""
-    from .query import connect, fetch, final_sql, headmean_expr, sql_literal
+    from ..reader import fetch, sql_literal
+    from .query import connect, final_sql, headmean_expr
 
     if at_epoch is not None and (isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0):
         raise AtEpochError(f"at_epoch must be an epoch number ≥ 0, got {at_epoch!r}")

@@ -8,7 +8,7 @@ Rows are written into `probe_epoch_NNNNN.parquet` beside the training rows (spli
 tap, metric knn_acc / masc_acc / ..., protocol "labels=clean;k=5" ...: see probes/layers.py). A run adds
 its rows to the file or replaces only the rows of the same (probe, layer, protocol), so probes with
 other label sets or settings coexist; `rlp-tune query` / `analyze` / `report` and
-`rlp_tune.results.read_metrics` all read them. `--set` takes probe.* keys (k, masc_threshold,
+`rlp_tune.reader.read_metrics` all read them. `--set` takes probe.* keys (k, masc_threshold,
 linear, max_train); the other settings come from the checkpoint's config.
 DIR may be a single run's folder or a sweep trial's folder (STORAGE/NAME/trials/<id>).
 """

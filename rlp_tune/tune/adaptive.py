@@ -146,7 +146,7 @@ class AdaptiveSearcher(CellSearcher):
             return {}
         import pyarrow.compute as pc
 
-        from ..results import read_metrics_table
+        from ..reader import read_metrics_table
         table = read_metrics_table(self.root)
         table = table.filter(pc.and_(pc.equal(table["epoch"], self.epochs), pc.equal(table["head"], -1)))
         out: dict[str, float] = {}

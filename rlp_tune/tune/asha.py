@@ -77,7 +77,8 @@ def rebuild(root: str, metric: str, rungs: Rungs, max_t: int) -> dict[str, int]:
     """Refill `rungs` from ROOT's Parquet rows, trials in creation order; return the stops: those
     in ROOT/scheduler-stops.csv, plus any decision a driver kill lost (a trial whose last written epoch
     is a rung where it must stop, and that has not finished)."""
-    from ..results import metric_rows, read_metrics, read_trials
+    from ..reader import read_metrics, read_trials
+    from ..results import metric_rows
     stops = read_stops(root)
     trials = read_trials(root)
     if trials.empty:

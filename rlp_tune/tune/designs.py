@@ -118,7 +118,7 @@ def trial_rows(root: str, trial_ids) -> list[dict]:
     """The Parquet trial rows (flat config, seed, status) of the given trials under a local ROOT."""
     if is_remote(root):
         return []
-    from ..results import read_trials
+    from ..reader import read_trials
     df = read_trials(root)
     if not len(df):
         return []

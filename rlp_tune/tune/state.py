@@ -100,7 +100,7 @@ class SweepState:
 
 
 def sweep_state(root: str, expected: int) -> SweepState:
-    from ..results import read_trials
+    from ..reader import read_trials
     from .asha import SCHEDULER_FILE, read_stops
     stops = read_stops(root)
     legacy = not Path(root, SCHEDULER_FILE).exists()   # sweeps of older versions marked ASHA stops STOPPED

@@ -10,14 +10,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..results import metric_parts, read_trials
+from ..reader import local_root, read_trials
+from ..results import metric_parts
+from ..storage import is_remote
 from .fmt import fmt_duration, fmt_value  # noqa: F401 - fmt_duration: progress.py imports it from here
 
 
 def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
     """One dict per trial: trial_id, status, epochs_done, metric (last epoch), best (over epochs),
     config columns; sorted best first. Reads the trial rows and, of the metric rows, only the three
-    per-trial numbers shown (one DuckDB aggregate over the `metrics` view, not every row)."""
+    per-trial numbers shown (one DuckDB aggregate over the `metrics` view, not every row). A remote
+    root gives no rows (the reader reads local folders; the sweep's closing table skips them)."""
+    if is_remote(root):
+        return []
     trials = read_trials(root)
     if trials.empty:
         return []
@@ -38,11 +43,11 @@ def _metric_summary(root: str, metric: str, mode: str) -> tuple[dict, dict, dict
     and the last epoch of any row: ({trial: last}, {trial: best}, {trial: epoch}). Only the rows of
     `metric` (one per trial and epoch) come out of DuckDB; last / best are taken in pandas, since
     DuckDB folds isnan() to false from Parquet statistics that leave NaN out (duckdb 2.0)."""
-    from ..analysis.query import connect, fetch, sql_literal
+    from ..reader import connect, fetch, sql_literal
     if not (Path(root) / "parquet" / "metrics").is_dir():
         return {}, {}, {}
     split, name, layer = metric_parts(metric)
-    con = connect(root, final=False, live=False)
+    con = connect(root, live=False, views=("metrics",))
     try:
         done = dict(fetch(con, "SELECT trial_id, max(epoch) FROM metrics GROUP BY trial_id", "rows"))
         sel = fetch(con, f"SELECT trial_id, epoch, value FROM metrics WHERE split = {sql_literal(split)} "
@@ -75,6 +80,7 @@ def summary_lines(root: str, expected: int) -> list[str]:
 
 
 def format_status(root: str, metric: str, mode: str, keys: list[str], expected: int | None = None) -> str:
+    local_root(root)     # a remote root: "copy or mount it first", not "no trial has written results"
     rows = trial_table(root, metric, mode)
     head = summary_lines(root, expected) if expected is not None else []
     if not rows:

@@ -226,7 +226,8 @@ class StudySearcher(Searcher):
         root = self.cfg["root"]
         if is_remote(root):
             return {}, False, None
-        from ..results import ResultWriter, metric_rows, read_trial_metrics
+        from ..reader import read_trial_metrics
+        from ..results import ResultWriter, metric_rows
         from .asha import read_stops
         s = metric_rows(read_trial_metrics(root, trial_id), self.cfg["metric"])
         series = {int(e): float(v) for e, v in zip(s.epoch, s.value)}

@@ -300,7 +300,7 @@ def _write_space(space: SearchSpace, root: str) -> None:
 
 
 def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None) -> dict:
-    from ..results import read_trials
+    from ..reader import read_trials
     code = stop.exit_code() if stop is not None else 0
     failed = grid.num_errors if code == 0 else 0
     if code == 0 and not is_remote(root):   # the sweep is complete: one trials file instead of one per trial
