@@ -17,6 +17,7 @@ import torch
 from rlp_tune.config import Config
 from rlp_tune.data import DATASETS, DatasetError, build_data
 from rlp_tune.data import augment as A
+from rlp_tune.data import color as C
 from rlp_tune.data import files as FL
 
 
@@ -436,14 +437,14 @@ def test_colour_ops_match_torchvision_and_normalization():
     import torchvision.transforms.functional as TF
     x = torch.rand(3, 3, 9, 9, generator=gen(0))
     f = torch.tensor([0.3, 1.0, 1.7])
-    for ours, theirs in ((A.adjust_brightness, TF.adjust_brightness), (A.adjust_contrast, TF.adjust_contrast),
-                         (A.adjust_saturation, TF.adjust_saturation)):
+    for ours, theirs in ((C.adjust_brightness, TF.adjust_brightness), (C.adjust_contrast, TF.adjust_contrast),
+                         (C.adjust_saturation, TF.adjust_saturation)):
         ref = torch.stack([theirs(x[i], float(f[i])) for i in range(3)])
         assert torch.allclose(ours(x, f), ref, atol=1e-5), ours.__name__
     h = torch.tensor([-0.2, 0.05, 0.2])
     ref = torch.stack([TF.adjust_hue(x[i], float(h[i])) for i in range(3)])
-    assert torch.allclose(A.adjust_hue(x, h), ref, atol=1e-4)
-    assert torch.allclose(A.hsv_to_rgb(A.rgb_to_hsv(x)), x, atol=1e-5)
+    assert torch.allclose(C.adjust_hue(x, h), ref, atol=1e-4)
+    assert torch.allclose(C.hsv_to_rgb(C.rgb_to_hsv(x)), x, atol=1e-5)
     # jitter on normalized input == normalize(jitter on [0, 1] pixels)
     u = torch.rand(3, 6, generator=gen(2))
     on_norm = A.ColorJitterGrey((3, 9, 9), mean=MEAN, std=STD).apply(norm(x), u)
@@ -462,10 +463,10 @@ def test_randaugment_intensity_ops_match_torchvision():
     u8 = (x * 255).round().to(torch.uint8)
     f = torch.tensor([0.2, 1.0, 1.5, 1.9])
     per = lambda fn: torch.stack([fn(i) for i in range(4)])  # noqa: E731
-    assert torch.allclose(A._sharpen(x, f), per(lambda i: TF.adjust_sharpness(x[i], float(f[i]))), atol=1e-5)
-    assert torch.allclose(A._equalize(x), per(lambda i: TF.equalize(u8[i])).float() / 255, atol=1e-6)
-    assert torch.allclose(A._autocontrast(x), per(lambda i: TF.autocontrast(x[i])), atol=1e-6)
-    assert torch.equal(A._posterize(x, torch.full((4,), 5.0)), per(lambda i: TF.posterize(u8[i], 5)).float() / 255)
+    assert torch.allclose(C.sharpen(x, f), per(lambda i: TF.adjust_sharpness(x[i], float(f[i]))), atol=1e-5)
+    assert torch.allclose(C.equalize(x), per(lambda i: TF.equalize(u8[i])).float() / 255, atol=1e-6)
+    assert torch.allclose(C.autocontrast(x), per(lambda i: TF.autocontrast(x[i])), atol=1e-6)
+    assert torch.equal(C.posterize(x, torch.full((4,), 5.0)), per(lambda i: TF.posterize(u8[i], 5)).float() / 255)
 
 
 def test_randaugment_strength_scales_change():

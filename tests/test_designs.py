@@ -144,7 +144,7 @@ def test_build_searcher_per_design(tmp_path, design, inner):
 
 # ---- the grid searcher ----------------------------------------------------------------------------
 def _grid(tmp_path, seeds="[0, 1]"):
-    from rlp_tune.tune.designs import GridSearcher
+    from rlp_tune.tune.cells import GridSearcher
     s = load_space(space_file(tmp_path, GRID, f'design = "grid"\nseeds = {seeds}', name="g"))
     root = tmp_path / "res" / "g"
     root.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def test_grid_suggests_every_cell_and_seed_once(tmp_path):
 
 
 def test_grid_limits_concurrency_itself(tmp_path):
-    from rlp_tune.tune.designs import GridSearcher
+    from rlp_tune.tune.cells import GridSearcher
     s, root, _ = _grid(tmp_path)
     g = GridSearcher(s, str(root), max_concurrent=2)
     a, b = g.suggest("a"), g.suggest("b")

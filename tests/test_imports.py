@@ -2,6 +2,7 @@
 
     pytest tests/test_imports.py -q
 
+0. No import cycle between modules (test_no_import_cycle_between_modules).
 1. The lower layers (config, errors, heads, net, checkpoint, optim, models/, probes/, data/, results, reader) import
    nothing of the upper ones (train, tune/, analysis/, offline/): a probe is a function of tensors, not of a Trainer.
    reader.py (the DuckDB views every reader of results uses) sits on results.py (the writer and schema),
@@ -87,3 +88,54 @@ def test_no_module_imports_another_modules_private_name():
             if name and name.startswith("_") and not name.startswith("__") and target.startswith("rlp_tune"):
                 found.add((module_name(path), target, name))
     assert found <= KNOWN_PRIVATE, sorted(found - KNOWN_PRIVATE)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """rlp_tune module → the rlp_tune modules it imports (function-level imports included)."""
+    mods = {module_name(p): p for p in files(["."])}
+    return {m: {t for t, _, _ in imports(path) if t in mods and t != m} for m, path in mods.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_between_modules():
+    """Counting every import (function-level ones too): no two modules need each other. A package's
+    __init__ that re-exports its modules is left out (its modules import it only to register)."""
+    graph = import_graph()
+    inits = {m for m in graph if (PKG.parent / m.replace(".", "/") / "__init__.py").exists()}
+    graph = {m: deps - inits for m, deps in graph.items() if m not in inits}
+    assert cycles(graph) == []

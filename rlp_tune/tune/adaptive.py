@@ -37,7 +37,7 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from ..storage import is_remote
-from .designs import CellSearcher, norm_value
+from .cells import CellSearcher, norm_value
 from .space import ADAPTIVE_KEY, REPLICATE, SearchSpace
 
 N_CANDIDATES = 61      # log-spaced candidate λ per cell
