@@ -54,6 +54,7 @@ def test_cluster_config_check_fills_defaults_and_rejects_a_misspelt_key():
 
 def test_state_reader_says_unknown_for_other_layouts(tmp_path):
     assert compat.newest_experiment_state(tmp_path) is None
+    assert compat.read_newest_experiment_state(str(tmp_path)) is None
     for i, text in enumerate(['{"trial_data": [["t1", "{}"]]}', "not json", '{"trial_data": [[]]}', "[]"]):
         f = tmp_path / f"experiment_state-2026-01-0{i + 1}_00-00-00.json"
         f.write_text(text)
@@ -103,6 +104,9 @@ def test_tune_internals_against_a_real_run(tmp_path):
         sessions = compat.state_sessions(root)      # the state files of the one driver session, loadable
         assert len(sessions) == 1 and state.name == f"experiment_state-{sessions[0]}.json"
         assert compat.session_problem(root, sessions[0]) is None
+        for where in (str(root), f"file://{root}"):             # local path or URI: the same file, its text
+            path, text = compat.read_newest_experiment_state(where)
+            assert path.endswith(state.name) and compat.trials_in_state(text) == trials
         assert {p.name.split("-20")[0] for p in compat.session_files(root, sessions[0])} == {
             "experiment_state", "basic-variant-state"}
 

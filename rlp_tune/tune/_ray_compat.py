@@ -68,6 +68,25 @@ def newest_experiment_state(root: str | os.PathLike) -> Path | None:
     return states[-1] if states else None
 
 
+def read_newest_experiment_state(root: str) -> tuple[str, str | None] | None:
+    """(path, text) of the newest experiment state in an experiment folder, local or a URI (through
+    pyarrow.fs); text None when the file cannot be read, None when there is none. Raises OSError
+    when the folder cannot be listed."""
+    from pyarrow import fs as pafs
+
+    from ..storage import filesystem
+    fs, base = filesystem(root)
+    infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    states = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-") and i.path.endswith(".json"))
+    if not states:
+        return None
+    try:
+        with fs.open_input_stream(states[-1]) as f:
+            return states[-1], f.read().decode()
+    except (OSError, UnicodeDecodeError):
+        return states[-1], None
+
+
 # The files Tune's controller saves per driver session (TuneController.save_to_dir: the experiment
 # state, the search algorithm's — SearchGenerator + Searcher, or BasicVariantGenerator — and the
 # callbacks'), named by the session (each class's CKPT_FILE_TMPL).

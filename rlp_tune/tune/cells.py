@@ -40,29 +40,18 @@ def saved_trials(root: str) -> dict[str, tuple[dict, str]] | None:
     """{trial_id: (config, status)} of the trials in Tune's newest experiment state under ROOT (the
     trials a resume continues), or None when there is no saved state (a sweep not yet saved) or it
     cannot be read (then the searcher keeps its own saved state)."""
-    from pyarrow import fs as pafs
-
-    from ._ray_compat import trials_in_state
-    if is_remote(root):
-        fs, base = pafs.FileSystem.from_uri(root)
-    else:
-        fs, base = pafs.LocalFileSystem(), root
+    from ._ray_compat import read_newest_experiment_state, trials_in_state
     try:
-        infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        found = read_newest_experiment_state(root)
     except OSError:
         return None
-    # one file per driver session, named by a sortable timestamp (see _ray_compat.newest_experiment_state)
-    states = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-") and i.path.endswith(".json"))
-    if not states:
+    if found is None:
         return None
-    try:
-        with fs.open_input_stream(states[-1]) as f:
-            trials = trials_in_state(f.read().decode())
-    except (OSError, UnicodeDecodeError):
-        trials = None
+    path, text = found
+    trials = trials_in_state(text) if text is not None else None
     if trials is None:
         import sys
-        print(f"rlp-tune: cannot read Tune's experiment state {states[-1]}; the searcher keeps its own "
+        print(f"rlp-tune: cannot read Tune's experiment state {path}; the searcher keeps its own "
               "saved state", file=sys.stderr)
     return trials
 
