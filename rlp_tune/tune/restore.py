@@ -53,8 +53,9 @@ def set_aside_unrestorable(root: str) -> list[str]:
         for f in session_files(root, session):
             f.rename(dest / f.name)
         moved.append(session)
+        earlier = len(state_sessions(root)) > 0
         print(f"rlp-tune: Tune's saved state of driver session {session} cannot be restored ({problem}); "
-              f"moved to {dest}, resuming from the state before it", file=sys.stderr)
+              f"moved to {dest}" + (", resuming from the state before it" if earlier else ""), file=sys.stderr)
     return moved
 
 

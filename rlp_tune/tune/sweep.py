@@ -40,6 +40,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to a cluster (`address`), or start an embedded one bound to 127.0.0.1."""
     import ray
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Tune's own console box (and a TensorBoard hint at a /tmp folder Ray deletes on exit) even at
+    # verbose=0; the sweep prints its own lines (progress.py). RAY_AIR_NEW_OUTPUT=1 brings it back.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
     if address:
@@ -204,12 +207,17 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             print(f"rlp-tune: sweep {root} is complete ({st.done} of {st.expected} trials done); "
                   "nothing to resume", file=sys.stderr)
             return {"root": root, "best": None, "n_trials": st.done, "exit_code": 0, "stopped_by": None}
-    init_ray(address)
-    raw = _load_shared_raw(space)
     with _stopping(stop) as stop, _driving(root):
-        if not is_remote(root):
+        if not is_remote(root):   # the sweep folder's own checks first: before Ray starts
             set_aside_unrestorable(root)
-        if restorable(root):
+        can_restore = restorable(root)
+        if not can_restore and has_trial_results(root):
+            storage, name = _split(root)
+            raise SweepError(f"{root} holds trial results but no restorable sweep state; start it again with "
+                             f"`rlp-tune sweep {space_path(root)} --storage {storage} --name {name} --fresh`")
+        init_ray(address)
+        raw = _load_shared_raw(space)
+        if can_restore:
             print(f"resuming sweep {root}", file=sys.stderr)
             quarantine_orphans(root)
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, root, raw), resume_errored=True)
@@ -218,9 +226,6 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             add_callbacks_on_restore(tuner, [restore_guard(root, known_trials(root)),
                                              *_driver_callbacks(space, root, verbose),
                                              stop.callback(expected_trials(space))])
-        elif has_trial_results(root):
-            raise SweepError(f"{root} holds trial results but no restorable sweep state; "
-                             f"`rlp-tune sweep {space_path(root)} --fresh` would start it again")
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
             print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
             storage, name = _split(root)
