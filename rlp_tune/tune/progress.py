@@ -16,7 +16,7 @@ from ray.tune import Callback
 
 from ..storage import is_remote
 from .space import REPLICATE
-from .status import fmt_duration, fmt_value
+from .fmt import fmt_duration, fmt_value
 
 
 class ProgressPrinter(Callback):

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..reader import local_root, read_trials
 from ..results import metric_parts
 from ..storage import is_remote
-from .fmt import fmt_duration, fmt_value  # noqa: F401 - fmt_duration: progress.py imports it from here
+from .fmt import fmt_value
 
 
 def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
