@@ -29,7 +29,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from rlp_tune import reader  # noqa: E402
-from rlp_tune.results import ResultWriter, _merged_trials, compact_trials, conform_metrics, dedup_table  # noqa: E402
+from rlp_tune.results import ResultWriter, merged_trials, compact_trials, conform_metrics, dedup_table  # noqa: E402
 
 
 def write_sweep(root: Path, trials: int, epochs: int, finished: bool) -> None:
@@ -57,7 +57,7 @@ def old_metrics(root: Path, trial: str | None = None):
 
 
 def old_trials(root: Path):
-    return _merged_trials(sorted((root / "parquet" / "trials").glob("*.parquet"))).to_pandas()
+    return merged_trials(sorted((root / "parquet" / "trials").glob("*.parquet"))).to_pandas()
 
 
 def median_s(fn, repeat: int) -> float:

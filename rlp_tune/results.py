@@ -264,7 +264,7 @@ def _trial_files(root: str | Path) -> list[Path]:
     return sorted(d.glob("*.parquet")) if d.is_dir() else []
 
 
-def _merged_trials(files: list[Path]) -> pa.Table:
+def merged_trials(files: list[Path]) -> pa.Table:
     """The trial rows of `files`, one per trial: of a trial's rows (compacted file + a later
     per-trial rewrite) the newest `updated` wins (the rule of the `trials` view in reader.py)."""
     tables = []
@@ -292,7 +292,7 @@ def compact_trials(root: str | Path) -> int:
     files = [f for f in every if f.name != TRIALS_COMPACT]
     if not files:
         return 0
-    t = _merged_trials(every)
+    t = merged_trials(every)
     atomic_write_table(t, str(Path(root) / "parquet" / "trials" / TRIALS_COMPACT))
     for f in files:
         f.unlink()

@@ -18,7 +18,7 @@ import pytest
 
 from rlp_tune import reader
 from rlp_tune.reader import read_metrics, read_metrics_table, read_trial_metrics, read_trials
-from rlp_tune.results import (METRIC_SCHEMA, ResultsError, ResultWriter, _merged_trials, compact_trials,
+from rlp_tune.results import (METRIC_SCHEMA, ResultsError, ResultWriter, merged_trials, compact_trials,
                               conform_metrics, dedup_table)
 
 NAN = float("nan")
@@ -106,7 +106,7 @@ def test_trials_newest_row_wins_in_updated_order(folder):
     tr = read_trials(folder)
     files = sorted((folder / "parquet/trials").glob("*.parquet"))
     assert [f.name for f in files] == ["all-trials.parquet", "t2.parquet"]
-    pd.testing.assert_frame_equal(tr, _merged_trials(files).to_pandas())
+    pd.testing.assert_frame_equal(tr, merged_trials(files).to_pandas())
     assert tr.trial_id.tolist() == ["t2", "t3", "t1-b", "t1"]     # newest `updated` first
     assert tr.set_index("trial_id").status["t2"] == "TERMINATED"   # the rewrite, not the compacted RUNNING
 
