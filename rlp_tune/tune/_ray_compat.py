@@ -121,11 +121,10 @@ def session_problem(root: str | os.PathLike, session: str) -> str | None:
             return f"{exp.name} holds no trial in Ray {RAY_WRITTEN_FOR}'s layout"
     except (OSError, UnicodeDecodeError) as e:
         return f"{exp.name}: {e}"
-    kinds = {(pre, ext) for pre, ext in STATE_FILE_KINDS for _ in Path(root).glob(f"{pre}*{ext}")}
     for pre, ext in STATE_FILE_KINDS[1:]:
         f = Path(root, f"{pre}{session}{ext}")
         if not f.exists():
-            if (pre, ext) in kinds:
+            if any(Path(root).glob(f"{pre}*{ext}")):     # another session saved this kind
                 return f"{f.name} is missing (an earlier session saved one)"
             continue
         try:

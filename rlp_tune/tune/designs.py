@@ -19,6 +19,7 @@ from .adaptive import AdaptiveSearcher
 from .cells import GridSearcher
 from .space import SearchSpace
 
+
 def build_searcher(space: SearchSpace, root: str, max_concurrent: int):
     """The search algorithm for `space.design`, limited to `max_concurrent` trials at once."""
     # the grid and adaptive searchers limit concurrency themselves (the limiter then only tells Tune
@@ -59,7 +60,6 @@ def optuna_search(space: SearchSpace, root: str):
                          partial(optuna_sampler, space), space.base.run.epochs)
 
 
-# ---- what a sweep folder says was assigned ---------------------------------------------------------
 class DesignGenerator(SearchGenerator):
     """Tune's SearchGenerator, finished only when the design's searcher says so (Searcher.FINISHED),
     not when its trial counter reaches num_samples: after a driver kill the counter comes from a

@@ -15,8 +15,8 @@ import time
 from ray.tune import Callback
 
 from ..storage import is_remote
-from .space import REPLICATE
 from .fmt import fmt_duration, fmt_value
+from .space import REPLICATE
 
 
 class ProgressPrinter(Callback):

@@ -44,7 +44,9 @@ def set_aside_unrestorable(root: str) -> list[str]:
     that the restore takes the newest consistent one. Trials that only the moved state knew are then
     orphans (quarantine_orphans); the searchers rebuild from the state that is kept."""
     moved = []
-    for session in reversed(state_sessions(root)):
+    sessions = state_sessions(root)
+    for i in reversed(range(len(sessions))):
+        session = sessions[i]
         problem = session_problem(root, session)
         if problem is None:
             break
@@ -53,9 +55,8 @@ def set_aside_unrestorable(root: str) -> list[str]:
         for f in session_files(root, session):
             f.rename(dest / f.name)
         moved.append(session)
-        earlier = len(state_sessions(root)) > 0
         print(f"rlp-tune: Tune's saved state of driver session {session} cannot be restored ({problem}); "
-              f"moved to {dest}" + (", resuming from the state before it" if earlier else ""), file=sys.stderr)
+              f"moved to {dest}" + (", resuming from the state before it" if i > 0 else ""), file=sys.stderr)
     return moved
 
 

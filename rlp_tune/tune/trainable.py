@@ -97,10 +97,10 @@ def _loop(cfg, sweep: SweepContext, trial_id, out: Path, raw, report, checkpoint
         cfg = cfg.replace(**{"run.device": "cpu"})
     if not cfg.run.threads:  # a trial uses the CPUs Ray gave it, not every core of the node
         cfg = cfg.replace(**{"run.threads": max(1, int(sweep.cpus))})
-    # rank 0 writes the trial's rows, into the sweep folder (the trial folder holds checkpoints only)
+    # the trial's rows go into the sweep folder (the trial folder holds checkpoints only); the
+    # Trainer writes through it on rank 0 and takes only its identity on the other ranks
     writer = ResultWriter(sweep.root, sweep.sweep, trial_id,
-                          extra={"node": ray.get_runtime_context().get_node_id(), **sweep.origin}) \
-        if rank == 0 else None
+                          extra={"node": ray.get_runtime_context().get_node_id(), **sweep.origin})
     trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), writer=writer)
     fit = trainer.fit()
     try:
