@@ -176,6 +176,8 @@ CASES = {
     # sweeps: all before Ray starts
     "resume_not_a_sweep": (["resume", f"{W}/empty"], ["not a sweep folder"]),
     "status_not_a_sweep": (["status", f"{W}/empty"], ["not a sweep folder"]),
+    "status_unknown_uri_scheme": (["status", "foo://bucket/sweep"], ["foo://bucket/sweep: cannot open it", "Unrecognized filesystem"]),
+    "resume_unknown_uri_scheme": (["resume", "foo://bucket/sweep"], ["foo://bucket/sweep: cannot open it"]),
     "sweep_metric_not_reported": (["sweep", f"{W}/space_metric.toml", "--storage", f"{W}/st2"],
                                   ["sweep.metric", "val.accuracy", "did you mean val.acc"]),
     "sweep_set_searched_key": (["sweep", f"{W}/space_ok.toml", "--storage", f"{W}/st2", "--set", "rlp.lam=1"],

@@ -276,13 +276,14 @@ def space_path(root: str) -> str:
     """The sweep folder's space.toml as a local file (fetched to a temporary file for a URI)."""
     if is_remote(root):
         import tempfile
-
-        from pyarrow import fs as pafs
-        fs, path = pafs.FileSystem.from_uri(root)
+        try:
+            fs, path = filesystem(root)
+        except (OSError, ValueError) as e:    # unknown scheme, unreachable store, no credentials
+            raise SweepError(f"{root}: cannot open it ({' '.join(str(e).split())})") from None
         try:
             with fs.open_input_stream(f"{path.rstrip('/')}/{SPACE_FILE}") as f:
                 data = f.read()
-        except (FileNotFoundError, OSError):
+        except OSError:   # FileNotFoundError included
             raise SweepError(f"{root} is not a sweep folder (no {SPACE_FILE})") from None
         local = Path(tempfile.mkdtemp(prefix="rlp_tune_space_")) / SPACE_FILE
         local.write_bytes(data)
