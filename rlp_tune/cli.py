@@ -19,18 +19,21 @@ and help for every argument (tests/test_cli.py checks them); each command's work
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import __version__
-from .errors import UserError
+from .errors import LEFT_OUT_EXIT, ResultsWarning, UserError
 
 COMMANDS = """Run `rlp-tune COMMAND --help` for a command's arguments; `rlp-tune keys` lists the config keys.
 
 exit codes: 0 done; 1 a sweep ended with failed trials; 2 bad input (one line on stderr);
-3 a sweep stopped by a signal (rlp-tune resume continues it); 130 Ctrl-C."""
+3 a sweep stopped by a signal (rlp-tune resume continues it); 4 done, but results files that are not
+what they should be were left out (each named on stderr); 130 Ctrl-C."""
 OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.\w+=")   # section.key=value
 QUERY_TABLES = ("tables: metrics (one row per measurement: trial_id, epoch, split, layer, head, metric, value), "
                 "trials (one row per trial: status, config keys such as \"rlp.lam\", provenance), "
@@ -246,13 +249,43 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     try:
-        return _dispatch(args)
+        if args.cmd not in READERS:
+            return _dispatch(args)
+        with _naming_left_out_files() as left:
+            code = _dispatch(args)
+        if left:
+            print(f"rlp-tune: {len(left)} results file(s) left out (named above); the rest was read",
+                  file=sys.stderr)
+        return LEFT_OUT_EXIT if left and code == 0 else code
     except UserError as e:
         print(f"rlp-tune: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rlp-tune: interrupted", file=sys.stderr)
         return 130
+
+
+READERS = ("status", "query", "analyze", "report", "dashboard")
+
+
+@contextlib.contextmanager
+def _naming_left_out_files():
+    """Print each results file the reader left out as it is found, in one line (a ResultsWarning);
+    yields the list of their messages. Other warnings go where they went."""
+    left: list[str] = []
+    shown = warnings.showwarning
+
+    def show(message, category, *a, **k):
+        if issubclass(category, ResultsWarning):
+            left.append(str(message))
+            print(f"rlp-tune: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *a, **k)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ResultsWarning)
+        warnings.showwarning = show
+        yield left
 
 
 def _dispatch(args) -> int:

@@ -4,3 +4,11 @@ results file. The CLI prints `str(err)` (one line naming the key/file) and exits
 
 class UserError(Exception):
     """Bad input from the user; the message is one line that names what is wrong and where."""
+
+
+class ResultsWarning(UserWarning):
+    """A results file was left out (the message names it and why); the rest was read. The CLI prints
+    each in one line and exits with LEFT_OUT_EXIT when the command otherwise succeeded."""
+
+
+LEFT_OUT_EXIT = 4

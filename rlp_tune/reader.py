@@ -1,9 +1,10 @@
-"""The one reader of a results folder: DuckDB views over its Parquet files, and the Python API as
-thin calls of them (results.py writes; this module reads).
+"""The one reader of a results folder — a local folder, an NFS mount or an object store (`s3://`,
+`gs://`): DuckDB views over Arrow datasets on the storage's own filesystem (storage.py), and the
+Python API as thin calls of them (results.py writes; this module reads).
 
     from rlp_tune.reader import read_metrics, read_trials, read_trial_metrics
     m = read_metrics("runs/sweep1")            # pandas: every metric row, duplicate keys dropped
-    t = read_trials("runs/sweep1")             # pandas: one row per trial, newest `updated` first
+    t = read_trials("s3://bucket/sweeps/demo") # pandas: one row per trial, newest `updated` first
     con = connect("runs/sweep1")               # DuckDB, views `metrics` and `trials`
     fetch(con, "SELECT trial_id, max(epoch) FROM metrics GROUP BY 1", "rows")
 
@@ -11,47 +12,48 @@ rlp_tune.analysis.query adds the `final` view and `rlp-tune query` on top of `co
 status`, `analyze` and `report` read through these views too. Views (docs/results-schema.md has the
 columns):
 - `metrics`  long format, one row per (sweep, trial_id, epoch, split, layer, head, metric, protocol),
-             the training rows and those of `rlp-tune probe` / `offline-rlp`: files are read with
-             read_parquet over globs (union_by_name, no hive partitioning) and duplicate keys
-             dropped (a crash between compaction and the removal of the per-epoch files leaves the
-             same rows twice; final.parquet wins, as in the writer's `results.dedup_table`). Only
-             trial folders holding both kinds of file pay for a dedup pass (`metrics_sql`).
+             the training rows and those of `rlp-tune probe` / `offline-rlp`. A trial folder holding
+             one kind of file (final.parquet, or a running trial's epoch files) is scanned lazily as
+             part of one Arrow dataset; a folder that can hold the same key twice (final.parquet
+             beside epoch files after a crash between compaction and clean-up, or probe / offline
+             rows beside the trainer's) is read and deduplicated by the writer's own rule
+             (results.dedup_table: the later file by name wins), so the rule is written once.
 - `trials`   one row per trial: status, epochs_done, seed, versions and every flat config key as a
              column named by its dotted key (quote it in SQL: "rlp.lam"); of a trial's rows (the
-             compacted all-trials.parquet and a later rewrite of its own file) the newest wins.
+             compacted all-trials.parquet and a later rewrite of its own file) the newest wins
+             (results.merged_trials, the writer's rule).
 
-Views re-read the files at every query, so they work while a sweep is still writing: per-epoch
-files are replaced by atomic renames, and a file listed by a glob that vanishes before it is read
-(compaction removes per-epoch files) makes the query retry once. A truncated or corrupt file gives
-a `ResultsError` naming the file.
+How files are found and read: one listing through pyarrow.fs (a LIST on an object store), so DuckDB
+itself opens no file: its sandbox turns all external access off, and a query sees these views and
+nothing else, on every storage. Views follow a running sweep (live connections re-list before each
+query and rebuild their sources when files came or went); a file listed that vanishes before it is
+read (compaction removes per-epoch files) makes the query retry once. A file that is not what it
+should be (truncated, not Parquet, without a column the views need, a column of another type) is
+left out and named: a `ResultsWarning` per file (the CLI prints each in one line and exits 4), and
+every other file is still read.
 
-The Python API returns pandas frames (DuckDB → Arrow → pandas, so the dtypes are pyarrow's): the
-columns of the files, rows in file order (trial folder, file name, row in the file; for trials
-newest `updated` first), empty frames for a folder without results. Local folders only: DuckDB
-would need its httpfs extension for an object store, which the sandbox forbids; a root that
-`storage.is_remote` calls remote gives a ResultsError ("copy or mount it first"). Nothing in
-rlp_tune reads results from a URI (the sweep driver skips these reads for remote roots).
+The Python API returns pandas frames (DuckDB → Arrow → pandas, so the dtypes are pyarrow's): metric
+rows ordered by their key, trial rows newest `updated` first; empty frames for a folder without
+results.
 """
 from __future__ import annotations
 
 import time
+import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .results import METRIC_KEY, METRIC_SCHEMA, ResultsError
-from .storage import is_remote
+from . import storage
+from .errors import ResultsWarning, UserError
+from .results import METRIC_KEY, METRIC_SCHEMA, ResultsError, conform_metrics, dedup_table, merged_trials
 
 EXTRA_KINDS = ("offline_epoch_", "probe_epoch_")   # rows added after training (results.ResultWriter kinds)
 VIEWS = ("metrics", "trials")
-_DUCK_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "double": "DOUBLE"}
-# with positions=True the views carry where each row was read from (the Python API orders by them)
-_POSITIONS = ("_file", "_row")
-# Path order of ROOT/parquet/metrics/<trial>/<file> (by folder, then name), then the row in the file
-_METRICS_ORDER = "parse_dirpath(_file), parse_filename(_file), _row"
-_TRIALS_ORDER = "updated DESC, _file, _row"
+_METRICS_ORDER = ", ".join(METRIC_KEY)
+_TRIALS_ORDER = "updated DESC, sweep, trial_id"
+_TRIAL_MIN = ("sweep", "trial_id")
 
 
 class QueryError(UserError, ValueError):
@@ -60,194 +62,263 @@ class QueryError(UserError, ValueError):
 
 @dataclass
 class _Views:
-    """What a connection from `connect` reads: its views are remade when `layout` changes."""
-    root: Path
+    """What a connection from `connect` reads: its sources are rebuilt when `layout` changes."""
+    fs: Any
+    base: str                  # ROOT's path inside fs
+    shown: str                 # ROOT for messages (storage.display)
     live: bool
     trial: str | None
     views: tuple[str, ...]
-    positions: bool
     layout: tuple | None = None
+    checked: dict = field(default_factory=dict)   # (path, size, mtime) → None (good) or the reason
+    warned: set = field(default_factory=set)
 
 
 _STATE: "weakref.WeakKeyDictionary[Any, _Views]" = weakref.WeakKeyDictionary()   # connection → its views
 
 
-# ---- the folder ------------------------------------------------------------------------------
+# ---- names in SQL ------------------------------------------------------------------------------
 def sql_literal(s: str) -> str:
     """`s` as a quoted SQL string literal."""
     return "'" + str(s).replace("'", "''") + "'"
 
 
-def _root(root: str | Path) -> Path:
-    p = local_root(root)
-    if not p.is_dir():
-        raise ResultsError(f"{p}: results folder not found")
-    return p.resolve()     # absolute: DuckDB's allowed_directories compares paths
+# ---- the folder ------------------------------------------------------------------------------
+def _open(root: str | Path) -> tuple[Any, str, str]:
+    """(filesystem, ROOT's path in it, ROOT for messages); ResultsError if ROOT is not a folder."""
+    shown = storage.display(root)
+    try:
+        fs, base = storage.filesystem(root)
+        isdir = storage.is_dir(fs, base.rstrip("/"))
+    except (OSError, ValueError) as e:
+        raise ResultsError(f"{shown}: cannot open the results folder ({one_line(e)})") from None
+    if not isdir:
+        raise ResultsError(f"{shown}: results folder not found")
+    return fs, base.rstrip("/"), shown
 
 
-def require_results(root: str | Path) -> Path:
-    """ROOT as a results folder holding at least one trial's rows (else ResultsError)."""
-    r = _root(root)
-    if not _files(r, "metrics") and not _files(r, "trials"):
-        raise ResultsError(f"no results in {root} (no Parquet files under {Path(root) / 'parquet'})")
-    return r
+def require_results(root: str | Path) -> str:
+    """ROOT as a results folder holding at least one trial's rows (else ResultsError); ROOT for messages."""
+    fs, base, shown = _open(root)
+    metrics, trials = _listing(fs, base)
+    if not metrics and not trials:
+        raise ResultsError(f"no results in {shown} (no Parquet files under {shown.rstrip('/')}/parquet)")
+    return shown
 
 
-def _files(root: Path, kind: str, trial: str | None = None) -> list[Path]:
-    """ROOT's Parquet files of `kind` ("metrics" or "trials"); `trial`: that trial's metric files
-    only (its folder by name: a trial id is not a glob pattern). Sorted as Paths (folder, then name)."""
-    d = root / "parquet" / kind
-    if kind == "metrics" and trial is not None:
-        d, pattern = d / trial, "*.parquet"
-    else:
-        pattern = "*/*.parquet" if kind == "metrics" else "*.parquet"
-    return sorted(d.glob(pattern)) if d.is_dir() else []
+def _listing(fs, base: str, trial: str | None = None) -> tuple[list, list]:
+    """(metric files, trial files) under ROOT/parquet as FileInfo, sorted as paths (folder, then
+    name). Metric files are ROOT/parquet/metrics/<trial>/<name>.parquet; `trial`: that trial's only
+    (its folder by name)."""
+    def pq_files(folder: str, depth: int) -> list:
+        out = [i for i in storage.list_tree(fs, folder)
+               if i.path.endswith(".parquet") and i.path[len(folder) + 1:].count("/") == depth]
+        return sorted(out, key=lambda i: i.path.split("/"))
+
+    mdir = f"{base}/parquet/metrics"
+    metrics = pq_files(f"{mdir}/{trial}", 0) if trial is not None else pq_files(mdir, 1)
+    trials = pq_files(f"{base}/parquet/trials", 0) if trial is None else []
+    return metrics, trials
 
 
-# ---- the views' SQL --------------------------------------------------------------------------
-def _read(src: str, positions: bool = False) -> str:
-    pos = ", filename=true, file_row_number=true" if positions else ""
-    return f"read_parquet({src}, union_by_name=true, hive_partitioning=false{pos})"
+def _folder(info) -> str:
+    return info.path.rsplit("/", 2)[-2]
 
 
-def _columns(positions: bool) -> list[str]:
-    return list(METRIC_SCHEMA.names) + (list(_POSITIONS) if positions else [])
+def _fname(info) -> str:
+    return info.path.rpartition("/")[2]
 
 
-def _empty_metrics_sql(positions: bool = False) -> str:
-    cols = [f"NULL::{_DUCK_TYPES[str(f.type)]} AS {f.name}" for f in METRIC_SCHEMA]
-    cols += ["NULL::VARCHAR AS _file", "NULL::BIGINT AS _row"] if positions else []
-    return f"SELECT {', '.join(cols)} WHERE false"
+# ---- checking files ------------------------------------------------------------------------
+_NEED_METRICS = {f.name: f.type for f in METRIC_SCHEMA if f.name != "protocol"}   # v1 files: no protocol
 
 
-def _conformed(src: str, positions: bool = False) -> str:
-    """SELECT of the metric columns from read_parquet(src); version-1 files (no `protocol` column)
-    read as protocol '' (an empty relation supplies the column when no file has it; any other
-    missing column stays a bind error, which names the file)."""
-    cols = ", ".join("coalesce(protocol, '') AS protocol" if c == "protocol" else c for c in METRIC_SCHEMA.names)
-    cols += ", filename AS _file, file_row_number AS _row" if positions else ""
-    return (f"SELECT {cols} FROM (SELECT NULL::VARCHAR AS protocol WHERE false UNION ALL BY NAME "
-            f"SELECT * FROM {_read(src, positions)})")
+def _metrics_problem(schema) -> str | None:
+    missing = [n for n in _NEED_METRICS if n not in schema.names]
+    if missing:
+        return f"not an rlp_tune metrics file (no column {', '.join(missing)})"
+    bad = [f"{n} is {schema.field(n).type}, not {t}" for n, t in _NEED_METRICS.items() if schema.field(n).type != t]
+    if "protocol" in schema.names and schema.field("protocol").type != METRIC_SCHEMA.field("protocol").type:
+        bad.append(f"protocol is {schema.field('protocol').type}, not string")
+    return f"not an rlp_tune metrics file ({'; '.join(bad)})" if bad else None
 
 
-def metrics_sql(root: Path, trial: str | None = None, positions: bool = False) -> str:
-    """The deduplicated `metrics` relation for ROOT's current file layout.
+def _check(state: _Views, infos: list) -> list:
+    """The metric files of `infos` whose footer says they are rlp_tune metric files; the others are
+    named in a ResultsWarning and left out. Footers are read in parallel (an object store answers
+    each in a round trip) and remembered by (path, size, mtime)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    Duplicate keys arise only in a trial folder holding both final.parquet and epoch_*.parquet (a
-    crash between compaction and the removal of the per-epoch files, or a resumed trial still
-    running): there, epoch-file rows whose key is already in final.parquet are dropped (final wins,
-    as in rlp_tune.results.dedup_table). Folders without overlap need no dedup pass, which keeps a
-    finished sweep a plain scan (see bench/analysis.py). Rows of `rlp-tune probe` / `offline-rlp`
-    (probe_epoch_* / offline_epoch_* files) are part of the view; where a trial has them, training
-    rows with the same key (e.g. a probe rerun with the trainer's own protocol) give way to them.
-    The layout is listed when the SQL is made; `fetch` re-lists before each query on live
-    connections. `trial`: that trial's folder only (its files by name). `positions`: two more
-    columns, `_file` and `_row`, where each row was read from.
-    """
-    files = _files(root, "metrics", trial)
-    if not files:
-        return _empty_metrics_sql(positions)
-    base = root / "parquet" / "metrics"
+    def key(i):
+        return (i.path, i.size, i.mtime_ns)
 
-    def src(prefix: str, glob: str) -> str:   # all trials: one glob; one trial: its files by name
-        if trial is None:
-            return sql_literal(str(base / "*" / glob))
-        return "[" + ", ".join(sql_literal(str(f)) for f in files if f.name.startswith(prefix)) + "]"
+    def problem(i) -> str | None:
+        try:
+            return _metrics_problem(pq.read_schema(i.path, filesystem=state.fs))
+        except FileNotFoundError:
+            return None            # vanished: the scan's retry relists
+        except (pa.ArrowException, OSError, ValueError) as e:
+            return f"not a readable Parquet file ({one_line(e)})"
 
-    finals = {f.parent for f in files if f.name == "final.parquet"}
-    epoch_dirs = {f.parent for f in files if f.name.startswith("epoch_")}
-    cols = _columns(positions)
-    key = ", ".join(METRIC_KEY)
+    new = [i for i in infos if key(i) not in state.checked]
+    if new:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(min(16, len(new))) as ex:
+            for i, p in zip(new, ex.map(problem, new)):
+                state.checked[key(i)] = p
+    good = []
+    for i in infos:
+        p = state.checked[key(i)]
+        if p is None:
+            good.append(i)
+        else:
+            _warn(state, i.path, p)
+    return good
+
+
+def _warn(state: _Views, path: str, problem: str) -> None:
+    msg = f"{_shown_path(state, path)}: {problem}; left out"
+    if msg not in state.warned:
+        state.warned.add(msg)
+        warnings.warn(ResultsWarning(msg), stacklevel=4)
+
+
+def _shown_path(state: _Views, path: str) -> str:
+    """A file's path for messages: under ROOT as ROOT shows it."""
+    return state.shown.rstrip("/") + path[len(state.base):] if path.startswith(state.base) else path
+
+
+# ---- the sources -------------------------------------------------------------------------------
+def _read_tables(state: _Views, infos: list, problem=None) -> list:
+    """pyarrow Tables of `infos` (in order, read in parallel); a file that cannot be read, or whose
+    table `problem` rejects, is warned about and left out. A vanished file raises FileNotFoundError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def read(i):
+        try:
+            t = pq.read_table(i.path, filesystem=state.fs)
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, OSError, ValueError) as e:
+            if not storage.exists(state.fs, i.path):
+                raise FileNotFoundError(i.path) from None
+            return None, f"not a readable Parquet file ({one_line(e)})"
+        return t, (problem(t) if problem else None)
+
+    if not infos:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(min(16, len(infos))) as ex:
+        got = list(ex.map(read, infos))
+    out = []
+    for i, (t, p) in zip(infos, got):
+        if p is not None:
+            _warn(state, i.path, p)
+        else:
+            out.append(t)
+    return out
+
+
+def _metrics_source(con, state: _Views, infos: list) -> str:
+    """Register the `metrics` view's sources for these files and return its SQL."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    infos = _check(state, infos)
+    by_folder: dict[str, list] = {}
+    for i in infos:
+        by_folder.setdefault(_folder(i), []).append(i)
+
+    def mixed(files) -> bool:   # can hold the same key twice
+        names = [_fname(f) for f in files]
+        return ("final.parquet" in names and any(n.startswith("epoch_") for n in names)) or \
+            any(n.startswith(EXTRA_KINDS) for n in names)
+
+    plain = [f for fs_ in by_folder.values() if not mixed(fs_) for f in fs_]
+    dup = [fs_ for fs_ in by_folder.values() if mixed(fs_)]
     parts = []
-    if finals:
-        parts.append(_conformed(src("final.parquet", "final.parquet"), positions))
-    if epoch_dirs:
-        ep = _conformed(src("epoch_", "epoch_*.parquet"), positions)
-        overlap = sorted(finals & epoch_dirs)
-        if overlap:
-            lst = "[" + ", ".join(sql_literal(str(d / "final.parquet")) for d in overlap) + "]"
-            ep = (f"SELECT {', '.join('e.' + c for c in cols)} FROM ({ep}) e "
-                  f"ANTI JOIN ({_conformed(lst)}) f USING ({key})")
-        parts.append(ep)
-    training = "\nUNION ALL\n".join(parts)
-    kinds = [k for k in EXTRA_KINDS if any(f.name.startswith(k) for f in files)]
-    if not kinds:
-        return training
-    extras = " UNION ALL ".join(_conformed(src(k, f"{k}*.parquet"), positions) for k in kinds)
+    if plain:
+        con.register("_metrics_plain", ds.dataset([i.path for i in plain], schema=METRIC_SCHEMA,
+                                                  format="parquet", filesystem=state.fs))
+        cols = ", ".join("coalesce(protocol, '') AS protocol" if c == "protocol" else c for c in METRIC_SCHEMA.names)
+        parts.append(f"SELECT {cols} FROM _metrics_plain")
+    if dup:
+        tables = [dedup_table(pa.concat_tables([conform_metrics(t) for t in _read_tables(state, files)]
+                                               or [METRIC_SCHEMA.empty_table()])) for files in dup]
+        con.register("_metrics_dedup", pa.concat_tables(tables))
+        parts.append("SELECT * FROM _metrics_dedup")
     if not parts:
-        return extras
-    training = (f"SELECT {', '.join('t.' + c for c in cols)} FROM ({training}) t "
-                f"ANTI JOIN ({extras}) x USING ({key})")
-    return f"{training}\nUNION ALL\n{extras}"
+        con.register("_metrics_dedup", METRIC_SCHEMA.empty_table())
+        return "SELECT * FROM _metrics_dedup"
+    return "\nUNION ALL\n".join(parts)
 
 
-def trials_sql(root: Path, positions: bool = False) -> str:
-    """The `trials` relation: of a trial's rows (the compacted all-trials.parquet and a later
-    per-trial rewrite) the newest `updated` wins; a tie goes to the first file by name."""
-    pos = ", NULL::VARCHAR AS _file, NULL::BIGINT AS _row" if positions else ""
-    if not _files(root, "trials"):
-        return ("SELECT NULL::VARCHAR AS sweep, NULL::VARCHAR AS trial_id, NULL::VARCHAR AS status, "
-                f"NULL::BIGINT AS epochs_done{pos} WHERE false")
-    pos = ", filename AS _file, file_row_number AS _row" if positions else ""
-    src = _read(sql_literal(str(root / "parquet" / "trials" / "*.parquet")), positions=True)
-    return (f"SELECT * EXCLUDE (filename, file_row_number){pos} FROM {src} QUALIFY row_number() OVER "
-            "(PARTITION BY sweep, trial_id ORDER BY updated DESC, filename, file_row_number) = 1")
+def _trials_source(con, state: _Views, infos: list) -> str:
+    import pyarrow as pa
+
+    def problem(t) -> str | None:
+        missing = [c for c in _TRIAL_MIN if c not in t.column_names]
+        return f"not an rlp_tune trials file (no column {', '.join(missing)})" if missing else None
+
+    tables = [t if "updated" in t.column_names else t.append_column("updated", pa.nulls(t.num_rows, pa.float64()))
+              for t in _read_tables(state, infos, problem)]
+    if tables:
+        try:
+            table = merged_trials(tables)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise ResultsError(f"{state.shown}: trial rows whose columns do not agree ({one_line(e)})") from None
+    else:
+        table = pa.table({"sweep": pa.array([], pa.string()), "trial_id": pa.array([], pa.string()),
+                          "status": pa.array([], pa.string()), "epochs_done": pa.array([], pa.int64()),
+                          "updated": pa.array([], pa.float64())})
+    con.register("_trials", table)
+    return "SELECT * FROM _trials"
 
 
 def _layout(state: _Views) -> tuple:
-    """What the views' SQL depends on: which trial folders hold which kinds of file (one trial:
-    its file names, since its view lists them)."""
-    r, out = state.root, []
-    if "metrics" in state.views:
-        files = _files(r, "metrics", state.trial)
-        if state.trial is not None:
-            out.append(tuple(f.name for f in files))
-        else:
-            finals = frozenset(f.parent.name for f in files if f.name == "final.parquet")
-            epochs = frozenset(f.parent.name for f in files if f.name.startswith("epoch_"))
-            extras = frozenset(f.name.partition("epoch_")[0] for f in files if f.name.startswith(EXTRA_KINDS))
-            out += [bool(finals), bool(epochs), finals & epochs, extras]
-    if "trials" in state.views:
-        out.append(bool(_files(r, "trials")))
-    return tuple(out)
+    metrics, trials = _listing(state.fs, state.base, state.trial)
+    return (tuple((i.path, i.size, i.mtime_ns) for i in metrics) if "metrics" in state.views else (),
+            tuple((i.path, i.size, i.mtime_ns) for i in trials) if "trials" in state.views else (),
+            metrics, trials)
 
 
-def _make_views(con, state: _Views) -> None:
+def _make_views(con, state: _Views, layout: tuple) -> None:
+    metrics, trials = layout[2], layout[3]
     if "metrics" in state.views:
-        con.execute(f"CREATE OR REPLACE VIEW metrics AS {metrics_sql(state.root, state.trial, state.positions)}")
+        con.execute(f"CREATE OR REPLACE VIEW metrics AS {_metrics_source(con, state, metrics)}")
     if "trials" in state.views:
-        con.execute(f"CREATE OR REPLACE VIEW trials AS {trials_sql(state.root, state.positions)}")
+        con.execute(f"CREATE OR REPLACE VIEW trials AS {_trials_source(con, state, trials)}")
 
 
 # ---- the connection --------------------------------------------------------------------------
-def _sandbox(con, r: Path) -> None:
-    """Files only under ROOT, no extensions, no attached databases (`connect` locks the settings
-    once the views exist: a query cannot undo this)."""
-    con.execute(f"SET allowed_directories = [{sql_literal(str(r) + '/')}]")
+def _sandbox(con) -> None:
+    """DuckDB opens no file at all (the views' data comes through pyarrow.fs), loads no extension and
+    scans no Python variable; `connect` locks the settings once the views exist, so a query cannot
+    undo this."""
     con.execute("SET enable_external_access = false")
+    con.execute("SET python_enable_replacements = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
 
 
 def connect(root: str | Path, *, live: bool = True, trial: str | None = None,
-            views: tuple[str, ...] = VIEWS, positions: bool = False):
-    """A sandboxed DuckDB connection over ROOT with the views `views` (of "metrics", "trials").
+            views: tuple[str, ...] = VIEWS):
+    """A sandboxed DuckDB connection over ROOT (a folder or a URI) with the views `views` (of
+    "metrics", "trials").
 
-    live: re-list the files before each query (through `fetch`) and remake the views when the
-    layout changed — for a sweep that is still running; one-shot readers pass False and rely on the
-    retry alone. The views re-read the files at every query. `trial`: the `metrics` view over that
-    one trial's folder. `positions`: the views carry `_file` and `_row` (where a row was read from).
+    live: re-list the files before each query (through `fetch`) and rebuild the views when they
+    changed — for a sweep that is still running; one-shot readers pass False and rely on the retry
+    alone. `trial`: the `metrics` view over that one trial's folder.
     """
     import duckdb
 
-    r = _root(root)
+    fs, base, shown = _open(root)
     con = duckdb.connect()
-    _sandbox(con, r)
+    _sandbox(con)
     con.execute("SET enable_progress_bar = false")
-    # footers read when a view binds are reused by the scans that follow (1000s of small files)
-    con.execute("SET parquet_metadata_cache = true")
-    # views bind (and read every file's schema) when made: fetch makes them, so a bad file is named
-    _STATE[con] = _Views(root=r, live=live, trial=trial, views=tuple(views), positions=positions)
+    _STATE[con] = _Views(fs=fs, base=base, shown=shown, live=live, trial=trial, views=tuple(views))
     fetch(con, "SELECT 1", "none")     # layout None → fetch lists the files and makes the views
     con.execute("SET lock_configuration = true")
     return con
@@ -257,10 +328,10 @@ def fetch(con, sql, kind: str = "df", params: Any = None):
     """Run `sql` (a string, or a callable making it afresh for a retry) and fetch the result as 'df'
     (pandas), 'arrow', 'rows' or 'none'.
 
-    On connections from `connect`, the views are remade first if the file layout changed (a trial
+    On connections from `connect`, the views are rebuilt first if the files changed (a trial
     compacted, a new trial started). A file that vanished between listing and reading (a sweep still
-    running) → the views are remade and the query retried once; a file that cannot be read →
-    ResultsError naming it; a parse / bind error → QueryError (one line).
+    running) → the views are rebuilt and the query retried once; a parse / bind error → QueryError
+    (one line); any other failure → ResultsError (one line).
     """
     import duckdb
 
@@ -269,8 +340,8 @@ def fetch(con, sql, kind: str = "df", params: Any = None):
         try:
             if state is not None and (state.live or state.layout is None):
                 layout = _layout(state)
-                if layout != state.layout:
-                    _make_views(con, state)
+                if state.layout is None or layout[:2] != state.layout[:2]:
+                    _make_views(con, state, layout)
                     state.layout = layout
             text = sql() if callable(sql) else sql
             # con.sql runs statements without a result (CREATE, SET) at once and returns None
@@ -288,26 +359,20 @@ def fetch(con, sql, kind: str = "df", params: Any = None):
                 return rel.fetchall()
             raise ValueError(f"kind: {kind!r}")
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
-            bad = find_bad_file(state.root) if state and isinstance(e, duckdb.BinderException) else None
-            if bad:   # a results file without a column the views need, not the user's SQL
-                raise ResultsError(bad) from None
             raise QueryError(f"query failed: {one_line(e)}") from None
         except duckdb.PermissionException as e:
-            raise QueryError(f"query: outside the results folder or not read-only: {one_line(e)}") from None
-        except duckdb.Error as e:
-            if attempt == 0 and _vanished(e):
-                time.sleep(0.05)
-                if state is not None:
-                    state.layout = None  # force new views on the retry
-                continue
-            root = state.root if state else None
-            bad = find_bad_file(root)
-            if bad:
-                raise ResultsError(bad) from None
-            if _vanished(e):  # vanished twice: the sweep is churning; say so
-                raise ResultsError(f"{root}: results files changed while reading, twice; try again "
+            raise QueryError(f"query: only the views of the results can be read: {one_line(e)}") from None
+        except (duckdb.Error, FileNotFoundError, OSError) as e:
+            shown = state.shown if state else "results"
+            if _vanished(e):
+                if attempt == 0:
+                    time.sleep(0.05)
+                    if state is not None:
+                        state.layout = None  # force new views on the retry
+                    continue
+                raise ResultsError(f"{shown}: results files changed while reading, twice; try again "
                                    f"({one_line(e)})") from None
-            raise ResultsError(f"{root}: query over the results failed: {one_line(e)}") from None
+            raise ResultsError(f"{shown}: query over the results failed: {one_line(e)}") from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -318,61 +383,37 @@ def one_line(e: Exception) -> str:
 
 
 def _vanished(e: Exception) -> bool:
+    if isinstance(e, FileNotFoundError):
+        return True
     msg = str(e).lower()
-    return ("no such file" in msg or "no files found" in msg or "cannot open file" in msg
-            or "could not open file" in msg or "does not exist" in msg)
-
-
-def find_bad_file(root: str | Path | None) -> str | None:
-    """'<file>: not a readable Parquet file (<reason>)' for the first unreadable file under
-    ROOT/parquet, or None when every file reads (files that vanish meanwhile are skipped)."""
-    if root is None:
-        return None
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    r = Path(root)
-    need = {"metrics": (set(METRIC_KEY) - {"protocol"}) | {"value"}, "trials": {"sweep", "trial_id"}}  # v1: no protocol
-    for kind in ("metrics", "trials"):
-        for f in _files(r, kind):
-            try:
-                names = set(pq.read_table(f).column_names)
-            except FileNotFoundError:
-                continue
-            except (pa.ArrowException, OSError, ValueError) as e:
-                if not f.exists():
-                    continue
-                return f"{f}: not a readable Parquet file ({one_line(e)})"
-            missing = sorted(need[kind] - names)
-            if missing:
-                return f"{f}: not an rlp_tune {kind} file (no column {', '.join(missing)})"
-    return None
+    return ("no such file" in msg or "path does not exist" in msg or "nosuchkey" in msg
+            or "not found" in msg and "key" in msg)
 
 
 # ---- the Python API --------------------------------------------------------------------------
-def local_root(root: str | Path) -> Path:
-    """ROOT as a local path; a remote root (storage.is_remote) → ResultsError (DuckDB reads local folders)."""
-    if is_remote(root):
-        raise ResultsError(f"{root}: only local results folders can be read (copy or mount it first)")
-    return Path(root)
-
-
-def _view_rows(root: Path, view: str, order: str, trial: str | None = None):
+def _view_rows(root, view: str, order: str, trial: str | None = None):
     """Every row of `view` over ROOT in `order` (a pyarrow Table), on a connection of its own."""
-    con = connect(root, live=False, trial=trial, views=(view,), positions=True)
+    con = connect(root, live=False, trial=trial, views=(view,))
     try:
-        return fetch(con, f"SELECT * EXCLUDE (_file, _row) FROM {view} ORDER BY {order}", "arrow")
+        return fetch(con, f"SELECT * FROM {view} ORDER BY {order}", "arrow")
     finally:
         con.close()
 
 
+def _has_results(root) -> bool:
+    try:
+        fs, base, _ = _open(root)
+    except ResultsError:
+        return False
+    return storage.is_dir(fs, f"{base}/parquet")
+
+
 def read_metrics_table(root: str | Path, trial_id: str | None = None):
     """Every metric row under ROOT (or one trial's) as a pyarrow Table of METRIC_SCHEMA: the
-    `metrics` view (duplicate keys dropped), rows in file order; empty when there are none."""
-    r = local_root(root)
-    if not _files(r, "metrics", trial_id):
+    `metrics` view (duplicate keys dropped), ordered by the key; empty when there are none."""
+    if not _has_results(root):
         return METRIC_SCHEMA.empty_table()
-    return _view_rows(r, "metrics", _METRICS_ORDER, trial_id).select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA)
+    return _view_rows(root, "metrics", _METRICS_ORDER, trial_id).select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA)
 
 
 def read_metrics(root: str | Path):
@@ -390,7 +431,9 @@ def read_trials(root: str | Path):
     status, epochs_done, ...), newest `updated` first; empty (sweep, trial_id, status, epochs_done)
     when there are none."""
     import pandas as pd
-    r = local_root(root)
-    if not _files(r, "trials"):
+    if not _has_results(root):
         return pd.DataFrame(columns=["sweep", "trial_id", "status", "epochs_done"])
-    return _view_rows(r, "trials", _TRIALS_ORDER).to_pandas()
+    t = _view_rows(root, "trials", _TRIALS_ORDER)
+    if t.num_rows == 0:
+        return pd.DataFrame(columns=["sweep", "trial_id", "status", "epochs_done"])
+    return t.to_pandas()

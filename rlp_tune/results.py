@@ -259,20 +259,14 @@ TRIALS_COMPACT_OLD = "_all.parquet"
 COMPACTED = (TRIALS_COMPACT, TRIALS_COMPACT_OLD)
 
 
-def _trial_files(root: str | Path) -> list[Path]:
-    d = Path(root) / "parquet" / "trials"
-    return sorted(d.glob("*.parquet")) if d.is_dir() else []
+def _trial_files(fs, base: str) -> list[str]:
+    return [f for f in storage.list_files(fs, f"{base}/parquet/trials") if f.endswith(".parquet")]
 
 
-def merged_trials(files: list[Path]) -> pa.Table:
-    """The trial rows of `files`, one per trial: of a trial's rows (compacted file + a later
-    per-trial rewrite) the newest `updated` wins (the rule of the `trials` view in reader.py)."""
-    tables = []
-    for f in files:
-        try:
-            tables.append(pq.read_table(f))
-        except (pa.ArrowInvalid, OSError) as e:
-            raise ResultsError(f"{f}: not a readable Parquet file ({e})") from None
+def merged_trials(tables: list[pa.Table]) -> pa.Table:
+    """Trial rows (tables in file order), one per trial: of a trial's rows (compacted file + a later
+    per-trial rewrite) the newest `updated` wins, a tie going to the earlier file — the rule of the
+    `trials` view (rlp_tune/reader.py reads through this function)."""
     t = pa.concat_tables(tables, promote_options="permissive")
     if t.num_rows < 2:
         return t
@@ -287,13 +281,22 @@ def merged_trials(files: list[Path]) -> pa.Table:
 def compact_trials(root: str | Path) -> int:
     """Merge a finished sweep's one-row trials/<id>.parquet files into trials/all-trials.parquet
     (atomic), then remove them: readers open one file instead of thousands. A trial that later
-    rewrites its own file (a resume) wins over its compacted row (readers keep the newest `updated`)."""
-    every = _trial_files(root)
-    files = [f for f in every if f.name != TRIALS_COMPACT]
+    rewrites its own file (a resume) wins over its compacted row (readers keep the newest `updated`).
+    ROOT: a folder or a URI (storage.filesystem)."""
+    fs, base = storage.filesystem(root)
+    base = base.rstrip("/")
+    every = _trial_files(fs, base)
+    files = [f for f in every if f.rpartition("/")[2] != TRIALS_COMPACT]
     if not files:
         return 0
-    t = merged_trials(every)
-    atomic_write_table(t, str(Path(root) / "parquet" / "trials" / TRIALS_COMPACT))
+    tables = []
+    for f in every:
+        try:
+            tables.append(pq.read_table(f, filesystem=fs))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ResultsError(f"{storage.display(root)}/parquet/trials/{f.rpartition('/')[2]}: "
+                               f"not a readable Parquet file ({e})") from None
+    atomic_write_table(merged_trials(tables), f"{base}/parquet/trials/{TRIALS_COMPACT}", fs)
     for f in files:
-        f.unlink()
+        fs.delete_file(f)
     return len(files)

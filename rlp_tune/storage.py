@@ -5,9 +5,11 @@
     is_remote("gs://b/x") -> True             # the one test for what only works on a local folder
 
 `pyarrow.fs.FileSystem.from_uri` returns a LocalFileSystem for an absolute plain path, so the writer
-has one code path for both; a relative path is made absolute first (from_uri needs a scheme or an
-absolute path). Where behaviour really differs (DuckDB reads local folders only, Tune's tuner.pkl,
-the driver marker), callers ask `is_remote`.
+and the reader (rlp_tune/reader.py) have one code path for both; a relative path is made absolute
+first (from_uri needs a scheme or an absolute path). Where behaviour really differs (Tune's local
+files, the driver marker), callers ask `is_remote`. Credentials come from the environment (AWS_*,
+GOOGLE_APPLICATION_CREDENTIALS, an instance role) as pyarrow reads them; `display` keeps any that a
+URI carries out of messages.
 """
 from __future__ import annotations
 
@@ -36,3 +38,56 @@ def list_files(fs, folder: str) -> list[str]:
     from pyarrow import fs as pafs
     infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
     return sorted(i.path for i in infos if i.type == pafs.FileType.File)
+
+
+def list_tree(fs, folder: str) -> list:
+    """FileInfo of every plain file under `folder`, recursively (one LIST on an object store; empty
+    if the folder does not exist)."""
+    from pyarrow import fs as pafs
+    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+    return [i for i in infos if i.type == pafs.FileType.File]
+
+
+def is_dir(fs, path: str) -> bool:
+    from pyarrow import fs as pafs
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def read_text(root: str | os.PathLike, name: str) -> str | None:
+    """The text of ROOT/name (a folder or a URI), or None when there is no such file."""
+    fs, base = filesystem(root)
+    path = f"{base.rstrip('/')}/{name}"
+    if not exists(fs, path):
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read().decode("utf-8", errors="replace")
+
+
+def display(root: str | os.PathLike) -> str:
+    """ROOT for messages: a URI loses any user:password@ and ?query part (credentials are never printed)."""
+    r = str(root)
+    if not is_remote(r):
+        return r
+    scheme, _, rest = r.partition("://")
+    rest = rest.split("?", 1)[0]
+    host, sep, path = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{sep}{path}"
+
+
+def name(root: str | os.PathLike) -> str:
+    """The last part of ROOT's path (a sweep's name), for a folder or a URI."""
+    return display(root).rstrip("/").rpartition("/")[2]
+
+
+def write_text(root: str | os.PathLike, name: str, text: str) -> None:
+    """Write ROOT/name whole, so that a reader (or a kill) never sees half of it: a temporary file in
+    ROOT/.tmp/ renamed into place (one PUT on an object store, which is atomic there)."""
+    import uuid
+    fs, base = filesystem(root)
+    base = base.rstrip("/")
+    path = f"{base}/{name}"
+    tmp = f"{base}/.tmp/{name.replace('/', '_')}.tmp-{uuid.uuid4().hex[:8]}"
+    fs.create_dir(f"{base}/.tmp", recursive=True)
+    with fs.open_output_stream(tmp) as f:
+        f.write(text.encode("utf-8"))
+    fs.move(tmp, path)

@@ -19,3 +19,14 @@ def tiny_cfg():
         "rlp.n": 16, "rlp.heads": 1, "optim.lr": 0.05, "run.epochs": 2, "run.batch_size": 128,
         "run.device": "cpu",
     })
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 endpoint on 127.0.0.1 (moto's server, tests/s3server.py) that pyarrow — and a Ray
+    trial process started afterwards — reach through AWS_ENDPOINT_URL. Yields a function making a
+    fresh bucket: `s3_endpoint()` -> "s3://<bucket>"."""
+    pytest.importorskip("moto")
+    import s3server
+    with s3server.running() as bucket:
+        yield bucket

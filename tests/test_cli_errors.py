@@ -163,11 +163,9 @@ CASES = {
     "query_attach": (["query", f"{W}/run", f"ATTACH '{W}/run/x.db'"], ["only SELECT", "ATTACH"]),
     "query_two_statements": (["query", f"{W}/run", "SELECT 1; SELECT 2"], ["one SELECT statement"]),
     "query_read_csv_outside": (["query", f"{W}/run", "SELECT * FROM read_csv('/etc/passwd')"],
-                               ["outside the results folder", "/etc/passwd"]),
-    "query_glob_outside": (["query", f"{W}/run", "SELECT * FROM glob('/root/*')"], ["outside the results folder"]),
+                               ["only the views of the results", "/etc/passwd"]),
+    "query_glob_outside": (["query", f"{W}/run", "SELECT * FROM glob('/root/*')"], ["only the views of the results"]),
     "query_set": (["query", f"{W}/run", "SET enable_external_access = true"], ["only SELECT"]),
-    "metrics_file_missing_column": (["query", f"{W}/nocol", "SELECT count(*) FROM metrics"],
-                                    ["final.parquet", "no column value"]),
     # probes
     "probe_unknown": (["probe", f"{W}/run", "--probes", "knnn"], ["--probes", "knnn"]),
     "probe_epochs_not_numbers": (["probe", f"{W}/run", "--epochs", "1,x"], ["--epochs", "'1,x'"]),
@@ -210,6 +208,20 @@ def test_bad_input_is_one_line_exit_2_nothing_left(case, ws, capsys):
     assert_one_line_error(rc, err, *needles)
     assert snapshot(ws) == before                       # nothing made, nothing rewritten
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+@pytest.mark.parametrize("cmd", [["query", "SELECT count(*) AS n FROM trials"], ["analyze"]])
+def test_a_results_file_left_out_is_named_and_exits_4(cmd, ws, capsys):
+    """A metrics file without its `value` column (ws/nocol's only trial): named in one line, left
+    out, the command still answers from the rest (the trial's row), exit 4 (LEFT_OUT_EXIT);
+    nothing is touched."""
+    before = snapshot(ws)
+    rc, err = run_cli([cmd[0], str(ws / "nocol")] + cmd[1:], capsys)
+    lines = err.strip().splitlines()
+    assert rc == 4, err
+    assert "final.parquet" in lines[0] and "no column value" in lines[0] and "left out" in lines[0]
+    assert lines[-1].startswith("rlp-tune: 1 results file(s) left out") and "Traceback" not in err
+    assert snapshot(ws) == before
 
 
 def test_documented_comma_list_of_numbers_works():

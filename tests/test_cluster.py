@@ -145,7 +145,7 @@ def test_restorable_needs_a_trial_in_the_newest_state(tmp_path):
 
 
 def test_space_of_a_uri_sweep_folder(tmp_path):
-    from rlp_tune.tune.sweep import space_path
+    from rlp_tune.tune.space import space_path
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "space.toml").write_text("# stored\n")
     local = space_path(f"file://{tmp_path}/s")

@@ -1,6 +1,8 @@
 """The one reader (rlp_tune/reader.py): the Python API's frames are the DuckDB views, and equal what
 the writer's own pyarrow rules (results.dedup_table, compact_trials) make of the same files —
-rows, order and dtypes — on a folder holding every layout a sweep leaves behind.
+rows and dtypes — on a folder holding every layout a sweep leaves behind, and on the same folder in
+an object store (a real S3 endpoint: moto's server on 127.0.0.1). A file that is not what it should
+be is named and left out; the rest is read.
 
     pytest tests/test_reader.py -q
 """
@@ -18,8 +20,8 @@ import pytest
 
 from rlp_tune import reader
 from rlp_tune.reader import read_metrics, read_metrics_table, read_trial_metrics, read_trials
-from rlp_tune.results import (METRIC_SCHEMA, ResultsError, ResultWriter, merged_trials, compact_trials,
-                              conform_metrics, dedup_table)
+from rlp_tune.results import (METRIC_KEY, METRIC_SCHEMA, ResultsError, ResultWriter, merged_trials,
+                              compact_trials, conform_metrics, dedup_table)
 
 NAN = float("nan")
 
@@ -71,17 +73,19 @@ def folder(tmp_path):
     return root
 
 
-def _pyarrow_metrics(files: list[Path]) -> pa.Table:
-    """The writer's rule over `files` in Path order: later files win (results.dedup_table)."""
-    return dedup_table(pa.concat_tables([conform_metrics(pq.read_table(f)) for f in files]))
+def _pyarrow_metrics(files: list[Path]) -> pd.DataFrame:
+    """The writer's rule over `files` in Path order: later files win (results.dedup_table); rows
+    ordered by the key, as the reader returns them."""
+    t = dedup_table(pa.concat_tables([conform_metrics(pq.read_table(f)) for f in files]))
+    return t.sort_by([(k, "ascending") for k in METRIC_KEY]).to_pandas()
 
 
 def test_metrics_equal_the_writers_dedup_rows_order_and_dtypes(folder):
     m = read_metrics(folder)
-    ref = _pyarrow_metrics(sorted((folder / "parquet/metrics").glob("*/*.parquet"))).to_pandas()
+    ref = _pyarrow_metrics(sorted((folder / "parquet/metrics").glob("*/*.parquet")))
     pd.testing.assert_frame_equal(m, ref)                       # same rows, same order, same dtypes
     assert list(m.columns) == METRIC_SCHEMA.names
-    assert list(dict.fromkeys(m.trial_id)) == ["t1", "t1-b", "t2", "t3", "t4"]   # folder order
+    assert list(dict.fromkeys(m.trial_id)) == ["t1", "t1-b", "t2", "t3", "t4"]   # key order
     assert len(m[m.trial_id == "t1-b"]) == 3 * 4                # epoch files 2, 3 duplicated in final: once
     t3 = m[(m.trial_id == "t3") & (m.epoch == 2) & (m.split == "test")]
     assert t3.set_index("metric").value["acc"] == 0.77          # the probe's row won over the trainer's
@@ -95,7 +99,7 @@ def test_metrics_equal_the_writers_dedup_rows_order_and_dtypes(folder):
 def test_one_trials_metrics(folder):
     for tid in ("t1-b", "t3"):
         got = read_trial_metrics(folder, tid)
-        ref = _pyarrow_metrics(sorted((folder / "parquet/metrics" / tid).glob("*.parquet"))).to_pandas()
+        ref = _pyarrow_metrics(sorted((folder / "parquet/metrics" / tid).glob("*.parquet")))
         pd.testing.assert_frame_equal(got, ref)
         assert set(got.trial_id) == {tid}
     none = read_trial_metrics(folder, "t[1]")                   # a name, not a glob: no such trial
@@ -106,27 +110,83 @@ def test_trials_newest_row_wins_in_updated_order(folder):
     tr = read_trials(folder)
     files = sorted((folder / "parquet/trials").glob("*.parquet"))
     assert [f.name for f in files] == ["all-trials.parquet", "t2.parquet"]
-    pd.testing.assert_frame_equal(tr, merged_trials(files).to_pandas())
+    pd.testing.assert_frame_equal(tr, merged_trials([pq.read_table(f) for f in files]).to_pandas())
     assert tr.trial_id.tolist() == ["t2", "t3", "t1-b", "t1"]     # newest `updated` first
     assert tr.set_index("trial_id").status["t2"] == "TERMINATED"   # the rewrite, not the compacted RUNNING
 
 
-def test_empty_missing_and_remote_roots(tmp_path):
+def test_empty_and_missing_roots(tmp_path):
     assert read_metrics(tmp_path / "nope").empty and list(read_metrics(tmp_path).columns) == METRIC_SCHEMA.names
     tr = read_trials(tmp_path / "nope")
     assert tr.empty and list(tr.columns) == ["sweep", "trial_id", "status", "epochs_done"]
-    for f in (read_metrics, read_trials):
-        with pytest.raises(ResultsError, match="only local results folders"):
-            f("s3://bucket/sweep")
+    with pytest.raises(ResultsError, match="results folder not found"):
+        reader.connect(tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ResultsError, match="results folder not found"):
+        reader.require_results(tmp_path / "file")
+
+
+def test_an_object_store_reads_as_the_folder(folder, s3_endpoint):
+    """The same files in a bucket: every reader gives the same frames, through pyarrow.fs (DuckDB
+    itself opens no file: no extension, no download)."""
+    from s3server import upload
+    uri = s3_endpoint() + "/sweeps/s"
+    upload(folder, uri)
+    pd.testing.assert_frame_equal(read_metrics(uri), read_metrics(folder))
+    pd.testing.assert_frame_equal(read_trials(uri), read_trials(folder))
+    pd.testing.assert_frame_equal(read_trial_metrics(uri, "t1-b"), read_trial_metrics(folder, "t1-b"))
+    con = reader.connect(uri)
+    assert reader.fetch(con, "SELECT count(DISTINCT trial_id) FROM metrics", "rows") == [(5,)]
+    with pytest.raises(reader.QueryError, match="only the views"):
+        reader.fetch(con, f"SELECT * FROM read_parquet('{folder}/parquet/trials/t2.parquet')", "rows")
+
+
+def test_credentials_in_a_uri_are_never_printed():
+    from rlp_tune import storage
+    assert storage.display("s3://AKIA:s3cr3t@bucket/x/y?region=eu") == "s3://bucket/x/y"
+    assert storage.display("/a/b") == "/a/b" and storage.name("gs://b/sweeps/demo/") == "demo"
+
+
+def _left_out(folder, bad: Path, read):
+    """`read(folder)` with one bad file: the file is named in one ResultsWarning, the rest is read."""
+    with pytest.warns(reader.ResultsWarning) as rec:
+        got = read(folder)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, reader.ResultsWarning)]
+    assert len(msgs) == 1 and str(bad) in msgs[0] and "\n" not in msgs[0] and "left out" in msgs[0]
+    return got
 
 
 @pytest.mark.parametrize("which", ["metrics", "trials"])
-def test_a_corrupt_file_is_named(folder, which):
+def test_a_corrupt_file_is_named_and_left_out(folder, which):
     bad = folder / ("parquet/metrics/t2/epoch_00001.parquet" if which == "metrics" else "parquet/trials/t2.parquet")
     bad.write_bytes(bad.read_bytes()[:100])
-    with pytest.raises(ResultsError) as ei:
-        (read_metrics if which == "metrics" else read_trials)(folder)
-    assert str(bad) in str(ei.value) and "\n" not in str(ei.value)
+    got = _left_out(folder, bad, read_metrics if which == "metrics" else read_trials)
+    if which == "metrics":
+        assert set(got.trial_id) == {"t1", "t1-b", "t2", "t3", "t4"} and set(got[got.trial_id == "t2"].epoch) == {2}
+    else:   # t2's own (newer) row is gone: its compacted row stands
+        assert got.set_index("trial_id").status["t2"] == "RUNNING" and len(got) == 4
+
+
+def test_a_file_of_another_schema_is_named_not_dropped_silently(folder):
+    """A final.parquet replaced by another table (the silent-loss case: the old reader read its rows
+    as missing) and a metrics file whose `value` column holds strings."""
+    other = folder / "parquet/metrics/t1/final.parquet"
+    pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), other)
+    got = _left_out(folder, other, read_metrics)
+    assert "t1" not in set(got.trial_id) and {"t1-b", "t2", "t3", "t4"} <= set(got.trial_id)
+    t = pq.read_table(other.parent.parent / "t4/final.parquet")
+    strings = other.parent.parent / "t4/final.parquet"
+    pq.write_table(t.set_column(t.schema.get_field_index("value"), "value", pa.array(["0.4"])), strings)
+    with pytest.warns(reader.ResultsWarning, match="value is string, not double"):
+        got = read_metrics(folder)
+    assert "t4" not in set(got.trial_id)
+
+
+def test_a_folder_name_with_glob_characters(tmp_path):
+    """`[` in the results path is a name, not a pattern."""
+    root = tmp_path / "runs[1]" / "sweep*"
+    _trial(root, "t1", 2, compact=True)
+    assert len(read_metrics(root)) == 2 * 4 and read_trials(root).trial_id.tolist() == ["t1"]
 
 
 def test_files_vanishing_between_listing_and_reading(folder, monkeypatch):
@@ -136,8 +196,8 @@ def test_files_vanishing_between_listing_and_reading(folder, monkeypatch):
     before = read_trial_metrics(folder, "t2")
     real, calls = reader._make_views, []
 
-    def make_then_compact(con, state):
-        real(con, state)
+    def make_then_compact(con, state, layout):
+        real(con, state, layout)
         if not calls:
             ResultWriter(folder, "s", "t2").compact()
         calls.append(1)
@@ -150,9 +210,11 @@ def test_files_vanishing_between_listing_and_reading(folder, monkeypatch):
                                   after.sort_values(key).reset_index(drop=True))
 
 
-def test_status_on_a_remote_root(tmp_path):
-    """`rlp-tune status` names the limit on an object store; the sweep's closing table has no rows."""
-    from rlp_tune.tune.status import format_status, trial_table
-    assert trial_table("s3://bucket/sweep", "test.acc") == []
-    with pytest.raises(ResultsError, match="only local results folders"):
-        format_status("s3://bucket/sweep", "test.acc", "max", [])
+def test_status_on_an_object_store(folder, s3_endpoint):
+    """`rlp-tune status` on a bucket shows what it shows on the same folder."""
+    from s3server import upload
+    from rlp_tune.tune.status import format_status
+    uri = s3_endpoint() + "/sweeps/s"
+    upload(folder, uri)
+    local = format_status(str(folder), "test.acc", "max", ["rlp.lam"])
+    assert format_status(uri, "test.acc", "max", ["rlp.lam"]) == local and "t1-b" in local

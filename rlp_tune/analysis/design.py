@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import storage
 from .tables import IDENTITY_KEYS
 
 LAM = "rlp.lam"
@@ -42,12 +43,10 @@ class Design:
 
 
 def _space(root: str | Path) -> dict | None:
-    p = Path(root) / "space.toml"
-    if not p.is_file():
-        return None
     try:
-        return tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        text = storage.read_text(root, "space.toml")
+        return tomllib.loads(text) if text is not None else None
+    except (tomllib.TOMLDecodeError, OSError):
         return None
 
 

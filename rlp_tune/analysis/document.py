@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import storage
 from .design import LAM, Design, read_design
 from .evasion import Evasion, check_evasion
 from .fit_factors import (FACTOR_FITS, LOG_FACTORS, factor_curve, factor_lambda_levels, lam_text,
@@ -313,7 +314,7 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
         [c for c in varying if c in d.columns and c != LAM]
     cell_of = {tid: c.key for c in cells for tid in c.trial_ids} if design.cell_factors else {}
     return Analysis(
-        root=t.root, sweeps=sorted(map(str, d.sweep.dropna().unique())) if "sweep" in d else [],
+        root=storage.display(t.root), sweeps=sorted(map(str, d.sweep.dropna().unique())) if "sweep" in d else [],
         n_trials=int(len(d)), n_trials_with_metrics=int(d.final_epoch.notna().sum()),
         status={str(k): int(v) for k, v in d.status.value_counts().items()} if d.status.notna().any() else {},
         primary_layer=t.primary_layer, memorization_metric=t.memorization_metric, design=design, varying=var_info,

@@ -18,6 +18,7 @@ import math
 import re
 from pathlib import Path
 
+from .. import storage
 from .document import Analysis, analyze_tables
 from .findings import cell_findings, factor_findings, run_finding, tuning_finding
 from .figures import figure_infos
@@ -112,14 +113,14 @@ def _findings(a: Analysis) -> str:
     return "\n".join(out)
 
 
-def _config_section(root: Path, d, varying: list[str]) -> str:
-    p = root / "space.toml"
-    if p.is_file():
-        return f"<h3>Search space (space.toml)</h3><pre>{_e(p.read_text())}</pre>"
+def _config_section(root: str, d, varying: list[str]) -> str:
+    text = storage.read_text(root, "space.toml")
+    if text is not None:
+        return f"<h3>Search space (space.toml)</h3><pre>{_e(text)}</pre>"
     return f"<h3>Config</h3><p>swept: {_e(', '.join(varying) or 'nothing')}</p>"
 
 
-def _appendix(a: Analysis, root: Path) -> str:
+def _appendix(a: Analysis, root: str) -> str:
     out = ["<details><summary>Appendix: fitted parameters, trials and config</summary>"]
     out.append("<h3>Fits over all complete trials</h3>")
     out.append(_fit_table(list(a.fits.items())))
@@ -155,18 +156,19 @@ def _appendix(a: Analysis, root: Path) -> str:
 
 def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, seed: int = 0,
                  at_epoch: int | None = None) -> Path:
-    """Analyze ROOT and write OUT_DIR/index.html (self-contained) and analysis.json; returns the index path."""
-    root, out = Path(root), Path(out_dir)
+    """Analyze ROOT (a folder or a URI) and write OUT_DIR/index.html (self-contained) and
+    analysis.json; returns the index path."""
+    root, out = str(root), Path(out_dir)
     tables = load_tables(root, at_epoch=at_epoch)          # bad input fails here, before OUT is made
     out.mkdir(parents=True, exist_ok=True)
     a = analyze_tables(tables, n_boot=n_boot, seed=seed)
     (out / "analysis.json").write_text(json.dumps(a.to_dict(), indent=1))
     ct = a.curve_trials
     status = ", ".join(f"{k} {v}" for k, v in a.status.items()) or "no status"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>rlp_tune report: {_e(root.name)}</title>"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>rlp_tune report: {_e(storage.name(root))}</title>"
              f"<style>{CSS}</style></head><body>",
-             f"<h1>rlp_tune report: {_e(root.name)}</h1>",
-             f"<p class='muted'>{_e(root)} · design: {_e(a.design.kind)}"
+             f"<h1>rlp_tune report: {_e(storage.name(root))}</h1>",
+             f"<p class='muted'>{_e(storage.display(root))} · design: {_e(a.design.kind)}"
              + (f" (cells: {_e(', '.join(a.design.cell_factors))})" if a.design.cell_factors else "")
              + f" · {a.n_trials} trials ({_e(status)}); {ct['used']} complete trials in the curve fits"
              + (f", {ct['left_out']} left out (" + _e("; ".join(

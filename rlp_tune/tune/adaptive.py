@@ -36,7 +36,6 @@ from collections import Counter
 import numpy as np
 from ray.tune.search import Searcher
 
-from ..storage import is_remote
 from .cells import CellSearcher, norm_value
 from .space import ADAPTIVE_KEY, REPLICATE, SearchSpace
 
@@ -142,8 +141,6 @@ class AdaptiveSearcher(CellSearcher):
     def _parquet_evidence(self, saved, kind: str) -> dict[str, float]:
         """Final-epoch values (rand_acc, or the peak metric) of the saved trials that ran to the end,
         from ROOT/parquet/metrics."""
-        if is_remote(self.root):
-            return {}
         import pyarrow.compute as pc
 
         from ..reader import read_metrics_table

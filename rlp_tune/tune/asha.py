@@ -18,13 +18,9 @@ trial wrote its rung epoch, the driver died before deciding) is taken again duri
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-
-from ..storage import is_remote
 
 # trial_id,epoch per line. Not .json / .pkl: Tune copies the sweep folder's top-level .json/.pkl
 # files to its staging folder on restore and back on every save, which would bring back stale copies.
@@ -44,8 +40,9 @@ def rung_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[
 
 def read_stops(root: str) -> dict[str, int]:
     """trial_id → epoch at which the scheduler stopped it ({} when none, or the file is unreadable)."""
+    from .. import storage
     try:
-        lines = Path(root, SCHEDULER_FILE).read_text().splitlines()[1:]
+        lines = (storage.read_text(root, SCHEDULER_FILE) or "").splitlines()[1:]
         return {t: int(e) for t, _, e in (ln.partition(",") for ln in lines if ln.strip())}
     except (OSError, ValueError):
         return {}
@@ -105,11 +102,8 @@ def rebuild(root: str, metric: str, rungs: Rungs, max_t: int) -> dict[str, int]:
 
 
 def write_stops(root: str, stops: dict[str, int]) -> None:
-    from ..results import temp_name
-    path = str(Path(root, SCHEDULER_FILE))
-    tmp = temp_name(path)
-    Path(tmp).write_text("trial_id,epoch\n" + "".join(f"{t},{e}\n" for t, e in stops.items()))
-    os.replace(tmp, path)
+    from .. import storage
+    storage.write_text(root, SCHEDULER_FILE, "trial_id,epoch\n" + "".join(f"{t},{e}\n" for t, e in stops.items()))
 
 
 class RungScheduler(FIFOScheduler):
@@ -133,9 +127,8 @@ class RungScheduler(FIFOScheduler):
             c = self.cfg
             rungs = Rungs(rung_epochs(c["max_t"], c["grace_period"], c["reduction_factor"]), c["reduction_factor"],
                           1.0 if c["mode"] == "max" else -1.0)
-            local = not is_remote(c["root"])
-            stops = rebuild(c["root"], c["metric"], rungs, c["max_t"]) if local else {}
-            if local and stops != read_stops(c["root"]):
+            stops = rebuild(c["root"], c["metric"], rungs, c["max_t"])
+            if stops != read_stops(c["root"]):
                 write_stops(c["root"], stops)
             self._state = (rungs, stops)
         return self._state
@@ -152,8 +145,7 @@ class RungScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         if rungs.decide(trial.trial_id, int(epoch), value) and int(epoch) < self.cfg["max_t"]:
             stops[trial.trial_id] = int(epoch)
-            if not is_remote(self.cfg["root"]):
-                write_stops(self.cfg["root"], stops)   # before the stop takes effect: a kill cannot lose it
+            write_stops(self.cfg["root"], stops)   # before the stop takes effect: a kill cannot lose it
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 

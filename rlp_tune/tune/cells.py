@@ -18,7 +18,6 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from ..storage import is_remote
 from .space import REPLICATE, SearchSpace
 
 Point = tuple[tuple, int]      # (values of the grid keys, replicate seed index)
@@ -57,9 +56,7 @@ def saved_trials(root: str) -> dict[str, tuple[dict, str]] | None:
 
 
 def trial_rows(root: str, trial_ids) -> list[dict]:
-    """The Parquet trial rows (flat config, seed, status) of the given trials under a local ROOT."""
-    if is_remote(root):
-        return []
+    """The Parquet trial rows (flat config, seed, status) of the given trials under ROOT."""
     from ..reader import read_trials
     df = read_trials(root)
     if not len(df):

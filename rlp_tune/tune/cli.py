@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..storage import is_remote
 from .signals import StopRequest
-from .space import load_space, space_file
+from .space import SPACE_FILE, load_space, space_path
 
 
 def cmd_sweep(args) -> int:
@@ -28,8 +28,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    if not is_remote(args.target):
-        space_file(args.target)        # not a sweep folder: say so before importing Ray and torch
+    space_path(args.target)            # not a sweep folder: say so before importing Ray and torch
     stop = StopRequest().install()
     try:
         from .sweep import resume_sweep
@@ -39,13 +38,10 @@ def cmd_resume(args) -> int:
 
 
 def cmd_status(args) -> int:
-    if not is_remote(args.target):
-        space_file(args.target)
     from .status import format_status
-    from .sweep import expected_trials, space_path
-    space = load_space(space_path(args.target))
+    space = load_space(space_path(args.target))   # a folder or a URI; no Ray, no torch
     print(format_status(args.target, space.metric, space.mode, [d.key for d in space.search],
-                        expected=expected_trials(space)))
+                        expected=space.total_trials()))
     return 0
 
 
@@ -74,7 +70,6 @@ def fresh_sweep_dir(storage: str, name: str) -> None:
     from pathlib import Path
 
     from ..errors import UserError
-    from .sweep import SPACE_FILE
     if is_remote(storage):
         raise UserError(f"--fresh: {storage} is not a local folder; delete {storage}/{name} with your storage's tools")
     root = Path(storage) / name

@@ -134,13 +134,29 @@ class SearchSpace:
         return self.workers_per_trial * self.cpus_per_worker
 
 
-def space_file(root: str | Path) -> str:
-    """A local sweep folder's stored search space (ROOT/space.toml); SpaceError if there is none.
-    Cheap (no Ray, no torch): `resume` and `status` call it first."""
-    p = Path(root) / "space.toml"
-    if not p.is_file():
-        raise SpaceError(f"{root} is not a sweep folder (no space.toml)")
-    return str(p)
+SPACE_FILE = "space.toml"
+
+
+def space_path(root: str) -> str:
+    """A sweep folder's stored search space (ROOT/space.toml) as a local file: the file itself for a
+    folder, a temporary copy for a URI; SpaceError if there is none. Cheap (no Ray, no torch):
+    `resume` and `status` call it first."""
+    from .. import storage
+    if not storage.is_remote(root):
+        p = Path(root) / SPACE_FILE
+        if not p.is_file():
+            raise SpaceError(f"{root} is not a sweep folder (no {SPACE_FILE})")
+        return str(p)
+    import tempfile
+    try:
+        text = storage.read_text(root, SPACE_FILE)
+    except (OSError, ValueError) as e:    # unknown scheme, unreachable store, no credentials
+        raise SpaceError(f"{storage.display(root)}: cannot open it ({' '.join(str(e).split())})") from None
+    if text is None:
+        raise SpaceError(f"{storage.display(root)} is not a sweep folder (no {SPACE_FILE})")
+    local = Path(tempfile.mkdtemp(prefix="rlp_tune_space_")) / SPACE_FILE
+    local.write_text(text)
+    return str(local)
 
 
 def _err(key: str, msg: str) -> SpaceError:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import storage
 from ..storage import is_remote
 
 DRIVER_FILE = ".driver"   # JSON; not named .json (see asha.SCHEDULER_FILE)
@@ -35,22 +36,15 @@ def known_trials(root: str) -> set[str] | None:
 
 def mark_driver(root: str) -> None:
     """Note that this process drives the sweep (removed by clear_driver; left behind by a kill)."""
-    if is_remote(root):
-        return
-    from ..results import temp_name
-    path = str(Path(root, DRIVER_FILE))
-    tmp = temp_name(path)
-    Path(tmp).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
-    os.replace(tmp, path)
+    storage.write_text(root, DRIVER_FILE, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                      "started": time.time()}))
 
 
 def clear_driver(root: str) -> None:
-    if is_remote(root):
-        return
     try:
-        p = Path(root, DRIVER_FILE)
-        if json.loads(p.read_text()).get("pid") == os.getpid():
-            p.unlink()
+        if json.loads(storage.read_text(root, DRIVER_FILE) or "{}").get("pid") == os.getpid():
+            fs, base = storage.filesystem(root)
+            fs.delete_file(f"{base.rstrip('/')}/{DRIVER_FILE}")
     except (OSError, ValueError):
         pass
 
@@ -58,7 +52,7 @@ def clear_driver(root: str) -> None:
 def driver_alive(root: str) -> tuple[bool | None, str]:
     """(True: a driver runs it, False: none does, None: one may, on another host), and a note."""
     try:
-        d = json.loads(Path(root, DRIVER_FILE).read_text())
+        d = json.loads(storage.read_text(root, DRIVER_FILE) or "")
     except (OSError, ValueError):
         return False, ""
     if d.get("host") != socket.gethostname():
@@ -103,7 +97,7 @@ def sweep_state(root: str, expected: int) -> SweepState:
     from ..reader import read_trials
     from .asha import SCHEDULER_FILE, read_stops
     stops = read_stops(root)
-    legacy = not Path(root, SCHEDULER_FILE).exists()   # sweeps of older versions marked ASHA stops STOPPED
+    legacy = storage.read_text(root, SCHEDULER_FILE) is None   # sweeps of older versions marked ASHA stops STOPPED
     s = SweepState(expected=expected)
     s.driver, s.driver_note = driver_alive(root)
     for r in read_trials(root)[["trial_id", "status"]].itertuples():

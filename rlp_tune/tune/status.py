@@ -10,19 +10,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..reader import local_root, read_trials
+from .. import storage
+from ..reader import read_trials, require_results
 from ..results import metric_parts
-from ..storage import is_remote
 from .fmt import fmt_value
 
 
 def trial_table(root: str, metric: str, mode: str = "max") -> list[dict]:
     """One dict per trial: trial_id, status, epochs_done, metric (last epoch), best (over epochs),
     config columns; sorted best first. Reads the trial rows and, of the metric rows, only the three
-    per-trial numbers shown (one DuckDB aggregate over the `metrics` view, not every row). A remote
-    root gives no rows (the reader reads local folders; the sweep's closing table skips them)."""
-    if is_remote(root):
-        return []
+    per-trial numbers shown (one DuckDB aggregate over the `metrics` view, not every row). ROOT: a
+    folder or a URI."""
     trials = read_trials(root)
     if trials.empty:
         return []
@@ -44,8 +42,6 @@ def _metric_summary(root: str, metric: str, mode: str) -> tuple[dict, dict, dict
     `metric` (one per trial and epoch) come out of DuckDB; last / best are taken in pandas, since
     DuckDB folds isnan() to false from Parquet statistics that leave NaN out (duckdb 2.0)."""
     from ..reader import connect, fetch, sql_literal
-    if not (Path(root) / "parquet" / "metrics").is_dir():
-        return {}, {}, {}
     split, name, layer = metric_parts(metric)
     con = connect(root, live=False, views=("metrics",))
     try:
@@ -64,7 +60,7 @@ def summary_lines(root: str, expected: int) -> list[str]:
     from .state import sweep_state
     s = sweep_state(root, expected)
     parts = [f"{len(s.finished)} finished", f"{len(s.stopped)} stopped by the scheduler"]
-    head = f"sweep {Path(root).name}: {s.done} of {s.expected} trials done ({', '.join(parts)})"
+    head = f"sweep {storage.name(root)}: {s.done} of {s.expected} trials done ({', '.join(parts)})"
     extra = [f"{len(x)} {what}" for x, what in [(s.running, "running"), (s.interrupted, "interrupted"),
                                                 (s.failed, "failed")] if x]
     if s.driver is None and s.unfinished:
@@ -75,12 +71,11 @@ def summary_lines(root: str, expected: int) -> list[str]:
     elif s.driver:
         lines.append(f"running ({s.driver_note})")
     elif s.driver is False:
-        lines.append(f"interrupted: rlp-tune resume {Path(root).resolve()}")
+        lines.append(f"interrupted: rlp-tune resume {storage.display(root) if storage.is_remote(root) else Path(root).resolve()}")
     return lines
 
 
 def format_status(root: str, metric: str, mode: str, keys: list[str], expected: int | None = None) -> str:
-    local_root(root)     # a remote root: "copy or mount it first", not "no trial has written results"
     rows = trial_table(root, metric, mode)
     head = summary_lines(root, expected) if expected is not None else []
     if not rows:

@@ -20,16 +20,16 @@ from pathlib import Path
 from ..errors import UserError
 from ..rundir import check_folder
 from ..storage import filesystem, is_remote
+from ..storage import name as storage_name
 from ..trackers import tune_callbacks
 from ._ray_compat import add_callbacks_on_restore, loopback_only, node_ip_kwargs
 from .fmt import fmt_value
 from .signals import StopRequest
-from .space import REPLICATE, SearchSpace, SpaceError, load_space, space_file
+from .space import REPLICATE, SPACE_FILE, SearchSpace, SpaceError, load_space, space_path
 from .restore import has_trial_results, quarantine_orphans, restorable, restore_guard, set_aside_unrestorable
 from .state import clear_driver, known_trials, mark_driver, sweep_state
 from .trainable import SweepContext, train_trial
 
-SPACE_FILE = "space.toml"
 
 
 class SweepError(UserError, RuntimeError):
@@ -200,13 +200,12 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     from ray import tune
     root = root if is_remote(root) else str(Path(root).resolve())
     space = load_space(space_path(root))
-    if not is_remote(root):
-        from .study import running_in_study
-        st = sweep_state(root, expected_trials(space))
-        if st.complete and not running_in_study(root):
-            print(f"rlp-tune: sweep {root} is complete ({st.done} of {st.expected} trials done); "
-                  "nothing to resume", file=sys.stderr)
-            return {"root": root, "best": None, "n_trials": st.done, "exit_code": 0, "stopped_by": None}
+    from .study import running_in_study
+    st = sweep_state(root, expected_trials(space))
+    if st.complete and not running_in_study(root):
+        print(f"rlp-tune: sweep {root} is complete ({st.done} of {st.expected} trials done); "
+              "nothing to resume", file=sys.stderr)
+        return {"root": root, "best": None, "n_trials": st.done, "exit_code": 0, "stopped_by": None}
     with _stopping(stop) as stop, _driving(root):
         if not is_remote(root):   # the sweep folder's own checks first: before Ray starts
             set_aside_unrestorable(root)
@@ -272,25 +271,6 @@ def _split(root: str) -> tuple[str, str]:
     return str(p.parent), p.name
 
 
-def space_path(root: str) -> str:
-    """The sweep folder's space.toml as a local file (fetched to a temporary file for a URI)."""
-    if is_remote(root):
-        import tempfile
-        try:
-            fs, path = filesystem(root)
-        except (OSError, ValueError) as e:    # unknown scheme, unreachable store, no credentials
-            raise SweepError(f"{root}: cannot open it ({' '.join(str(e).split())})") from None
-        try:
-            with fs.open_input_stream(f"{path.rstrip('/')}/{SPACE_FILE}") as f:
-                data = f.read()
-        except OSError:   # FileNotFoundError included
-            raise SweepError(f"{root} is not a sweep folder (no {SPACE_FILE})") from None
-        local = Path(tempfile.mkdtemp(prefix="rlp_tune_space_")) / SPACE_FILE
-        local.write_bytes(data)
-        return str(local)
-    return space_file(root)
-
-
 def _write_space(space: SearchSpace, root: str) -> None:
     """Store the search space (with its base config inlined) beside the results: resume needs no
     file outside the sweep folder."""
@@ -309,10 +289,10 @@ def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None)
     from ..reader import read_trials
     code = stop.exit_code() if stop is not None else 0
     failed = grid.num_errors if code == 0 else 0
-    if code == 0 and not is_remote(root):   # the sweep is complete: one trials file instead of one per trial
+    if code == 0:   # the sweep is complete: one trials file instead of one per trial
         from ..results import compact_trials
         compact_trials(root)
-    df = read_trials(root) if not is_remote(root) else None
+    df = read_trials(root)
     best = None
     try:
         r = grid.get_best_result(metric=space.metric, mode=space.mode, scope="last")
@@ -336,7 +316,7 @@ def format_best(space: SearchSpace, root: str, top: int = 5) -> str:
     from .status import trial_table
     rows = trial_table(root, space.metric, space.mode)
     keys = [d.key for d in space.search]
-    lines = ["", f"== sweep {Path(root).name}: best trials by final {space.metric} ({space.mode}) =="]
+    lines = ["", f"== sweep {storage_name(root)}: best trials by final {space.metric} ({space.mode}) =="]
     head = f"{'trial':<14}{'status':<11}{'epochs':>7}{space.metric:>12}" + "".join(f"{k:>14}" for k in keys)
     lines.append(head)
     for r in rows[:top]:
