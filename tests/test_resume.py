@@ -508,3 +508,27 @@ def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
     fresh = restore_guard(str(root), {"t1", "t2"})
     with pytest.raises(RestoreError, match="could not restore the sweep state"):
         fresh.on_step_begin(0, [types.SimpleNamespace(trial_id="x9")])      # Tune started afresh
+
+
+def test_one_driver_per_sweep_folder(tmp_path):
+    """Two drivers of one sweep folder (two `rlp-tune sweep` a second apart, or a resume beside a
+    running driver): the second stops in one line naming the first, before Ray starts or it writes."""
+    from rlp_tune.tune.sweep import SweepError, _driving
+    root = tmp_path / "s"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from rlp_tune.tune.sweep import _driving\n"
+        f"with _driving({str(root)!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in root.iterdir())
+        with pytest.raises(SweepError, match=f"another driver \\(pid {holder.pid}\\) is running this sweep"):
+            with _driving(str(root)):
+                pass
+        assert sorted(p.name for p in root.iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    with _driving(str(root)):          # the holder is gone, so is its lock
+        assert (root / ".driver").exists()
+    assert not (root / ".driver").exists()

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..rundir import check_folder
+from ..rundir import LOCK_FILE, check_folder
 from ..storage import filesystem, is_remote
 from ..storage import name as storage_name
 from ..trackers import tune_callbacks
@@ -183,13 +183,16 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     raw = _load_shared_raw(space)
     from .preflight import preflight
     preflight(space, raw)         # the trials' data sizes and the metric they report, before Ray starts
-    init_ray(address)
-    _write_space(space, root)
-    print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
-          f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
-    with _stopping(stop) as stop, _driving(root):
-        grid = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose).fit()
-    return finish(space, root, grid, stop)
+    with _driving(root):          # the one-driver lock, before Ray starts or anything is written
+        if not is_remote(root) and Path(root, "tuner.pkl").exists():   # a driver that started and ended meanwhile
+            raise SweepError(f"{root} already holds a sweep; `rlp-tune resume {root}` continues it")
+        init_ray(address)
+        _write_space(space, root)
+        print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
+              f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
+        with _stopping(stop) as stop:
+            grid = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose).fit()
+        return finish(space, root, grid, stop)
 
 
 def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None = None, verbose: bool = False):
@@ -230,20 +233,34 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             storage, name = _split(root)
             tuner = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose)
         grid = tuner.fit()
-    return finish(space, root, grid, stop)
+        return finish(space, root, grid, stop)
 
 
 class _driving:
-    """`with _driving(root):` ROOT/.driver names this process while it drives the sweep."""
+    """`with _driving(root):` this process is the sweep's one driver: it holds ROOT/.lock (an flock,
+    dropped when the process ends, however it ends; local folders and NFS — an object store has no
+    lock pyarrow can take, so two drivers of one URI sweep are not prevented) and ROOT/.driver names
+    it (for `status`). A second `rlp-tune sweep` / `resume` of the same folder stops here, in one
+    line, before Ray starts or anything is written."""
 
     def __init__(self, root: str):
-        self.root = root
+        self.root, self.lock = root, None
 
     def __enter__(self):
+        if not is_remote(self.root):
+            from ..rundir import RunLock, RunLockedError
+            try:
+                self.lock = RunLock.acquire(self.root)
+            except RunLockedError:
+                pid = Path(self.root, LOCK_FILE).read_text().strip() if Path(self.root, LOCK_FILE).exists() else ""
+                raise SweepError(f"{self.root}: another driver{f' (pid {pid})' if pid else ''} is running this "
+                                 "sweep; wait for it to end (rlp-tune status shows it)") from None
         mark_driver(self.root)
 
     def __exit__(self, *exc):
         clear_driver(self.root)
+        if self.lock is not None:
+            self.lock.release()
 
 
 class _stopping:
