@@ -53,14 +53,21 @@ def is_dir(fs, path: str) -> bool:
     return fs.get_file_info(path).type == pafs.FileType.Directory
 
 
-def read_text(root: str | os.PathLike, name: str) -> str | None:
-    """The text of ROOT/name (a folder or a URI), or None when there is no such file."""
+def read_bytes(root: str | os.PathLike, name: str) -> bytes | None:
+    """The bytes of ROOT/name (a folder or a URI), or None when there is no such file."""
     fs, base = filesystem(root)
     path = f"{base.rstrip('/')}/{name}"
-    if not exists(fs, path):
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
         return None
-    with fs.open_input_stream(path) as f:
-        return f.read().decode("utf-8", errors="replace")
+
+
+def read_text(root: str | os.PathLike, name: str) -> str | None:
+    """The text of ROOT/name (a folder or a URI), or None when there is no such file."""
+    data = read_bytes(root, name)
+    return None if data is None else data.decode("utf-8", errors="replace")
 
 
 def display(root: str | os.PathLike) -> str:
@@ -80,6 +87,11 @@ def name(root: str | os.PathLike) -> str:
 
 
 def write_text(root: str | os.PathLike, name: str, text: str) -> None:
+    """Write ROOT/name whole (see write_bytes)."""
+    write_bytes(root, name, text.encode("utf-8"))
+
+
+def write_bytes(root: str | os.PathLike, name: str, data: bytes) -> None:
     """Write ROOT/name whole, so that a reader (or a kill) never sees half of it: a temporary file in
     ROOT/.tmp/ renamed into place (one PUT on an object store, which is atomic there)."""
     import uuid
@@ -89,5 +101,5 @@ def write_text(root: str | os.PathLike, name: str, text: str) -> None:
     tmp = f"{base}/.tmp/{name.replace('/', '_')}.tmp-{uuid.uuid4().hex[:8]}"
     fs.create_dir(f"{base}/.tmp", recursive=True)
     with fs.open_output_stream(tmp) as f:
-        f.write(text.encode("utf-8"))
+        f.write(data)
     fs.move(tmp, path)

@@ -7,9 +7,11 @@ finished. Fast tests without a Ray cluster, then one end-to-end test on local Ra
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import types
 import uuid
@@ -291,7 +293,7 @@ def _wait(root: Path, cond, what: str, proc, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            t = read_trials(root) if (root / "parquet" / "trials").exists() else None
+            t = read_trials(root)          # a folder or a URI; empty before the first trial row
         except Exception:   # noqa: BLE001 - a file between writes: read again
             t = None
         if t is not None and cond(t):
@@ -303,11 +305,14 @@ def _wait(root: Path, cond, what: str, proc, timeout=300):
 
 
 @pytest.mark.ray
-def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path):
+def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path, s3_endpoint):
     """One trial at a time, TPE + ASHA (rungs 1, 2, 4 of 4 epochs). Uninterrupted, then: SIGINT
     while the second trial runs, resume, SIGKILL of the driver while the fourth runs, resume. Both
     end with the same configs in the same order, the same stop epochs and the same val.acc at every
-    epoch; the Optuna study lists every trial with its state; resuming again is a no-op."""
+    epoch; the Optuna study lists every trial with its state; resuming again is a no-op. Then the
+    same sweep on an object store (a real S3 endpoint on 127.0.0.1): its driver SIGKILLed while the
+    third trial runs, resumed from another working folder with a fresh TMPDIR (nothing of the first
+    driver's disk), ends the same, its study in the bucket."""
     from test_sweep import _kill_marked, write_space
     import optuna
     space = write_space(tmp_path, "r", epochs=4, samples=6, extra_fixed='"run.batch_size" = 128')
@@ -316,9 +321,10 @@ def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path)
     env = {**os.environ, marker: "1", "RAY_USAGE_STATS_ENABLED": "0"}
     procs = []
 
-    def start(args, storage):
-        p = subprocess.Popen(CLI + args + ([] if storage is None else ["--storage", str(storage)]), env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    def start(args, storage, cwd=None, extra_env=None):
+        p = subprocess.Popen(CLI + args + ([] if storage is None else ["--storage", str(storage)]),
+                             env={**env, **(extra_env or {})}, cwd=cwd, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
         procs.append(p)
         return p
 
@@ -367,6 +373,30 @@ def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path)
         r = subprocess.run(CLI + ["resume", str(cut)], env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "nothing to resume" in r.stderr
         assert _outcome(cut) == want
+
+        storage = s3_endpoint() + "/sweeps"
+        uri = f"{storage}/r"
+        p = start(["sweep", str(space)], storage)
+        _wait(uri, lambda t: len(t) >= 3, "third trial started", p)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        time.sleep(2)
+        _kill_marked(marker)
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        fresh = tempfile.mkdtemp(prefix="rt", dir="/tmp")     # short: Ray's socket paths live under it
+        try:
+            p = start(["resume", uri], None, cwd=other, extra_env={"TMPDIR": fresh})
+            assert p.wait(timeout=600) == 0, p.stdout.read()[-3000:]
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+        assert _outcome(uri) == want
+        from rlp_tune.tune.study import load_study
+        study = load_study(uri, "r")
+        assert [t.state.name for t in study.trials] == ["PRUNED" if w[1] == "STOPPED" else "COMPLETE" for w in want]
+        assert [round(t.params["rlp.lam"], 10) for t in study.trials] == [w[0][0] for w in want]
+        st = subprocess.run(CLI + ["status", uri], env=env, capture_output=True, text=True, timeout=120)
+        assert st.stdout.splitlines()[1] == "complete", st.stdout
     finally:
         for p in procs:
             if p.poll() is None:
@@ -501,7 +531,23 @@ def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
     assert "cannot be restored" in capsys.readouterr().err
 
     Path(root, "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(b"\x80\x05trunc")          # a cut pickle
-    assert compat.session_problem(root, "2026-01-02_00-00-00").endswith("cannot be loaded (UnpicklingError)")
+    assert "searcher-state-2026-01-02_00-00-00.pkl cannot be loaded (ValueError" in \
+        compat.session_problem(root, "2026-01-02_00-00-00")
+    Path(root, "search_gen_state-2026-01-01_00-00-00.json").write_bytes(b"")                   # a 0-byte one
+    assert compat.session_problem(root, "2026-01-01_00-00-00") == \
+        "search_gen_state-2026-01-01_00-00-00.json cannot be loaded (empty)"
+
+    # a crafted sweep folder: a whole pickle that runs code when loaded. Deciding whether a session
+    # can be restored reads its opcodes and loads nothing: the marker is never written
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    Path(root, "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(cloudpickle.dumps(Evil()))
+    assert compat.session_problem(root, "2026-01-02_00-00-00") is None
+    assert set_aside_unrestorable(str(root)) == [] and not marker.exists()
 
     guard = restore_guard(str(root), {"t1", "t2"})
     guard.on_step_begin(0, [types.SimpleNamespace(trial_id="t2")])         # restored: runs on

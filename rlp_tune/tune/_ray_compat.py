@@ -112,9 +112,9 @@ def session_problem(root: str | os.PathLike, session: str) -> str | None:
     file, or the new experiment state beside an older session's searcher state. Tune then fails to
     restore, logs it, and silently starts the experiment afresh without its param space. A session
     can be restored when its experiment state parses with trials in Ray 2.60's layout and it has
-    every kind of state file an earlier session had, each loadable (Tune loads the pickles with
-    cloudpickle)."""
-    import ray.cloudpickle as cloudpickle
+    every kind of state file an earlier session had, each whole: its pickle's opcodes run to their
+    STOP (Tune's `_atomic_save` cloudpickles them all, the ".json" ones too; pickletools walks the
+    opcodes and unpickles nothing, so a crafted file in the sweep folder runs no code here)."""
     exp = Path(root, f"experiment_state-{session}.json")
     try:
         if not trials_in_state(exp.read_text()):
@@ -127,10 +127,23 @@ def session_problem(root: str | os.PathLike, session: str) -> str | None:
             if any(Path(root).glob(f"{pre}*{ext}")):     # another session saved this kind
                 return f"{f.name} is missing (an earlier session saved one)"
             continue
-        try:
-            cloudpickle.loads(f.read_bytes())
-        except Exception as e:   # noqa: BLE001 - any failure to load is what Tune would hit
-            return f"{f.name} cannot be loaded ({type(e).__name__})"
+        problem = _cut(f)
+        if problem:
+            return f"{f.name} cannot be loaded ({problem})"
+    return None
+
+
+def _cut(f: Path) -> str | None:
+    """Why a pickled state file is not whole (empty, cut before its STOP), or None; runs nothing."""
+    import pickletools
+    try:
+        data = f.read_bytes()
+        if not data:
+            return "empty"
+        for _ in pickletools.genops(data):   # raises on a pickle cut before its STOP
+            pass
+    except (OSError, ValueError) as e:
+        return f"{type(e).__name__}: {e}"
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from .space import REPLICATE, SearchSpace
+from .state import saved_trials
 
 Point = tuple[tuple, int]      # (values of the grid keys, replicate seed index)
 
@@ -33,26 +34,6 @@ def norm_value(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return ",".join(map(str, v))
     return str(v)
-
-
-def saved_trials(root: str) -> dict[str, tuple[dict, str]] | None:
-    """{trial_id: (config, status)} of the trials in Tune's newest experiment state under ROOT (the
-    trials a resume continues), or None when there is no saved state (a sweep not yet saved) or it
-    cannot be read (then the searcher keeps its own saved state)."""
-    from ._ray_compat import read_newest_experiment_state, trials_in_state
-    try:
-        found = read_newest_experiment_state(root)
-    except OSError:
-        return None
-    if found is None:
-        return None
-    path, text = found
-    trials = trials_in_state(text) if text is not None else None
-    if trials is None:
-        import sys
-        print(f"rlp-tune: cannot read Tune's experiment state {path}; the searcher keeps its own "
-              "saved state", file=sys.stderr)
-    return trials
 
 
 def trial_rows(root: str, trial_ids) -> list[dict]:

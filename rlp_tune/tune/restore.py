@@ -5,17 +5,18 @@
         quarantine_orphans(root)    # rows of trials Tune's saved state does not know → ROOT/orphans/
         tuner = tune.Tuner.restore(root, ...); add_callbacks_on_restore(tuner, [restore_guard(root, known)])
 
-Local sweep folders only (an object-store sweep is restored as Tune finds it). docs/reliability.md
-says which failure each step answers.
+`restorable`, `quarantine_orphans` and `has_trial_results` work on a folder or a URI (storage.py);
+`set_aside_unrestorable` reads Tune's per-session files on a local folder only (on an object store
+Ray writes each whole). docs/reliability.md says which failure each step answers.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from .. import storage
 from ..errors import UserError
-from ..storage import is_remote
-from ._ray_compat import newest_experiment_state, session_files, session_problem, state_sessions, trial_ids_in_state
+from ._ray_compat import read_newest_experiment_state, session_files, session_problem, state_sessions, trials_in_state
 from .state import known_trials
 
 
@@ -29,12 +30,10 @@ def restorable(root: str) -> bool:
     from ray import tune
     if not tune.Tuner.can_restore(root):
         return False
-    if is_remote(root):
-        return True
-    state = newest_experiment_state(root)
-    if state is None:
+    found = read_newest_experiment_state(root)
+    if found is None:
         return False
-    ids = trial_ids_in_state(state)
+    ids = trials_in_state(found[1]) if found[1] is not None else None
     return ids is None or bool(ids)   # unreadable: let Tune say what is wrong with it
 
 
@@ -93,30 +92,30 @@ def quarantine_orphans(root: str) -> list[str]:
     duplicate trial, so they go to ROOT/orphans/<trial_id>/ (kept for inspection, out of the
     results). Only one-trial files (parquet/trials/<trial_id>.parquet) are candidates: the
     compacted file of a finished sweep is never moved."""
-    import shutil
-
     from ..results import COMPACTED
     known = known_trials(root)
     if known is None:
         return []
-    known = set(known)
+    fs, base = storage.filesystem(root)
+    base = base.rstrip("/")
     moved = []
-    for f in Path(root, "parquet", "trials").glob("*.parquet"):
-        tid = f.stem
-        if tid in known or f.name in COMPACTED:
+    for f in storage.list_files(fs, f"{base}/parquet/trials"):
+        name = f.rpartition("/")[2]
+        tid = name.removesuffix(".parquet")
+        if tid in known or name in COMPACTED or not name.endswith(".parquet"):
             continue
-        dest = Path(root, "orphans", tid)
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(f), dest / f.name)
-        mdir = Path(root, "parquet", "metrics", tid)
-        if mdir.is_dir():
-            shutil.move(str(mdir), dest / "metrics")
+        dest = f"{base}/orphans/{tid}"
+        fs.create_dir(f"{dest}/metrics", recursive=True)
+        fs.move(f, f"{dest}/{name}")        # one file at a time: an object store has no folder rename
+        for m in storage.list_tree(fs, f"{base}/parquet/metrics/{tid}"):
+            fs.move(m.path, f"{dest}/metrics/{m.base_name}")
         moved.append(tid)
     if moved:
         print(f"{len(moved)} trial(s) started after Tune's last saved state and will not be continued; "
-              f"their rows moved to {Path(root, 'orphans')}: {', '.join(moved)}", file=sys.stderr)
+              f"their rows moved to {storage.display(root)}/orphans: {', '.join(moved)}", file=sys.stderr)
     return moved
 
 
 def has_trial_results(root: str) -> bool:
-    return not is_remote(root) and any(Path(root, "parquet", "trials").glob("*.parquet"))
+    fs, base = storage.filesystem(root)
+    return any(f.endswith(".parquet") for f in storage.list_files(fs, f"{base.rstrip('/')}/parquet/trials"))

@@ -19,19 +19,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import storage
-from ..storage import is_remote
 
 DRIVER_FILE = ".driver"   # JSON; not named .json (see asha.SCHEDULER_FILE)
 
 
-def known_trials(root: str) -> set[str] | None:
-    """The trial ids in Tune's newest saved experiment state (None: no state, an object store, or a
-    format this version cannot read — then nothing is treated as unknown)."""
-    from ._ray_compat import newest_experiment_state, trial_ids_in_state
-    if is_remote(root):
+def saved_trials(root: str, quiet: bool = False) -> dict[str, tuple[dict, str]] | None:
+    """{trial_id: (config, status)} of the trials in Tune's newest experiment state under ROOT (a
+    folder or a URI: the trials a resume continues), or None when there is no saved state (a sweep
+    not yet saved) or it cannot be read (said on stderr unless `quiet`)."""
+    import sys
+
+    from ._ray_compat import read_newest_experiment_state, trials_in_state
+    try:
+        found = read_newest_experiment_state(root)
+    except OSError:
         return None
-    state = newest_experiment_state(root)
-    return trial_ids_in_state(state) if state else None
+    if found is None:
+        return None
+    path, text = found
+    trials = trials_in_state(text) if text is not None else None
+    if trials is None and not quiet:
+        print(f"rlp-tune: cannot read Tune's experiment state {path}", file=sys.stderr)
+    return trials
+
+
+def known_trials(root: str) -> set[str] | None:
+    """The trial ids in Tune's newest saved experiment state (None: no state, or a format this
+    version cannot read — then nothing is treated as unknown)."""
+    trials = saved_trials(root, quiet=True)
+    return None if trials is None else set(trials)
 
 
 def mark_driver(root: str) -> None:

@@ -34,19 +34,43 @@ from pathlib import Path
 
 from ray.tune.search import Searcher
 
-from ..storage import is_remote
+from ..storage import display, is_remote, read_bytes, write_bytes
 
 JOURNAL = "optuna.journal"
 TRIAL_ATTR = "trial_id"     # user attribute: the Tune trial id (= the Parquet trial_id)
 
 
 def journal_path(root: str) -> Path:
-    """ROOT/optuna.journal; for an object-store sweep (s3://...) a file on the driver's disk
-    (TMPDIR/rlp_tune/<name>/optuna.journal): a resume on another machine starts a new study."""
+    """The journal file the driver's study writes through: ROOT/optuna.journal for a folder. For an
+    object store (no append there) a working copy on the driver's disk
+    (TMPDIR/rlp_tune/<hash of ROOT>/optuna.journal), fetched from ROOT/optuna.journal when the study
+    is opened and written back whole after every ask and tell (`push_journal`: one PUT, atomic), so a
+    resume on another machine, with another TMPDIR, continues the same study."""
     if is_remote(root):
+        import hashlib
         import tempfile
-        return Path(tempfile.gettempdir()) / "rlp_tune" / root.rstrip("/").rpartition("/")[2] / JOURNAL
+        return Path(tempfile.gettempdir()) / "rlp_tune" / hashlib.sha1(display(root).encode()).hexdigest()[:12] / JOURNAL
     return Path(root) / JOURNAL
+
+
+def fetch_journal(root: str) -> None:
+    """Object store: make the driver's working copy ROOT/optuna.journal (none there: no copy)."""
+    if not is_remote(root):
+        return
+    data = read_bytes(root, JOURNAL)
+    path = journal_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_name(f".{path.name}.replaced"), Path(f"{path}.lock")):
+        stale.unlink(missing_ok=True)
+    if data is not None:
+        path.write_bytes(data)
+
+
+def push_journal(root: str) -> None:
+    """Object store: write the working copy back to ROOT/optuna.journal (whole)."""
+    path = journal_path(root)
+    if is_remote(root) and path.exists():
+        write_bytes(root, JOURNAL, path.read_bytes())
 
 
 def storage(path: str | Path):
@@ -56,16 +80,22 @@ def storage(path: str | Path):
 
 
 def load_study(root: str, name: str | None = None):
-    """The sweep's study, read-only use (`optuna.load_study` on ROOT/optuna.journal)."""
+    """The sweep's study, read-only use (`optuna.load_study` on ROOT/optuna.journal; for an object
+    store, on a copy of it in a temporary folder)."""
     import optuna
-    return optuna.load_study(study_name=name or Path(root).name, storage=storage(journal_path(root)))
+    path = journal_path(root)
+    if is_remote(root):
+        import tempfile
+        path = Path(tempfile.mkdtemp(prefix="rlp_tune_study_")) / JOURNAL
+        path.write_bytes(read_bytes(root, JOURNAL) or b"")
+    return optuna.load_study(study_name=name or display(root).rstrip("/").rpartition("/")[2], storage=storage(path))
 
 
 def running_in_study(root: str) -> int:
     """How many of the study's trials are not told yet (0 when there is no study). A driver killed
     after a trial's last epoch but before it told the study leaves one: `resume` must still run."""
     from optuna.trial import TrialState
-    if is_remote(root) or not journal_path(root).exists():
+    if not (read_bytes(root, JOURNAL) if is_remote(root) else journal_path(root).exists()):
         return 0
     return sum(t.state == TrialState.RUNNING for t in load_study(root).get_trials(deepcopy=False))
 
@@ -115,13 +145,16 @@ class StudySearcher(Searcher):
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         root, path = self.cfg["root"], journal_path(self.cfg["root"])
+        fetch_journal(root)            # an object store's journal is the truth, not a working copy left here
         old_path = path.with_name(f".{path.name}.replaced")
         if old_path.exists():          # a replay was cut short: the moved-aside journal is the truth
             path.unlink(missing_ok=True)
             old_path.rename(path)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            return self._create(path)
+            study = self._create(path)
+            push_journal(root)
+            return study
         old = optuna.load_study(study_name=self.cfg["name"], storage=storage(path)).get_trials(deepcopy=False)
         from .state import known_trials
         known = known_trials(root)   # None: Tune saved no state (a new start), or an object store
@@ -134,6 +167,7 @@ class StudySearcher(Searcher):
             path.unlink(missing_ok=True)
             study = self._replay(path, keep, sample=False)
         old_path.unlink()
+        push_journal(root)
         return study
 
     def _create(self, path: Path):
@@ -181,6 +215,7 @@ class StudySearcher(Searcher):
         t = study.ask(self._distributions())
         t.set_user_attr(TRIAL_ATTR, trial_id)
         self._live[trial_id], self._steps[trial_id] = t, set()
+        push_journal(self.cfg["root"])
         return dict(t.params)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -205,6 +240,7 @@ class StudySearcher(Searcher):
         if result and self.cfg["metric"] in result and "epoch" not in result:
             study.tell(t, float(result[self.cfg["metric"]]))   # replicates: Tune's Repeater reports their mean
             self._live.pop(trial_id, None)
+            push_journal(self.cfg["root"])
             return
         series, stopped, status = self._outcome(trial_id)
         for step, v in series.items():   # epochs whose result the driver never saw (a kill)
@@ -220,12 +256,11 @@ class StudySearcher(Searcher):
         else:
             return   # cut by an interrupt: the resumed sweep continues it
         self._live.pop(trial_id, None)
+        push_journal(self.cfg["root"])
 
     def _outcome(self, trial_id: str) -> tuple[dict[int, float], bool, str | None]:
         """The trial's metric by epoch (its Parquet rows), whether the scheduler stopped it, its status."""
         root = self.cfg["root"]
-        if is_remote(root):
-            return {}, False, None
         from ..reader import read_trial_metrics
         from ..results import ResultWriter, metric_rows
         from .asha import read_stops
