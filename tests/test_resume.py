@@ -498,7 +498,7 @@ def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
     import ray.cloudpickle as cloudpickle
 
     from rlp_tune.tune import _ray_compat as compat
-    from rlp_tune.tune.restore import RestoreError, restore_guard, set_aside_unrestorable
+    from rlp_tune.tune.restore import COPIES, RestoreError, restore_guard, set_aside_unrestorable
 
     def state(trials):
         return json.dumps({"trial_data": [[json.dumps({"trial_id": t, "config": {}, "status": "RUNNING"}), "{}"]
@@ -548,6 +548,21 @@ def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
     Path(root, "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(cloudpickle.dumps(Evil()))
     assert compat.session_problem(root, "2026-01-02_00-00-00") is None
     assert set_aside_unrestorable(str(root)) == [] and not marker.exists()
+
+    # the kill seen in CI: Ray re-copies every earlier session's files on each save of a restored run,
+    # so one SIGKILL cut the killed driver's searcher state to 0 bytes and the experiment state of the
+    # session it was restored from in half. That session comes back from its whole copy, kept when a
+    # resume first restored from it
+    copy = root / COPIES / "2026-01-02_00-00-00"
+    session(root, "2026-01-05_00-00-00", ["t1", "t2", "t3"])
+    Path(root, "searcher-state-2026-01-05_00-00-00.pkl").write_bytes(b"")
+    exp = Path(root, "experiment_state-2026-01-02_00-00-00.json")
+    exp.write_text(exp.read_text()[:20])
+    capsys.readouterr()
+    assert set_aside_unrestorable(str(root)) == ["2026-01-05_00-00-00"]
+    assert exp.read_text() == (copy / exp.name).read_text() == good
+    assert compat.session_problem(root, "2026-01-02_00-00-00") is None
+    assert "put back from" in capsys.readouterr().err
 
     guard = restore_guard(str(root), {"t1", "t2"})
     guard.on_step_begin(0, [types.SimpleNamespace(trial_id="t2")])         # restored: runs on

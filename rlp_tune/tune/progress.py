@@ -14,7 +14,6 @@ import time
 
 from ray.tune import Callback
 
-from ..storage import is_remote
 from .fmt import fmt_duration, fmt_value
 from .space import REPLICATE
 
@@ -37,8 +36,6 @@ class ProgressPrinter(Callback):
 
     def setup(self, **info):
         """Count what an earlier run of this sweep finished (a resume continues the count)."""
-        if is_remote(self.root):
-            return
         from .state import sweep_state
         from .status import trial_table
         self.done_before = sweep_state(self.root, self.expected).done
@@ -89,19 +86,17 @@ class ProgressPrinter(Callback):
         from .asha import read_stops
         epochs = self.space.base.run.epochs
         epoch = (trial.last_result or {}).get("epoch", 0) or 0
-        local = not is_remote(self.root)
-        stopped_at = read_stops(self.root).get(trial.trial_id) if local else None
+        stopped_at = read_stops(self.root).get(trial.trial_id)
         # a trial resumed from a checkpoint of its last epoch (its final report was lost in a stop)
         # ends without reporting: its own row says it finished
-        if epoch < epochs and local and ResultWriter(self.root, "", trial.trial_id).trial_status() == "TERMINATED":
+        if epoch < epochs and ResultWriter(self.root, "", trial.trial_id).trial_status() == "TERMINATED":
             epoch = epochs
         self.epochs.pop(trial.trial_id, None)
         if epoch >= epochs:   # the Trainer wrote TERMINATED before its last report
             how = "finished"
         elif stopped_at is not None:
             how = f"stopped by the scheduler at epoch {stopped_at}"
-            if local:
-                ResultWriter(self.root, "", trial.trial_id).mark_status("STOPPED")
+            ResultWriter(self.root, "", trial.trial_id).mark_status("STOPPED")
         else:   # cut by an interrupt: its row stays RUNNING, `rlp-tune resume` continues it
             return
         self.done_here += 1
@@ -113,8 +108,7 @@ class ProgressPrinter(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         from ..results import ResultWriter
-        if not is_remote(self.root):
-            ResultWriter(self.root, "", trial.trial_id).mark_status("ERROR")
+        ResultWriter(self.root, "", trial.trial_id).mark_status("ERROR")
         self.epochs.pop(trial.trial_id, None)
         print(("\n" if self.tty and not self.verbose else "") +
               f"{trial.trial_id} failed: see {trial.local_path or trial.path}", file=self.stream, flush=True)

@@ -37,17 +37,32 @@ def restorable(root: str) -> bool:
     return ids is None or bool(ids)   # unreadable: let Tune say what is wrong with it
 
 
+COPIES = "tune-state"   # ROOT/tune-state/<session>/: whole copies of a session's Tune files
+
+
 def set_aside_unrestorable(root: str) -> list[str]:
     """Move aside the newest driver sessions' Tune state that Tune could not restore from (a driver
     killed while Ray copied it; see _ray_compat.session_problem), to ROOT/broken-state/<session>/, so
     that the restore takes the newest consistent one. Trials that only the moved state knew are then
-    orphans (quarantine_orphans); the searchers rebuild from the state that is kept."""
+    orphans (quarantine_orphans); the searchers rebuild from the state that is kept.
+
+    Ray re-copies every earlier session's files into the folder on each save of a restored run (its
+    staging folder holds them all), so one kill can cut the files of the session a resume came from
+    too (seen: a SIGKILL cut the killed driver's searcher state to 0 bytes and the earlier session's
+    experiment state in half). So the session a resume restores from is kept whole in
+    ROOT/tune-state/<session>/ (written atomically, never touched by Ray), and a session whose files
+    in the folder are cut is put back from that copy."""
     moved = []
     sessions = state_sessions(root)
     for i in reversed(range(len(sessions))):
         session = sessions[i]
         problem = session_problem(root, session)
+        if problem is not None and _put_back(root, session):
+            print(f"rlp-tune: Tune's saved state of driver session {session} was cut ({problem}); put back "
+                  f"from {Path(root, COPIES, session)}", file=sys.stderr)
+            problem = None
         if problem is None:
+            _keep_copy(root, session)
             break
         dest = Path(root, "broken-state", session)
         dest.mkdir(parents=True, exist_ok=True)
@@ -57,6 +72,35 @@ def set_aside_unrestorable(root: str) -> list[str]:
         print(f"rlp-tune: Tune's saved state of driver session {session} cannot be restored ({problem}); "
               f"moved to {dest}" + (", resuming from the state before it" if i > 0 else ""), file=sys.stderr)
     return moved
+
+
+def _keep_copy(root: str, session: str) -> None:
+    """A whole copy of a restorable session's files in ROOT/tune-state/<session>/ (once)."""
+    import os
+    import shutil
+    dest = Path(root, COPIES, session)
+    if dest.is_dir():
+        return
+    tmp = Path(root, COPIES, f".{session}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in session_files(root, session):
+        shutil.copyfile(f, tmp / f.name)
+    tmp.rename(dest)        # the folder appears whole or not at all
+
+
+def _put_back(root: str, session: str) -> bool:
+    """Replace `session`'s files in ROOT by its whole copy, if there is one that can be restored."""
+    import os
+    import shutil
+    src = Path(root, COPIES, session)
+    if not src.is_dir() or session_problem(src, session) is not None:
+        return False
+    for f in src.iterdir():
+        tmp = Path(root, f".{f.name}.tmp-{os.getpid()}")
+        shutil.copyfile(f, tmp)
+        os.replace(tmp, Path(root, f.name))
+    return True
 
 
 def restore_guard(root: str, expected: set[str] | None):

@@ -157,8 +157,8 @@ class StudySearcher(Searcher):
             return study
         old = optuna.load_study(study_name=self.cfg["name"], storage=storage(path)).get_trials(deepcopy=False)
         from .state import known_trials
-        known = known_trials(root)   # None: Tune saved no state (a new start), or an object store
-        keep = [t for t in old if is_remote(root) or t.user_attrs.get(TRIAL_ATTR) in set(known or ())]
+        known = known_trials(root)   # None: Tune saved no state (a new start)
+        keep = [t for t in old if t.user_attrs.get(TRIAL_ATTR) in set(known or ())]
         path.rename(old_path)
         study = self._replay(path, keep, sample=True)
         if study is None:

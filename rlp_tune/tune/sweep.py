@@ -174,8 +174,7 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     name = name or space.name
     storage = storage if is_remote(storage) else str(Path(storage).resolve())
     root = _join(storage, name)
-    if not is_remote(root) and Path(root, "tuner.pkl").exists():
-        raise SweepError(f"{root} already holds a sweep; `rlp-tune resume {root}` continues it")
+    _refuse_existing(root)
     if not is_remote(storage):
         check_folder(storage, "--storage")
     if not address:
@@ -184,8 +183,7 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     from .preflight import preflight
     preflight(space, raw)         # the trials' data sizes and the metric they report, before Ray starts
     with _driving(root):          # the one-driver lock, before Ray starts or anything is written
-        if not is_remote(root) and Path(root, "tuner.pkl").exists():   # a driver that started and ended meanwhile
-            raise SweepError(f"{root} already holds a sweep; `rlp-tune resume {root}` continues it")
+        _refuse_existing(root)    # a driver that started and ended meanwhile
         init_ray(address)
         _write_space(space, root)
         print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
@@ -193,6 +191,12 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
         with _stopping(stop) as stop:
             grid = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose).fit()
         return finish(space, root, grid, stop)
+
+
+def _refuse_existing(root: str) -> None:
+    from ray import tune
+    if tune.Tuner.can_restore(root):   # a folder or a URI
+        raise SweepError(f"{root} already holds a sweep; `rlp-tune resume {root}` continues it")
 
 
 def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None = None, verbose: bool = False):
@@ -281,11 +285,9 @@ class _stopping:
 
 
 def _split(root: str) -> tuple[str, str]:
-    if is_remote(root):
-        storage, _, name = root.rstrip("/").rpartition("/")
-        return storage, name
-    p = Path(root)
-    return str(p.parent), p.name
+    """(storage, name) of a sweep folder (an absolute path or a URI)."""
+    storage, _, name = root.rstrip("/").rpartition("/")
+    return storage, name
 
 
 def _write_space(space: SearchSpace, root: str) -> None:

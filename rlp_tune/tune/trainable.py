@@ -42,7 +42,7 @@ class SweepContext:
     @property
     def train_storage(self) -> str:
         """Where Ray Train keeps a DDP trial's run state."""
-        return f"{self.root.rstrip('/')}/train" if is_remote(self.root) else str(Path(self.root) / "train")
+        return f"{self.root.rstrip('/')}/train"     # ROOT is absolute (sweep.py) or a URI
 
 
 def train_trial(config: dict[str, Any], sweep: SweepContext, raw=None) -> None:
