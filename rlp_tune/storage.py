@@ -103,3 +103,9 @@ def write_bytes(root: str | os.PathLike, name: str, data: bytes) -> None:
     with fs.open_output_stream(tmp) as f:
         f.write(data)
     fs.move(tmp, path)
+
+
+def resolve(root: str | os.PathLike) -> str:
+    """ROOT as the one name a sweep goes by: an absolute path for a folder, a URI as it is."""
+    r = str(root)
+    return r if is_remote(r) else os.path.realpath(os.path.expanduser(r))

@@ -6,9 +6,11 @@ seed exactly once.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -359,21 +361,28 @@ def test_adaptive_rebuilt_from_the_folder(tmp_path):
 
 # ---- one Ray end-to-end test ---------------------------------------------------------------------------
 @pytest.mark.ray
-def test_grid_sweep_killed_and_resumed_runs_each_cell_once(tmp_path):
-    """A 3 x 2 grid x 2 seeds of 3-epoch trials on digits: the driver is SIGKILLed once two to eight
-    trials have finished; `rlp-tune resume` ends with every cell x seed exactly once."""
+def test_grid_sweep_killed_and_resumed_runs_each_cell_once(tmp_path, s3_endpoint):
+    """A 3 x 2 grid x 2 seeds of 3-epoch trials on digits, its storage an object store (a real S3
+    endpoint on 127.0.0.1): the driver is SIGKILLed once two to eight trials have finished;
+    `rlp-tune resume`, run from another working folder with a fresh TMPDIR (nothing of the first
+    driver's disk), ends with every cell x seed exactly once. (Folders and URIs are one code path,
+    storage.py; tests/test_resume.py kills and resumes sweeps on a folder.)"""
     from test_sweep import _kill_marked, start_sweep_driver   # the same driver start and cleanup
     space = space_file(tmp_path, '"rlp.lam" = { dist = "grid", values = [0.1, 1.0, 10.0] }\n'
                                  '"rlp.heads" = { dist = "grid", values = [1, 2] }',
                        'design = "grid"\nseeds = [0, 1]\nmax_concurrent = 2', name="gk")
     space.write_text(space.read_text().replace('"run.epochs" = 2', '"run.epochs" = 3\n"run.batch_size" = 32'))
-    storage, root = tmp_path / "res", tmp_path / "res" / "gk"
+    storage = s3_endpoint() + "/res"
+    root = f"{storage}/gk"
     driver, marker, env, cmd = start_sweep_driver(space, storage)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
-            tr = read_trials(root) if (root / "parquet").exists() else None
-            done = 0 if tr is None else int((tr.status == "TERMINATED").sum())
+            try:
+                tr = read_trials(root)
+            except Exception:   # noqa: BLE001 - a file between writes: read again
+                tr = None
+            done = 0 if tr is None or tr.empty else int((tr.status == "TERMINATED").sum())
             if 2 <= done <= 8:             # mid-sweep: some cells done, others running or not started
                 break
             if done > 8:
@@ -385,7 +394,13 @@ def test_grid_sweep_killed_and_resumed_runs_each_cell_once(tmp_path):
         driver.wait()
         time.sleep(2)
         _kill_marked(marker)
-        r = subprocess.run(cmd + ["resume", str(root)], env=env, capture_output=True, text=True, timeout=400)
+        elsewhere, fresh = tmp_path / "elsewhere", tempfile.mkdtemp(prefix="rt", dir="/tmp")
+        elsewhere.mkdir()
+        try:
+            r = subprocess.run(cmd + ["resume", root], env={**env, "TMPDIR": fresh}, cwd=elsewhere,
+                               capture_output=True, text=True, timeout=400)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
         assert r.returncode == 0, "\n".join(r.stderr.splitlines()[-40:])
         trials = read_trials(root)
         cells = sorted(zip(trials["rlp.lam"].astype(float), trials["rlp.heads"].astype(int), trials["seed"].astype(int)))

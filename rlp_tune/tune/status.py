@@ -8,7 +8,6 @@ folder (works while the sweep runs, and after).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from .. import storage
 from ..reader import read_trials, require_results
@@ -71,7 +70,7 @@ def summary_lines(root: str, expected: int) -> list[str]:
     elif s.driver:
         lines.append(f"running ({s.driver_note})")
     elif s.driver is False:
-        lines.append(f"interrupted: rlp-tune resume {storage.display(root) if storage.is_remote(root) else Path(root).resolve()}")
+        lines.append(f"interrupted: rlp-tune resume {storage.display(storage.resolve(root))}")
     return lines
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..rundir import LOCK_FILE, check_folder
-from ..storage import filesystem, is_remote
+from ..storage import filesystem, is_remote, resolve
 from ..storage import name as storage_name
 from ..trackers import tune_callbacks
 from ._ray_compat import add_callbacks_on_restore, loopback_only, node_ip_kwargs
@@ -164,7 +164,7 @@ class TrialDirname:
 
 
 def _join(storage: str, name: str) -> str:
-    return f"{storage.rstrip('/')}/{name}" if is_remote(storage) else str(Path(storage).resolve() / name)
+    return f"{resolve(storage).rstrip('/')}/{name}"
 
 
 def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = None, address: str | None = None,
@@ -172,7 +172,7 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     """Run a sweep to its end, or until `stop` (SIGUSR1/SIGTERM/Ctrl-C) asks for a clean stop; the
     returned dict's `exit_code` is 0, RESUME_EXIT (3: stopped, `rlp-tune resume` continues) or 130."""
     name = name or space.name
-    storage = storage if is_remote(storage) else str(Path(storage).resolve())
+    storage = resolve(storage)
     root = _join(storage, name)
     _refuse_existing(root)
     if not is_remote(storage):
@@ -205,7 +205,7 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     before Tune saved any state (it holds the search space but no tuner state) starts that sweep
     afresh from the stored space. A complete sweep is left as it is."""
     from ray import tune
-    root = root if is_remote(root) else str(Path(root).resolve())
+    root = resolve(root)
     space = load_space(space_path(root))
     from .study import running_in_study
     st = sweep_state(root, expected_trials(space))
