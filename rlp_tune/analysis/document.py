@@ -139,9 +139,15 @@ class Analysis:
         return [c for c in self.cells if self.design.lam_swept and c.n_lambda >= MIN_DISTINCT_LAMBDA]
 
     def no_fits_line(self) -> str:
-        """One line on why a search shows no per-cell curve fits ("" when it shows some, or is no search)."""
-        if self.design.kind not in SEARCH_DESIGNS or self.shown_cells or not self.cells:
+        """One line on why a search shows no curve fits for (some of) its cells ("" when it shows all, or is
+        no search)."""
+        shown = self.shown_cells
+        if self.design.kind not in SEARCH_DESIGNS or len(shown) == len(self.cells):
             return ""
+        if shown:
+            return (f"{len(self.cells) - len(shown)} of {len(self.cells)} design cells hold fewer than "
+                    f"{MIN_DISTINCT_LAMBDA} distinct λ > 0 among their trials that ran to the end: no curve fits "
+                    "for them here (the fits, not identified, are in the appendix).")
         if not self.design.lam_swept:
             return "No curve fits against λ: this search does not search rlp.lam (every fit is in the appendix)."
         most = max(c.n_lambda for c in self.cells)

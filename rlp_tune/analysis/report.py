@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import storage
 from .document import Analysis, analyze_tables
-from .findings import cell_findings, factor_findings, run_finding, tuning_finding
+from .findings import cell_findings, factor_findings, run_finding
 from .figures import figure_infos
 from .render import html_img
 from .search import SEARCH_DESIGNS, config_text, search_lines
@@ -116,9 +116,6 @@ def _findings(a: Analysis) -> str:
     out = ["<h2>Curve fits</h2>" if search else "<h2>Findings</h2>"]
     if not a.cells:
         out.append("<p class='muted'>none: no complete trial with metrics.</p>")
-    tuned = tuning_finding(a) if a.search is None else None
-    if tuned:   # a tuning search leads with what it found; the curve fits below may not be identified
-        out.append(f"<div class='findings'><ul><li>{_sup(tuned.text)}</li></ul></div>")
     if a.no_fits_line():     # a search without cells to fit: one line, not a block of "not identified" per cell
         out.append(f"<p class='muted'>{_e(a.no_fits_line())}</p>")
     for cell in a.shown_cells:
@@ -205,7 +202,7 @@ def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, se
              f"<style>{CSS}</style></head><body>",
              f"<h1>rlp_tune report: {_e(storage.name(root))}</h1>",
              f"<p class='muted'>{_e(storage.display(root))} · design: {_e(a.design.kind)}"
-             + (f" (cells: {_e(', '.join(a.design.cell_factors))})" if a.design.cell_factors else "")
+             + (f" (cells: {_e(', '.join(a.design.cell_factors))})" if a.design.cell_factors and a.shown_cells else "")
              + f" · {a.n_trials} trials ({_e(status)}); {ct['used']} complete trials in the curve fits"
              + (f", {ct['left_out']} left out (" + _e("; ".join(
                  k if len(ct["reasons"]) == 1 else f"{v} {k}" for k, v in ct["reasons"].items())) + ")"
