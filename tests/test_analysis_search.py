@@ -238,6 +238,12 @@ def test_cells_with_enough_lambda_show_their_fits_beside_the_search(big):
     text = format_analysis(a)
     assert text.index("search:") < text.index(f"[{want[0]}]") and text.count("design cells hold fewer") == 1
     assert "memorization_vs_lambda" in a.shown_cells[0].fits
+    from rlp_tune.analysis import figures, load_tables
+    lam = next(i for i in figures.figure_infos(load_tables(big[0]), a) if i.name == "lambda")
+    assert len(lam.panels) == 3 * len(want) and all(p.title.endswith(f"\n{k}") for k, p in zip(
+        [k for k in want for _ in range(3)], lam.panels))                  # one row per shown cell, its trials
+    n_points = sum(len(x.x) for x in lam.panels[0].series if x.kind == "points")
+    assert n_points == len(a.shown_cells[0].trial_ids)
 
 
 def test_draw_returns_a_figure_without_switching_the_backend(small_an):

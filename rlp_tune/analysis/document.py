@@ -14,7 +14,9 @@ fit_factors.py, fit_onset.py; identification rules: identify.py):
   combination of the other swept factors;
 - `factor_curves`: memorization vs every swept factor (n, width, heads, noise, fraction, ...) at
   each λ level; `per_layer`: the logistic at every tap; `groups`: the λ fits per level of each
-  cell factor; `evasion` (evasion.py).
+  cell factor; `evasion` (evasion.py);
+- for a tuning search (tpe / random / qmc), `search` (search.py: best trials, history, importances)
+  and `shown_cells`, the cells with enough λ to fit a curve (all cells of other designs).
 Trials that did not reach their run.epochs (or --at-epoch E) are left out of every curve fit;
 `curve_trials` and `notes` say how many and why. The same quantity on the same trials is fitted
 once and reused (one CI per quantity).

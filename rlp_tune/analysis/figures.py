@@ -148,7 +148,7 @@ def _lambda_row(sub, fits: dict, tag: str) -> list[Panel]:
 def lambda_info(d, fits: dict, cells=None) -> FigureInfo:
     """d: per_trial frame; fits: the pooled fits; cells: document.Cell list (one row each when > 1)."""
     rows = [("", d, fits)]
-    if cells and len(cells) > 1:
+    if cells and (len(cells) > 1 or getattr(cells[0], "factors", None)):   # also one cell of several (a search)
         rows = [(c.key, d[d.trial_id.isin(set(c.trial_ids))], c.fits) for c in cells]
     panels = [p for tag, sub, f in rows for p in _lambda_row(sub, f, tag)]
     return FigureInfo("lambda", "Accuracies under RLP regularization vs λ" + (" per design cell" if len(rows) > 1
@@ -234,7 +234,7 @@ def memgen_info(d, fit, cells=None) -> FigureInfo | None:
     if not m.any():
         return None
     groups = [("", d[m], fit)]
-    if cells and len(cells) > 1:
+    if cells and (len(cells) > 1 or getattr(cells[0], "factors", None)):   # also one cell of several (a search)
         groups = [(c.key, d[m & d.trial_id.isin(set(c.trial_ids))], c.fits.get("memorization_vs_generalization"))
                   for c in cells]
     pa = Panel(title="Test accuracy vs memorization", xlabel="random-label accuracy (%)", ylabel="test accuracy (%)")

@@ -6,7 +6,10 @@
 One file that opens offline: inline CSS, figures inlined as PNG data URIs, no scripts, no link to
 any other file (analysis.json, the same numbers, is written beside it for programs). The first
 screen states the findings in words per design cell, each estimate with its 95% CI (findings.py);
-then the figures the design calls for (figures.py); then a collapsed appendix: every fit's
+a tuning search (tpe / random / qmc) leads instead with the search: what it found, its best trials,
+the optimization history and the parameter importances side by side (search.py, search_figures.py),
+and its curve fits only for cells with enough λ (else one line); then the figures the design calls
+for (figures.py); then a collapsed appendix: every fit's
 parameters, fits per layer / cell / group, factor curves, the best and all trials, and the sweep's
 space.toml (or the trials' constant and swept config when there is none).
 """

@@ -212,7 +212,8 @@ def read_search(t: Tables, d, design, study=None, note: str | None = None) -> Se
     # creation order from the trials' rows: the order without a study, and after the study's trials
     created = {}
     if "created" in t.trials.columns:
-        created = dict(zip(t.trials["trial_id"].astype(str), numeric_column(t.trials, "created")))
+        created = {i: c for i, c in zip(t.trials["trial_id"].astype(str), numeric_column(t.trials, "created"))
+                   if c == c}          # NaN would break the sort
     order = sorted(d.trial_id, key=lambda i: (by_id[i].number if i in by_id else math.inf,
                                               created.get(i, math.inf), i))
     rows = d.set_index("trial_id")
