@@ -6,7 +6,8 @@ and each trial's Parquet rows through rlp_tune.results.ResultWriter. The configs
 (RandomSampler, seed 0); val accuracy at the last epoch is a bump in log10 λ only:
   val(λ) = 0.95 − 0.05 (log10 λ − 0.5)²       (heads, hidden do not matter)
 and rises linearly over the epochs to it. Every third trial is stopped by "the scheduler" at epoch 2
-(status STOPPED, PRUNED in the study).
+(status STOPPED, PRUNED in the study), at val 0.99: above every finished trial, so a best-so-far or a
+best-trial pick that counted stopped trials would show.
 """
 import json
 import math
@@ -68,7 +69,8 @@ def write_search(root, n_trials, name="syn"):
         w = ResultWriter(root, name, tid)
         curve = []
         for e in range(1, done + 1):
-            v = 0.5 + (final - 0.5) * e / EPOCHS
+            # stopped trials look better than any finished one at their stop: the best so far must ignore them
+            v = 0.99 if stopped else 0.5 + (final - 0.5) * e / EPOCHS
             curve.append(v)
             t.report(v, e)
             w.write_epoch(e, [{"split": "val", "metric": "acc", "value": v},
@@ -124,6 +126,14 @@ def test_trials_numbers_states_and_values_come_from_the_study_and_the_rows(small
     assert [t.number for t in s.best(3)] == [v[0] for v in complete[:3]]
     # every trial to the end vs what ran: the stopped ones saved EPOCHS - STOP_AT each
     assert (s.epochs_full, s.epochs_run, s.epochs_saved) == (9 * EPOCHS, 6 * EPOCHS + 3 * STOP_AT, 3 * (EPOCHS - STOP_AT))
+
+
+def test_the_study_is_only_read(small):
+    root, _ = small
+    before = (root / JOURNAL).read_bytes()
+    files = sorted(p.name for p in root.iterdir())
+    assert analyze(root, n_boot=5).search.source == JOURNAL
+    assert (root / JOURNAL).read_bytes() == before and sorted(p.name for p in root.iterdir()) == files
 
 
 def test_history_is_the_best_so_far_among_trials_that_ran_to_the_end(small, small_an):

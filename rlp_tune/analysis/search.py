@@ -141,7 +141,6 @@ def open_study(root: str | Path, name: str | None = None):
         from optuna.storages.journal import JournalFileBackend
     except ImportError:
         return None, "no Optuna study: optuna is not installed (pip install 'rlp_tune[ray]')"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         st = JournalStorage(JournalFileBackend(str(path)))
         names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
