@@ -273,3 +273,17 @@ def test_grid_designs_have_no_search(tmp_path):
     (root / "space.toml").write_text((root / "space.toml").read_text().replace('design = "tpe"', 'design = "grid"'))
     a = analyze(root, n_boot=20)
     assert a.search is None and a.to_dict()["search"] is None and a.shown_cells == a.cells
+
+
+def test_a_search_in_a_bucket_reads_as_the_folder(small, small_an, s3_endpoint):
+    """Results on an object store: the journal is read through a temporary copy (none left behind)."""
+    import tempfile
+    from pathlib import Path
+
+    from s3server import upload
+    uri = s3_endpoint() + "/sweeps/small"
+    upload(small[0], uri)
+    before = set(Path(tempfile.gettempdir()).glob("rlp_tune_study_*"))
+    s = analyze(uri, n_boot=5).search
+    assert s.source == JOURNAL and s.to_dict() == small_an.search.to_dict()
+    assert set(Path(tempfile.gettempdir()).glob("rlp_tune_study_*")) == before

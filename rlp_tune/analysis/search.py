@@ -12,7 +12,9 @@ Optuna study the sweep kept in ROOT/optuna.journal (tune/study.py writes it; onl
 order the sampler drew the trials in (trial numbers), its PRUNED / FAIL states, and the parameter
 importances, `optuna.importance.get_param_importances` with Optuna's default evaluator (PED-ANOVA)
 over the COMPLETE trials — the ones the scheduler stopped carry no final value and do not count.
-When the study cannot be opened (results copied without the journal, optuna not installed) the
+Results on an object store (s3://...): the journal is read into a temporary folder for the
+analysis and removed after. When the study cannot be opened (results copied without the journal,
+optuna not installed) the
 Parquet rows still give the order (creation time), the history and the slices; `source_note` says
 so in one line and the importances say why they are missing.
 
@@ -21,11 +23,13 @@ Figures of these numbers: search_figures.py.
 from __future__ import annotations
 
 import math
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import storage
 from .tables import Tables, numeric_column
 
 SEARCH_DESIGNS = ("tpe", "random", "qmc")
@@ -114,27 +118,35 @@ class SearchSummary:
                 "trials": [t.to_dict() for t in self.trials]}
 
 
-def _sweep_table(root: str | Path) -> dict:
+def _space(root: str | Path) -> dict:
+    """ROOT/space.toml (a folder or a URI) as a dict; {} when missing or unreadable."""
     try:
-        return tomllib.loads((Path(root) / "space.toml").read_text()).get("sweep") or {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        text = storage.read_text(root, "space.toml")
+        return tomllib.loads(text) if text is not None else {}
+    except (OSError, tomllib.TOMLDecodeError):
         return {}
 
 
-def _log_params(root: str | Path) -> list[str]:
-    try:
-        search = tomllib.loads((Path(root) / "space.toml").read_text()).get("search") or {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return []
+def _log_params(space: dict) -> list[str]:
+    search = space.get("search") or {}
     return [k for k, v in search.items() if isinstance(v, dict) and v.get("dist") in ("loguniform", "intlog")]
 
 
-def open_study(root: str | Path, name: str | None = None):
+def open_study(root: str | Path, name: str | None = None, workdir: str | Path | None = None):
     """(study, "") from ROOT/optuna.journal, or (None, why) in one line. Only reads: the journal is not
-    created when missing (Optuna's file backend would create an empty one)."""
-    path = Path(root) / JOURNAL
-    if not path.is_file():
-        return None, f"no Optuna study: {JOURNAL} is missing from the results folder (copied without it?)"
+    created when missing (Optuna's file backend would create an empty one). An object store's journal
+    is copied into `workdir` (a temporary folder the caller removes after using the study)."""
+    missing = f"no Optuna study: {JOURNAL} is missing from the results folder (copied without it?)"
+    if storage.is_remote(root):
+        data = storage.read_bytes(root, JOURNAL) if workdir is not None else None
+        if data is None:
+            return None, missing
+        path = Path(workdir) / JOURNAL
+        path.write_bytes(data)
+    else:
+        path = Path(root) / JOURNAL
+        if not path.is_file():
+            return None, missing
     try:
         import optuna
         from optuna.storages import JournalStorage
@@ -190,15 +202,22 @@ def _param(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def read_search(t: Tables, d, design, study=None, note: str | None = None) -> SearchSummary | None:
-    """The search of ROOT (t.root) for designs tpe / random / qmc, else None. d: tables.per_trial frame;
-    design: design.Design. study / note: an opened study and why there is none (default: open_study)."""
+def read_search(t: Tables, d, design) -> SearchSummary | None:
+    """The search of ROOT (t.root, a folder or a URI) for designs tpe / random / qmc, else None.
+    d: tables.per_trial frame; design: design.Design."""
     if design.kind not in SEARCH_DESIGNS or not len(d):
         return None
-    sweep = _sweep_table(t.root)
+    space = _space(t.root)
+    name = (space.get("sweep") or {}).get("name") or storage.name(t.root)
+    with tempfile.TemporaryDirectory(prefix="rlp_tune_study_") as tmp:   # an object store's journal, read here
+        study, note = open_study(t.root, name, tmp)
+        return summarize(t, d, design, space, study, note)
+
+
+def summarize(t: Tables, d, design, space: dict, study, note: str) -> SearchSummary:
+    """The SearchSummary of the trials (t, d) and the opened study (None: `note` says why)."""
+    sweep = space.get("sweep") or {}
     metric, mode = str(sweep.get("metric", "val.acc")), str(sweep.get("mode", "max"))
-    if study is None and note is None:
-        study, note = open_study(t.root, sweep.get("name") or Path(t.root).name)
     # the metric at each trial's last epoch (the `final` view's column), by trial id
     f = t.final
     val = dict(zip(f["trial_id"].astype(str), numeric_column(f, metric)))
@@ -249,7 +268,7 @@ def read_search(t: Tables, d, design, study=None, note: str | None = None) -> Se
     imp = importances(study, params) if study is not None else \
         Importances({}, sum(tr.state == "complete" for tr in trials), reason=f"not estimated: {note}")
     return SearchSummary(design=design.kind, metric=metric, mode=mode, params=params,
-                         log_params=[p for p in _log_params(t.root) if p in params], trials=trials,
+                         log_params=[p for p in _log_params(space) if p in params], trials=trials,
                          importances=imp, source=JOURNAL if study is not None else "parquet",
                          source_note=note or "", curves=curves)
 
