@@ -374,21 +374,3 @@ def test_generalization_finding_leads_with_what_the_ci_supports(gain_ci, lead):
     text = generalization_finding(f).text
     assert text.startswith(lead), text
     assert "[-0.2, +0.4]" in text if gain_ci[0] < 0 else "[+1.0, +3.0]" in text
-
-
-def test_tuning_search_leads_with_its_best_trial():
-    """tpe / random: the best trial by the selection metric, in words; designed experiments get none."""
-    from types import SimpleNamespace
-
-    from rlp_tune.analysis.design import Design
-    from rlp_tune.analysis.findings import tuning_finding
-    rows = [{"trial_id": "t7", "lam": 44.6, "rlp.heads": 3, "rlp.n": 202, "val_acc": 0.9954, "test_acc": 0.9722,
-             "rand_acc": 0.041}]
-    a = SimpleNamespace(design=Design(kind="tpe", searched=["rlp.lam", "rlp.heads", "rlp.n"]),
-                        best_trials={"by": "val_acc", "rows": rows}, status={"TERMINATED": 4, "STOPPED": 12},
-                        n_trials=16)
-    text = tuning_finding(a).text
-    assert text.startswith("Tuning search (tpe): the best trial by val acc is t7 (λ = 44.6, rlp.heads = 3, "
-                           "rlp.n = 202): val 99.5%, test 97.2%, random-label accuracy 4.1%; 4 of 16"), text
-    a.design = Design(kind="grid", searched=["rlp.lam"])
-    assert tuning_finding(a) is None

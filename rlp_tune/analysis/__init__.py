@@ -11,8 +11,10 @@ Modules, by layer (each imports only the ones above it):
   numerics   vendored, batched numerics (LM, B-splines, ranks) bootstrap  CIs, seeded generators
   identify   when a fit is identified; NotIdentified
   fit_lambda / fit_memgen / fit_factors / fit_onset / evasion   the fits, typed results
+  search     a tuning search (tpe / random / qmc): best trials, history, importances (optuna.journal)
   document   Analysis: every fit, per cell (`analyze`)        findings / text   words and text
-  figures    FigureInfo per figure (numbers only)             render   matplotlib (optional ax)
+  figures    FigureInfo per figure (numbers only)             search_figures   the search's FigureInfos
+  render     matplotlib (optional ax)
   report     the HTML page
 Heavy imports (duckdb, pandas, matplotlib) happen on first use, so `import rlp_tune.analysis` is cheap; the
 fits are numpy only (no scipy: its import alone cost ~1 s of every `rlp-tune analyze`).

@@ -14,7 +14,9 @@ fit_factors.py, fit_onset.py; identification rules: identify.py):
   combination of the other swept factors;
 - `factor_curves`: memorization vs every swept factor (n, width, heads, noise, fraction, ...) at
   each λ level; `per_layer`: the logistic at every tap; `groups`: the λ fits per level of each
-  cell factor; `evasion` (evasion.py).
+  cell factor; `evasion` (evasion.py);
+- for a tuning search (tpe / random / qmc), `search` (search.py: best trials, history, importances)
+  and `shown_cells`, the cells with enough λ to fit a curve (all cells of other designs).
 Trials that did not reach their run.epochs (or --at-epoch E) are left out of every curve fit;
 `curve_trials` and `notes` say how many and why. The same quantity on the same trials is fitted
 once and reused (one CI per quantity).
@@ -37,6 +39,8 @@ from .findings import cell_findings
 from .fit_lambda import fit_logistic, fit_peak
 from .fit_memgen import fit_mem_gen
 from .fit_onset import DELTA_GAP, DELTA_RAND, Onset, onset_epochs, onset_summary
+from .identify import MIN_DISTINCT_LAMBDA
+from .search import SEARCH_DESIGNS, SearchSummary, read_search
 from .tables import Tables, layer_order, load_tables, per_trial, varying_columns
 
 SCHEMA = "rlp_tune.analysis/2"
@@ -82,9 +86,10 @@ class Cell:
     factors: dict[str, str]
     trial_ids: list[str]
     fits: dict[str, Any]
+    n_lambda: int = 0                        # distinct λ > 0 among its trials (a λ fit needs MIN_DISTINCT_LAMBDA)
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "factors": self.factors, "n_trials": len(self.trial_ids),
+        return {"key": self.key, "factors": self.factors, "n_trials": len(self.trial_ids), "n_lambda": self.n_lambda,
                 "findings": [{"topic": f.topic, "text": f.text, "identified": f.identified}
                              for f in cell_findings(self)],
                 "fits": {k: v.to_dict() for k, v in self.fits.items()}}
@@ -124,11 +129,42 @@ class Analysis:
     onset_per_trial: dict[str, list]
     settings: dict[str, Any]
     final_epoch: dict[str, int] | None = None
+    search: SearchSummary | None = None      # designs tpe / random / qmc: the search (search.py)
     trials: Any = field(default=None, repr=False)   # the per_trial frame (not in the JSON)
+
+    @property
+    def shown_cells(self) -> list[Cell]:
+        """The cells whose findings lead: all of them, except in a search (tpe / random / qmc), where
+        only cells with enough distinct λ to fit a curve are (`no_fits_line` says why when none is)."""
+        if self.design.kind not in SEARCH_DESIGNS:
+            return self.cells
+        return [c for c in self.cells if self.design.lam_swept and c.n_lambda >= MIN_DISTINCT_LAMBDA]
+
+    def no_fits_line(self) -> str:
+        """One line on why a search shows no curve fits for (some of) its cells ("" when it shows all, or is
+        no search)."""
+        shown = self.shown_cells
+        if self.design.kind not in SEARCH_DESIGNS or len(shown) == len(self.cells):
+            return ""
+        if shown:
+            return (f"{len(self.cells) - len(shown)} of {len(self.cells)} design cells hold fewer than "
+                    f"{MIN_DISTINCT_LAMBDA} distinct λ > 0 among their trials that ran to the end: no curve fits "
+                    "for them here (the fits, not identified, are in the appendix).")
+        if not self.design.lam_swept:
+            return "No curve fits against λ: this search does not search rlp.lam (every fit is in the appendix)."
+        most = max(c.n_lambda for c in self.cells)
+        where = (f"the {len(self.cells[0].trial_ids)} trials that ran to the end hold {most} distinct λ > 0"
+                 if len(self.cells) == 1 else
+                 f"none of the {len(self.cells)} design cells ({', '.join(self.design.cell_factors)}) holds more "
+                 f"than {most} distinct λ > 0 among its trials that ran to the end")
+        return (f"No per-cell curve fits: {where}, and a λ fit needs ≥ {MIN_DISTINCT_LAMBDA} in a cell; a search "
+                "samples configs, it does not trace curves (the fits, not identified, are in the appendix).")
 
     def to_dict(self) -> dict:
         doc = {"schema": SCHEMA, "root": self.root, "sweeps": self.sweeps, "n_trials": self.n_trials,
                "n_trials_with_metrics": self.n_trials_with_metrics, "status": self.status,
+               "search": self.search.to_dict() if self.search is not None else None,
+               "curve_fits": {"shown_cells": [c.key for c in self.shown_cells], "why_none": self.no_fits_line()},
                "primary_layer": self.primary_layer, "memorization_metric": f"train.{self.memorization_metric}",
                "design": self.design.to_dict(), "varying": self.varying, "chance": self.chance,
                "notes": self.notes, "curve_trials": self.curve_trials,
@@ -176,6 +212,11 @@ def _curve_trials(d, dc) -> dict:
     return {"used": int(len(dc)), "left_out": int(len(d) - len(dc)), "reasons": reasons}
 
 
+def n_lambda(sub) -> int:
+    """Distinct λ > 0 among the trials of `sub` (per_trial rows)."""
+    return int(sub.lam[sub.lam > 0].nunique())
+
+
 def _cells(dc, design: Design, pooled: dict, n_boot: int, seed: int, metric: str) -> list[Cell]:
     if not len(dc):
         return []
@@ -185,7 +226,7 @@ def _cells(dc, design: Design, pooled: dict, n_boot: int, seed: int, metric: str
         # without λ swept, the other factors are the x axes of the factor curves, not cells
         return [Cell("all trials", {}, dc.trial_id.tolist(),
                      pooled if design.lam_swept else {"memorization_vs_generalization":
-                                                      pooled["memorization_vs_generalization"]})]
+                                                      pooled["memorization_vs_generalization"]}, n_lambda(dc))]
     out = []
     keys = design.cell_factors
     # cells in the order of their values (numbers numerically), named by their values as text
@@ -196,7 +237,7 @@ def _cells(dc, design: Design, pooled: dict, n_boot: int, seed: int, metric: str
         fits = lam_fits(sub, n_boot, seed, tag=key, metric=metric) if design.lam_swept else {}
         fits["memorization_vs_generalization"] = fit_mem_gen(sub.rand_acc, sub.test_acc, sub.gap, n_boot=n_boot,
                                                              seed=seed, name=f"memgen{key}")
-        out.append(Cell(key, dict(zip(keys, vals)), sub.trial_id.tolist(), fits))
+        out.append(Cell(key, dict(zip(keys, vals)), sub.trial_id.tolist(), fits, n_lambda(sub)))
     return out
 
 
@@ -328,7 +369,7 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
                   "ci": "percentile bootstrap 2.5/97.5 over trials"},
         final_epoch={"min": int(d.final_epoch.min()), "max": int(d.final_epoch.max())}
         if d.final_epoch.notna().any() else None,
-        trials=d)
+        search=read_search(t, d, design), trials=d)
 
 
 def analyze(root: str | Path, *, n_boot: int = 200, seed: int = 0, at_epoch: int | None = None, **kw) -> Analysis:

@@ -34,7 +34,7 @@ class Series:
     label: str
     x: list
     y: list
-    kind: str = "line"              # line | points | errorbar | band (ylo..yhi filled)
+    kind: str = "line"              # line | points | errorbar | band (ylo..yhi filled) | step | bar
     ylo: list | None = None         # absolute lower / upper ends of error bars or band (same units as y)
     yhi: list | None = None
     style: str = "-"
@@ -71,6 +71,7 @@ class FigureInfo:
     panels: list[Panel]
     note: str = ""
     ncols: int = 0                      # panels per row (0 = all in one row)
+    height: float = 0.0                 # inches per row of panels (0 = the default)
 
     def panel(self, title_part: str) -> Panel:
         for p in self.panels:
@@ -147,7 +148,7 @@ def _lambda_row(sub, fits: dict, tag: str) -> list[Panel]:
 def lambda_info(d, fits: dict, cells=None) -> FigureInfo:
     """d: per_trial frame; fits: the pooled fits; cells: document.Cell list (one row each when > 1)."""
     rows = [("", d, fits)]
-    if cells and len(cells) > 1:
+    if cells and (len(cells) > 1 or getattr(cells[0], "factors", None)):   # also one cell of several (a search)
         rows = [(c.key, d[d.trial_id.isin(set(c.trial_ids))], c.fits) for c in cells]
     panels = [p for tag, sub, f in rows for p in _lambda_row(sub, f, tag)]
     return FigureInfo("lambda", "Accuracies under RLP regularization vs λ" + (" per design cell" if len(rows) > 1
@@ -233,7 +234,7 @@ def memgen_info(d, fit, cells=None) -> FigureInfo | None:
     if not m.any():
         return None
     groups = [("", d[m], fit)]
-    if cells and len(cells) > 1:
+    if cells and (len(cells) > 1 or getattr(cells[0], "factors", None)):   # also one cell of several (a search)
         groups = [(c.key, d[m & d.trial_id.isin(set(c.trial_ids))], c.fits.get("memorization_vs_generalization"))
                   for c in cells]
     pa = Panel(title="Test accuracy vs memorization", xlabel="random-label accuracy (%)", ylabel="test accuracy (%)")
@@ -314,17 +315,20 @@ def figure_infos(tables, a: Analysis) -> list[FigureInfo]:
     dc = d[d.complete]
     infos: list[FigureInfo] = []
     single = len(d) <= 1 or dc.lam[dc.lam > 0].nunique() < 2
-    if not single:
-        infos.append(lambda_info(dc, a.fits, a.cells))
-    if tables.epochs is not None and len(tables.epochs):
+    # a search (tpe / random / qmc) draws the λ figures only for cells with enough λ to fit (Analysis.shown_cells);
+    # without any, its learning curves (search_figures.py) stand in for the dynamics figure
+    curves = a.search is None or bool(a.shown_cells)
+    if not single and curves:
+        infos.append(lambda_info(dc, a.fits, a.shown_cells))
+    if tables.epochs is not None and len(tables.epochs) and curves:
         # complete trials where there are some: averaging trials that stop early changes the mix per epoch
         infos.append(epochs_info(tables.epochs, dc if len(dc) else d, a.fits.get("onset"),
                                  f"train.{a.memorization_metric}"))
     li = layers_info(a.fits, a.chance)
     if li:
         infos.append(li)
-    if not single:
-        mg = memgen_info(dc, a.fits.get("memorization_vs_generalization"), a.cells)
+    if not single and curves:
+        mg = memgen_info(dc, a.fits.get("memorization_vs_generalization"), a.shown_cells)
         if mg:
             infos.append(mg)
     for fc in a.factor_curves:

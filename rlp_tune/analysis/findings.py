@@ -98,27 +98,6 @@ def run_finding(a) -> Finding | None:
                    "Fits against λ need a sweep.", True)
 
 
-def tuning_finding(a) -> Finding | None:
-    """A tuning search's answer (designs tpe / random): the best trial by the selection metric, in words.
-    Curve fits over such a search are often not identified; what the search found still is."""
-    rows = (a.best_trials or {}).get("rows") or []
-    if a.design.kind not in ("tpe", "random") or not rows:
-        return None
-    by, r = a.best_trials["by"], rows[0]
-
-    def p(v) -> str:
-        return "—" if v is None or v != v else f"{100 * v:.1f}%"
-    values = ", ".join(f"{k} = {r[k]:.3g}" if isinstance(r[k], float) else f"{k} = {r[k]}"
-                       for k in a.design.searched if k in r and k != "rlp.lam")
-    lam = f"λ = {r['lam']:.3g}" if r.get("lam") == r.get("lam") and r.get("lam") is not None else ""
-    config = ", ".join(x for x in (lam, values) if x)
-    done = a.status.get("TERMINATED", 0)
-    return Finding("tuning", f"Tuning search ({a.design.kind}): the best trial by {by.replace('_', ' ')} is "
-                   f"{r['trial_id']} ({config}): val {p(r.get('val_acc'))}, test {p(r.get('test_acc'))}, "
-                   f"random-label accuracy {p(r.get('rand_acc'))}; {done} of {a.n_trials} trials ran to the end "
-                   "(selection is on val; one trial per config, so no CI).", True)
-
-
 def factor_findings(a) -> list[Finding]:
     """Memorization vs each swept factor with ≥ 3 levels, at the least-regularized λ level."""
     out = []

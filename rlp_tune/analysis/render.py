@@ -43,8 +43,14 @@ def draw_panel(ax, p: Panel) -> None:
     """Draw one Panel into a matplotlib Axes."""
     for s in p.series:
         xs, ys = np.asarray(s.x, float), _arr(s.y)
-        if s.kind == "points":
-            ax.scatter(xs, ys, s=12, alpha=s.alpha, label=s.label, color=s.color)
+        if s.kind == "points":       # style: a marker ("x"); a line style means the default dot
+            marker = s.style if s.style not in ("-", "--", ":", "-.", "") else "o"
+            ax.scatter(xs, ys, s=28 if marker == "x" else 12, alpha=s.alpha, label=s.label, color=s.color,
+                       marker=marker, zorder=4)
+        elif s.kind == "step":       # a running value (best so far): constant until the next x
+            ax.step(xs, ys, where="post", label=s.label, alpha=s.alpha, color=s.color, lw=2, zorder=3)
+        elif s.kind == "bar":
+            ax.bar(xs, ys, label=s.label, alpha=s.alpha, color=s.color)
         elif s.kind == "band":
             ax.fill_between(xs, _arr(s.ylo), _arr(s.yhi), alpha=s.alpha, color=s.color, label=s.label, lw=0)
         elif s.kind == "errorbar":
@@ -68,7 +74,8 @@ def draw_panel(ax, p: Panel) -> None:
     ax.set_xlabel(p.xlabel, fontsize=9)
     ax.set_ylabel(p.ylabel, fontsize=9)
     ax.grid(alpha=0.3)
-    if p.series or p.hlines or p.vlines:
+    labels = [x.label for x in p.series + p.hlines + p.vlines]
+    if any(lab and not lab.startswith("_") for lab in labels):   # "_name": no legend entry (matplotlib's rule)
         ax.legend(fontsize=7, loc="best")
 
 
@@ -82,7 +89,7 @@ def draw(info: FigureInfo, ax=None):
         cols = info.ncols or n
         rows = math.ceil(n / cols)
         # constrained layout keeps the suptitle clear of the panel titles
-        fig = Figure(figsize=(5.2 * cols, 4.3 * rows + 0.5), layout="constrained")
+        fig = Figure(figsize=(5.2 * cols, (info.height or 4.3) * rows + 0.5), layout="constrained")
         grid = fig.subplots(rows, cols, squeeze=False).ravel()
         for extra in grid[n:]:
             extra.set_visible(False)

@@ -6,7 +6,10 @@
 One file that opens offline: inline CSS, figures inlined as PNG data URIs, no scripts, no link to
 any other file (analysis.json, the same numbers, is written beside it for programs). The first
 screen states the findings in words per design cell, each estimate with its 95% CI (findings.py);
-then the figures the design calls for (figures.py); then a collapsed appendix: every fit's
+a tuning search (tpe / random / qmc) leads instead with the search: what it found, its best trials,
+the optimization history and the parameter importances side by side (search.py, search_figures.py),
+and its curve fits only for cells with enough λ (else one line); then the figures the design calls
+for (figures.py); then a collapsed appendix: every fit's
 parameters, fits per layer / cell / group, factor curves, the best and all trials, and the sweep's
 space.toml (or the trials' constant and swept config when there is none).
 """
@@ -20,9 +23,11 @@ from pathlib import Path
 
 from .. import storage
 from .document import Analysis, analyze_tables
-from .findings import cell_findings, factor_findings, run_finding, tuning_finding
+from .findings import cell_findings, factor_findings, run_finding
 from .figures import figure_infos
 from .render import html_img
+from .search import SEARCH_DESIGNS, config_text, search_lines
+from .search_figures import search_figure_infos
 from .tables import load_tables
 from .text import lines_for
 
@@ -37,6 +42,7 @@ th{background:#f3f3f3} td.l,th.l{text-align:left}
 .muted{color:#777;font-size:.85em} .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em;margin:.4em 0}
 .warn{background:#fdecea;border-left:4px solid #d93025;padding:.4em .8em;margin:.4em 0}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
+.row{display:flex;gap:1em;align-items:flex-start} .row figure{flex:1 1 0;margin:.4em 0;min-width:0}
 details{margin:1.5em 0} summary{cursor:pointer;font-weight:600;font-size:1.1em}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em} .scroll{max-height:40em;overflow:auto}
 """
@@ -88,20 +94,40 @@ def _fit_table(named: list[tuple[str, object]]) -> str:
     return _table(["fit", "result (95% bootstrap CI)"], rows, left=(0, 1))
 
 
+def _figure(info) -> str:
+    return f"<figure>{html_img(info)}<figcaption class='muted'>{_e(info.title)}</figcaption></figure>"
+
+
+def _search(a: Analysis) -> str:
+    """A tuning search's first screen: what it found and the best trials."""
+    s = a.search
+    out = ["<h2>Search</h2>", "<div class='findings'><ul>"
+           + "".join(f"<li>{_e(x)}</li>" for x in search_lines(s)) + "</ul></div>"]
+    best = s.best(5)
+    if not best:
+        return "\n".join(out)
+    rows = [[str(t.number), _e(t.trial_id), _cell("val_acc", t.value) if s.metric.endswith("acc") else _cell("", t.value),
+             _cell("test_acc", t.test_acc), f"{t.epochs}/{t.target}", _e(config_text(t.params))] for t in best]
+    out.append(f"<h3>Best {len(best)} trials by {_e(s.metric)} <span class='muted'>(of the trials that ran to the "
+               "end; one trial per config, no CI)</span></h3>")
+    out.append(_table(["#", "trial", s.metric, "test.acc", "epochs", "config"], rows, left=(1, 5)))
+    return "\n".join(out)
+
+
 def _findings(a: Analysis) -> str:
-    out = ["<h2>Findings</h2>"]
+    search = a.design.kind in SEARCH_DESIGNS
+    out = ["<h2>Curve fits</h2>" if search else "<h2>Findings</h2>"]
     if not a.cells:
         out.append("<p class='muted'>none: no complete trial with metrics.</p>")
-    tuned = tuning_finding(a)
-    if tuned:   # a tuning search leads with what it found; the curve fits below may not be identified
-        out.append(f"<div class='findings'><ul><li>{_sup(tuned.text)}</li></ul></div>")
-    for cell in a.cells:
+    if a.no_fits_line():     # a search without cells to fit: one line, not a block of "not identified" per cell
+        out.append(f"<p class='muted'>{_e(a.no_fits_line())}</p>")
+    for cell in a.shown_cells:
         found = cell_findings(cell) or [f for f in [run_finding(a)] if f]
         items = "".join(f'<li class="{"" if f.identified else "nf"}">{_sup(f.text)}</li>' for f in found)
         head = f"<h3>{_e(cell.key)} <span class='muted'>({len(cell.trial_ids)} trials)</span></h3>" \
-            if len(a.cells) > 1 else ""
+            if len(a.shown_cells) > 1 else ""
         out.append(f"<div class='findings'>{head}<ul>{items or '<li>no fits for these trials</li>'}</ul></div>")
-    factors = factor_findings(a)
+    factors = [f for f in factor_findings(a) if f.identified or not search]
     if factors:
         items = "".join(f'<li class="{"" if f.identified else "nf"}">{_sup(f.text)}</li>' for f in factors)
         out.append(f"<div class='findings'><h3>Factors</h3><ul>{items}</ul></div>")
@@ -135,6 +161,16 @@ def _appendix(a: Analysis, root: str) -> str:
     for fc in a.factor_curves:
         out.append(f"<h3>Memorization vs {_e(fc.factor)} per λ level</h3>")
         out.append(_fit_table([("all" if lv is None else f"λ = {lv:.3g}", f) for lv, f in fc.by_lambda]))
+    if a.search is not None:
+        s = a.search
+        out.append(f"<h3>Search: every trial by number ({_e(s.source)})</h3>")
+        if s.source_note:
+            out.append(f"<p class='muted'>{_e(s.source_note)}</p>")
+        out.append(_table(["#", "trial", "state", s.metric, "test.acc", "epochs", "config"],
+                          [[str(t.number), _e(t.trial_id), t.state, _cell("val_acc" if s.metric.endswith("acc") else "",
+                                                                          t.value),
+                            _cell("test_acc", t.test_acc), f"{t.epochs}/{t.target}", _e(config_text(t.params))]
+                           for t in s.trials], left=(1, 2, 6)))
     d = a.trials
     varying = list(a.varying)
     best = a.best_trials
@@ -169,7 +205,7 @@ def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, se
              f"<style>{CSS}</style></head><body>",
              f"<h1>rlp_tune report: {_e(storage.name(root))}</h1>",
              f"<p class='muted'>{_e(storage.display(root))} · design: {_e(a.design.kind)}"
-             + (f" (cells: {_e(', '.join(a.design.cell_factors))})" if a.design.cell_factors else "")
+             + (f" (cells: {_e(', '.join(a.design.cell_factors))})" if a.design.cell_factors and a.shown_cells else "")
              + f" · {a.n_trials} trials ({_e(status)}); {ct['used']} complete trials in the curve fits"
              + (f", {ct['left_out']} left out (" + _e("; ".join(
                  k if len(ct["reasons"]) == 1 else f"{v} {k}" for k, v in ct["reasons"].items())) + ")"
@@ -177,13 +213,24 @@ def write_report(root: str | Path, out_dir: str | Path, *, n_boot: int = 200, se
              + f" · memorization: train.{_e(a.memorization_metric)} at {_e(a.primary_layer)}"
              + (f", chance 1/n = {100 * a.chance:.3g}%" if a.chance else "")
              + f" · 95% CIs: percentile bootstrap over trials ({n_boot} resamples, seed {seed})</p>"]
+    search = search_figure_infos(a.search)
+    first = [i for i in search if i.name in ("search_history", "search_importance")]
+    row = "<div class='row'>" + "".join(_figure(i) for i in first) + "</div>" if first else ""
+    if a.search is not None:
+        parts.append(_search(a))
+        if not a.shown_cells:    # no cell findings to lead with: the history and importances come next
+            parts.append(row)
     parts.append(_findings(a))
-    parts += [f"<p class='note'>note: {_e(n)}</p>" for n in a.notes]
-    infos = figure_infos(tables, a)
+    # a search's notes are about the curve fits it (mostly) has none of: small print under that line
+    note_class = "muted" if a.search is not None and not a.shown_cells else "note"
+    parts += [f"<p class='{note_class}'>note: {_e(n)}</p>" for n in a.notes]
+    if a.search is not None and a.shown_cells:      # a search with cells to fit: their findings first
+        parts.append(row)
+    infos = [i for i in search if i not in first] + figure_infos(tables, a)
     if infos:
         parts.append("<h2>Figures</h2>")
         for info in infos:
-            parts.append(f"<figure>{html_img(info)}<figcaption class='muted'>{_e(info.title)}</figcaption></figure>")
+            parts.append(_figure(info))
     parts.append(_appendix(a, root))
     parts.append("<p class='muted'>analysis.json beside this page holds every number above "
                  "(docs/analysis.md describes it).</p></body></html>")

@@ -16,6 +16,7 @@ from .fit_lambda import LogisticFit, PeakFit
 from .fit_memgen import MemGenFit
 from .fit_onset import Onset, OnsetSummary
 from .identify import NotIdentified
+from .search import SEARCH_DESIGNS, SearchSummary, config_text, search_lines
 
 
 def pct(v) -> str:
@@ -120,8 +121,19 @@ def _(fit: OnsetSummary, name: str) -> list[str]:
             f"epochs; onset first in {pct(fit.frac_onset_before_divergence)} of {fit.n_both}"]
 
 
+def format_search(s: SearchSummary, k: int = 5) -> list[str]:
+    """A tuning search: what it found, the best trials, how the scheduler went, the importances."""
+    out = ["search:"] + [f"  {x}" for x in search_lines(s)]
+    out.append(f"  best {min(k, len(s.best(k)))} by {s.metric} (trials that ran to the end):")
+    for t in s.best(k):
+        out.append(f"    #{t.number} {t.trial_id}: {s.metric} {pct(t.value)}  test {pct(t.test_acc)}  "
+                   f"{t.epochs}/{t.target} epochs  {config_text(t.params)}")
+    return out
+
+
 def format_analysis(a: Analysis) -> str:
-    """The analysis as text: findings per design cell first, then every fit."""
+    """The analysis as text: a search first (designs tpe / random / qmc), the findings per design cell,
+    then every fit."""
     out = [f"results: {a.root}  sweep(s): {', '.join(a.sweeps) or '—'}",
            f"trials: {a.n_trials} ({a.n_trials_with_metrics} with metrics) "
            + " ".join(f"{k}={v}" for k, v in a.status.items()),
@@ -130,14 +142,24 @@ def format_analysis(a: Analysis) -> str:
     for c, info in a.varying.items():
         rng_ = f" in [{num(info.get('min'))}, {num(info.get('max'))}]" if "min" in info else ""
         out.append(f"  swept: {c}: {info['n_values']} values{rng_}")
-    out.extend(f"note: {n}" for n in a.notes)
+    search = a.design.kind in SEARCH_DESIGNS
+    if a.search is not None:
+        out.append("")
+        out.extend(format_search(a.search))
+    if not search:
+        out.extend(f"note: {n}" for n in a.notes)
     out.append("")
     out.append("findings:" if a.cells else "findings: none (no complete trial with metrics)")
-    for cell in a.cells:
+    if a.no_fits_line():
+        out.append(f"  {a.no_fits_line()}")
+    for cell in a.shown_cells:
         out.append(f"  [{cell.key}] ({len(cell.trial_ids)} trials)")
         out.extend(f"    {f.text}" for f in cell_findings(cell) or [f for f in [run_finding(a)] if f])
     for f in factor_findings(a):
-        out.append(f"  {f.text}")
+        if f.identified or not search:      # a search's unidentified factor curves: in the fits below
+            out.append(f"  {f.text}")
+    if search:
+        out.extend(f"note: {n}" for n in a.notes)
     if a.evasion.flagged:
         out.append(f"  possible evasion of the co-trained heads ({len(a.evasion.rows)} flag(s)):")
         for r in a.evasion.rows[:5]:
