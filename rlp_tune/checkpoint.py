@@ -13,6 +13,7 @@ import torch
 
 from .config import Config, all_keys
 from .errors import UserError
+from .names import name_problem
 
 CKPT_VERSION = 1
 # globals a checkpoint may name besides tensors and containers: numpy's RNG state is an ndarray
@@ -41,13 +42,18 @@ def read_checkpoint(path: str | Path, device="cpu") -> dict:
     try:
         with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
             state = torch.load(path, map_location=device, weights_only=True)
-        ok = isinstance(state, dict) and state.get("version") == CKPT_VERSION and "net" in state
+        ok = (isinstance(state, dict) and state.get("version") == CKPT_VERSION and "net" in state
+              and isinstance(state.get("config"), dict))
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user-facing error
         msg = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {msg}); "
                               "remove it or use another --out folder") from None
     if not ok:
-        raise CheckpointError(f"{path}: not an rlp_tune checkpoint (version {CKPT_VERSION} expected)")
+        raise CheckpointError(f"{path}: not an rlp_tune checkpoint (version {CKPT_VERSION} with its net and "
+                              "config expected)")
+    if state.get("trial_id") and name_problem(state["trial_id"]):   # it names the files rows go to
+        raise CheckpointError(f"{path}: trial_id {state['trial_id']!r} {name_problem(state['trial_id'])}; "
+                              "not a checkpoint rlp_tune wrote")
     return state
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .names import NAME_RULE, name_problem
 
 
 class ConfigError(UserError, ValueError):
@@ -134,7 +135,8 @@ class Run:
     precision: str = setting("fp32", choices=("fp32", "bf16"), doc="bf16 autocast")
     compile: bool = setting(False, doc="torch.compile the model")
     threads: int = setting(0, lo=0, doc="torch CPU threads (0 = leave as is)")
-    name: str = setting("", doc="trial id for results (default: output folder name)", allowed="any text")
+    name: str = setting("", doc="trial id for results (default: output folder name)",
+                        allowed="one folder name (no / \\ :, not starting with . or -)")
     stop_train_acc: float = setting(0.0, lo=0.0, hi=1.0, doc="stop once train accuracy reaches this (0 = off)")
     keep_checkpoints: str = setting("last", choices=("last", "all"), doc="'all' keeps one per epoch (offline RLP, probes)")
 
@@ -295,6 +297,8 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError(f"rlp.weight_decay: {cfg.rlp.weight_decay!r} is out of range (must be -1 = optim's, or >= 0)")
     if cfg.run.device not in ("auto", "cpu", "cuda") and not cfg.run.device.startswith("cuda:"):
         raise ConfigError(f"run.device: {cfg.run.device!r} is not auto, cpu, cuda or cuda:N")
+    if cfg.run.name and name_problem(cfg.run.name):   # it names the trial's files: one folder name
+        raise ConfigError(f"run.name: {cfg.run.name!r} {name_problem(cfg.run.name)}; {NAME_RULE}")
     betas = cfg.optim.betas
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ConfigError(f"optim.betas: expected two numbers in [0, 1) like [0.9, 0.999], got {list(betas)}")

@@ -83,6 +83,12 @@ def sql_literal(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
+def sql_identifier(name: str) -> str:
+    """`name` as a quoted SQL identifier (a column or alias): every name from a file or a config
+    that reaches SQL goes through here or `sql_literal`, so a name is data, never SQL."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
 # ---- the folder ------------------------------------------------------------------------------
 def _open(root: str | Path) -> tuple[Any, str, str]:
     """(filesystem, ROOT's path in it, ROOT for messages); ResultsError if ROOT is not a folder."""

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from . import storage
 from .errors import UserError
+from .names import check_name
 
 SCHEMA_VERSION = 2
 METRIC_KEY = ["sweep", "trial_id", "epoch", "split", "layer", "head", "metric", "protocol"]
@@ -103,7 +104,8 @@ class ResultWriter:
         self.root = root
         self.fs, base = storage.filesystem(root)
         self.base = base.rstrip("/")
-        self.sweep, self.trial_id = sweep, trial_id
+        # the trial id names its files: one folder name, never a path (names.check_name)
+        self.sweep, self.trial_id = sweep, check_name("trial id", trial_id)
         self.extra = dict(extra or {})
         self.metrics_dir = f"{self.base}/parquet/metrics/{trial_id}"
         self.started = time.time()

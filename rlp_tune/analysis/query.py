@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from .. import reader
-from ..reader import QueryError, fetch, one_line, sql_literal
+from ..reader import QueryError, fetch, one_line, sql_identifier, sql_literal
 
 FORMATS = ("table", "csv", "json")
 
@@ -102,7 +102,7 @@ def final_sql(names: list[tuple[str, ...]], src: str = "metrics", trials: str | 
     names3 = [(n[0], n[1], n[2] if len(n) == 3 else "") for n in names]
     cond = (lambda s, m, p: f"split = {sql_literal(s)} AND metric = {sql_literal(m)}"   # noqa: E731
             + (f" AND protocol = {sql_literal(p)}" if with_protocol else ""))
-    cols = ",\n  ".join(f"max(value) FILTER (WHERE {cond(s, m, p)}) AS \"{final_column(s, m, p)}\""
+    cols = ",\n  ".join(f"max(value) FILTER (WHERE {cond(s, m, p)}) AS {sql_identifier(final_column(s, m, p))}"
                         for s, m, p in names3)
     # layer '' before 'penultimate' (arg_min over the layer name) when a metric has both
     proto = "protocol, " if with_protocol else ""

@@ -72,9 +72,13 @@ def fresh_sweep_dir(storage: str, name: str) -> None:
     from ..errors import UserError
     if is_remote(storage):
         raise UserError(f"--fresh: {storage} is not a local folder; delete {storage}/{name} with your storage's tools")
+    from ..names import check_name
+    check_name("--name", name)   # one folder under --storage: `../x` would delete outside it
     root = Path(storage) / name
-    if not root.exists():
+    if not root.exists() and not root.is_symlink():
         return
+    if root.is_symlink() or root.resolve().parent != Path(storage).resolve():
+        raise UserError(f"--fresh: {root} is a link out of {storage}; not deleting it")
     if not (root / SPACE_FILE).exists() and not (root / "tuner.pkl").exists():
         raise UserError(f"--fresh: {root} does not hold a sweep ({SPACE_FILE} or tuner.pkl); not deleting it")
     files = [f for f in root.rglob("*") if f.is_file()]

@@ -276,6 +276,9 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
 
 
 def _check(s: SearchSpace, res: dict) -> None:
+    from ..names import NAME_RULE, name_problem
+    if name_problem(s.name):   # the sweep's folder under --storage: one folder name, never a path
+        raise _err("sweep.name", f"{s.name!r} {name_problem(s.name)}; {NAME_RULE}")
     if s.mode not in ("min", "max"):
         raise _err("sweep.mode", f"must be 'min' or 'max', got {s.mode!r}")
     split, _, metric = s.metric.partition(".")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..names import check_name
 from ..rundir import LOCK_FILE, check_folder
 from ..storage import filesystem, is_remote, resolve
 from ..storage import name as storage_name
@@ -171,7 +172,7 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
               stop: StopRequest | None = None, verbose: bool = False):
     """Run a sweep to its end, or until `stop` (SIGUSR1/SIGTERM/Ctrl-C) asks for a clean stop; the
     returned dict's `exit_code` is 0, RESUME_EXIT (3: stopped, `rlp-tune resume` continues) or 130."""
-    name = name or space.name
+    name = check_name("--name", name or space.name)    # a folder under --storage, never a path out of it
     storage = resolve(storage)
     root = _join(storage, name)
     _refuse_existing(root)
