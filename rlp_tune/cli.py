@@ -56,6 +56,13 @@ def _pos_int(text: str) -> int:
     return n
 
 
+def _port(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1 to 65535, got {n}")
+    return n
+
+
 def _epochs(text: str) -> str:
     """'all' or a comma list of epoch numbers ≥ 0 (kept as text: select_checkpoints reads it)."""
     if text.strip() != "all":
@@ -166,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Needs the extra: pip install 'rlp_tune[dashboard]'. The study lives in SWEEP_DIR/optuna.journal; "
              "from Python: rlp_tune.tune.study.load_study(SWEEP_DIR) (optuna.load_study on that journal).")
     d.add_argument("target", metavar="SWEEP_DIR", help="sweep folder (holds optuna.journal)")
-    d.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    d.add_argument("--port", type=_port, default=8080, help="port on 127.0.0.1 (default 8080)")
 
     q = _sub(sub, "query", "SQL (DuckDB) over the Parquet results of a run or sweep", QUERY_TABLES + ".\n\n"
              "  rlp-tune query results/demo 'SELECT \"rlp.lam\", \"test.acc\" FROM final ORDER BY 1'")

@@ -316,10 +316,13 @@ class _BatchDecode(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, str]:
         out = torch.empty((len(positions), 3, self.size, self.size), dtype=torch.uint8)
-        for j, p in enumerate(positions):  # per-file decode is the unavoidable part; runs in workers
-            out[j] = decode_image(self.paths[p], self.size)
+        try:
+            for j, p in enumerate(positions):  # per-file decode is the unavoidable part; runs in workers
+                out[j] = decode_image(self.paths[p], self.size)
+        except DatasetError as e:   # (None, message): StreamedData._emit raises it in the main process,
+            return None, str(e)     # one line (a worker's exception comes back with its traceback)
         return out, torch.as_tensor(positions, dtype=torch.int64)
 
 
@@ -358,6 +361,8 @@ class StreamedData:
     def _emit(self, bundle, split: str, batches: list[torch.Tensor]):
         dev = bundle.device
         for xb, pos in self._loader(split, batches, dev):
+            if xb is None:
+                raise DatasetError(pos)
             idx = pos.to(dev, non_blocking=True)
             yield bundle.prepare(xb.to(dev, non_blocking=True)), bundle.y[split][idx], idx
 

@@ -175,7 +175,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
     base = doc.get("base", {})
     try:
         if isinstance(base, str):
-            cfg = Config.from_dict(load_toml((p.parent / base).resolve()))
+            cfg = Config.from_dict(load_toml(p.parent / base))   # load_toml names a link loop
         else:
             cfg = Config.from_dict(base)
         fixed = dict(doc.get("fixed", {}))
