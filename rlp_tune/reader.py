@@ -302,7 +302,14 @@ def _make_views(con, state: _Views, layout: tuple) -> None:
 def _sandbox(con) -> None:
     """DuckDB opens no file at all (the views' data comes through pyarrow.fs), loads no extension and
     scans no Python variable; `connect` locks the settings once the views exist, so a query cannot
-    undo this."""
+    undo this. DuckDB still allows its own temp_directory (by default `.tmp` under the working
+    directory, where anyone's files may lie): it gets a private empty folder instead, removed with
+    the connection."""
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="rlp_tune_duckdb_")
+    weakref.finalize(con, shutil.rmtree, tmp, True)
+    con.execute(f"SET temp_directory = {sql_literal(tmp)}")
     con.execute("SET enable_external_access = false")
     con.execute("SET python_enable_replacements = false")
     con.execute("SET autoinstall_known_extensions = false")

@@ -90,6 +90,22 @@ def ws(tmp_path_factory):
     shutil.copytree(d / "run", d / "nocol")
     f = next((d / "nocol" / "parquet" / "metrics").glob("*/final.parquet"))
     pq.write_table(pq.read_table(f).drop_columns(["value"]), f)
+    # a run whose checkpoint has no config (what a hand-made or foreign checkpoint may lack)
+    from rlp_tune.checkpoint import CHECKPOINT_GLOBALS
+    shutil.copytree(d / "run", d / "noconfig")
+    ck = d / "noconfig" / "checkpoints" / "last.pt"
+    with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+        state = torch.load(ck, weights_only=True)
+    del state["config"]
+    torch.save(state, ck)
+    # files past the parser's bounds, a `base` link loop, a sweep name that is a path
+    (d / "dotted.toml").write_text("a" + ".a" * 199_999 + " = 1\n")      # 200,000 parts (was quadratic)
+    (d / "sections.toml").write_text("[a]\n" * 1_000_000)                 # 10^6 tables, 4 MB
+    (d / "tables.toml").write_text("".join(f"[t{i}]\n" for i in range(2000)))
+    (d / "nested.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")   # RecursionError in tomllib
+    os.symlink("loop.toml", d / "loop.toml")
+    (d / "space_loop.toml").write_text(SPACE.format(**ok).replace('base = "tiny.toml"', 'base = "loop.toml"'))
+    (d / "space_name.toml").write_text(SPACE.format(**ok).replace('name = "s"', 'name = "../victim"'))
     # a folder that already holds a sweep
     (d / "st" / "s").mkdir(parents=True)
     (d / "st" / "s" / "tuner.pkl").write_bytes(b"")
@@ -99,8 +115,9 @@ def ws(tmp_path_factory):
 
 def snapshot(root: Path) -> dict:
     """Every path under root with its size and mtime; a run folder's `.lock` only by its presence
-    (a process that takes the lock writes its pid there, even one that then refuses to train)."""
-    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns)
+    (a process that takes the lock writes its pid there, even one that then refuses to train); a link
+    by itself (lstat: the workspace holds a link loop)."""
+    return {str(p.relative_to(root)): (p.is_dir(), p.lstat().st_size, p.lstat().st_mtime_ns)
             if p.name != ".lock" else "lock" for p in root.rglob("*")}
 
 
@@ -193,6 +210,23 @@ CASES = {
     "too_many_gpus": (["sweep", f"{W}/space_gpus.toml", "--storage", f"{W}/st2"],
                       ["resources.gpus_per_worker", "GPUs"]),
     "argparse_bad_flag": (["analyze", f"{W}/run", "--boot", "-3"], ["--boot"]),
+    # untrusted files and names (tests/test_untrusted.py has the attacks themselves)
+    "checkpoint_without_config": (["probe", f"{W}/noconfig"], ["last.pt", "not an rlp_tune checkpoint", "config"]),
+    "train_checkpoint_without_config": (["train", f"{W}/tiny.toml", "--out", f"{W}/noconfig"],
+                                        ["last.pt", "not an rlp_tune checkpoint"]),
+    "config_dotted_key_200k_parts": (["train", f"{W}/dotted.toml", "--out", f"{W}/o"], ["more than 16 parts"]),
+    "config_10e6_sections": (["train", f"{W}/sections.toml", "--out", f"{W}/o"], ["at most 1048576 bytes"]),
+    "config_2000_tables": (["train", f"{W}/tables.toml", "--out", f"{W}/o"], ["2000 table headers", "at most 1000"]),
+    "config_nested_deeply": (["train", f"{W}/nested.toml", "--out", f"{W}/o"], ["nested too deeply"]),
+    "config_link_loop": (["train", f"{W}/loop.toml", "--out", f"{W}/o"], ["loop.toml", "symbolic links"]),
+    "space_base_link_loop": (["sweep", f"{W}/space_loop.toml", "--storage", f"{W}/st2"], ["loop.toml", "symbolic links"]),
+    "space_dotted_key": (["sweep", f"{W}/dotted.toml", "--storage", f"{W}/st2"], ["more than 16 parts"]),
+    "run_name_traversal": (["train", f"{W}/tiny.toml", "--out", f"{W}/o", "--set", "run.name=../../../victim"],
+                           ["run.name", "'../../../victim'", "contains '/'"]),
+    "sweep_name_traversal": (["sweep", f"{W}/space_name.toml", "--storage", f"{W}/st2"], ["sweep.name", "'../victim'"]),
+    "sweep_name_flag_traversal": (["sweep", f"{W}/space_ok.toml", "--storage", f"{W}/st2", "--name", "../victim",
+                                   "--fresh"], ["--name", "'../victim'"]),
+    "dashboard_port_out_of_range": (["dashboard", f"{W}/run", "--port", "99999"], ["--port", "65535"]),
 }
 if not ROOT_USER:
     CASES["config_unreadable"] = (["train", f"{W}/unreadable.toml", "--out", f"{W}/o"], ["cannot read"])

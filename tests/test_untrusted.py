@@ -74,7 +74,7 @@ def test_query_cannot_read_duckdb_default_temp_folder(tmp_path, monkeypatch, cap
     monkeypatch.chdir(cwd)
     for path in (cwd / ".tmp" / "secret.csv", ".tmp/secret.csv"):
         rc = main(["query", str(root), f"SELECT * FROM read_csv('{path}')"])
-        one_line_error(capsys, rc, "outside the results folder")
+        one_line_error(capsys, rc, "Cannot access file")
 
 
 # ---- names that become paths ---------------------------------------------------------------

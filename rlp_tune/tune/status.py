@@ -45,9 +45,7 @@ def _metric_summary(root: str, metric: str, mode: str) -> tuple[dict, dict, dict
     con = connect(root, live=False, views=("metrics",))
     try:
         done = dict(fetch(con, "SELECT trial_id, max(epoch) FROM metrics GROUP BY trial_id", "rows"))
-        # value::DOUBLE: a file whose `value` column is text (not one rlp_tune wrote) is a one-line
-        # ResultsError from DuckDB's cast, not a traceback from float() below
-        sel = fetch(con, f"SELECT trial_id, epoch, value::DOUBLE AS value FROM metrics WHERE split = {sql_literal(split)} "
+        sel = fetch(con, f"SELECT trial_id, epoch, value FROM metrics WHERE split = {sql_literal(split)} "
                          f"AND metric = {sql_literal(name)} AND layer = {sql_literal(layer)} AND head = -1 "
                          f"AND protocol = '' ORDER BY trial_id, epoch", "df")
     finally:
