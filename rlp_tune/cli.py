@@ -19,6 +19,7 @@ and help for every argument (tests/test_cli.py checks them); each command's work
 from __future__ import annotations
 
 import argparse
+import errno
 import contextlib
 import re
 import sys
@@ -27,7 +28,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .errors import LEFT_OUT_EXIT, ResultsWarning, UserError
+from .errors import FAULT_EXIT, LEFT_OUT_EXIT, ResultsWarning, UserError
 
 COMMANDS = """Run `rlp-tune COMMAND --help` for a command's arguments; `rlp-tune keys` lists the config keys.
 
@@ -270,6 +271,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlp-tune: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in STORAGE_FAULTS:
+            raise
+        print(f"rlp-tune: error: {fault_line(e)}; what was written before is whole: fix it and run the same "
+              "command again to continue (a sweep: rlp-tune resume DIR)", file=sys.stderr)
+        return FAULT_EXIT
+
+
+# errnos of a write the disk or folder refused: full disk, quota, read-only, permissions, I/O
+STORAGE_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def fault_line(e: OSError) -> str:
+    """'<file>: <strerror>' of an OSError in one line (pyarrow's messages run over several)."""
+    what = e.strerror or " ".join(str(e).split())
+    return f"{e.filename}: {what}" if e.filename else what
 
 
 READERS = ("status", "query", "analyze", "report", "dashboard")

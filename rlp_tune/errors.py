@@ -12,3 +12,7 @@ class ResultsWarning(UserWarning):
 
 
 LEFT_OUT_EXIT = 4
+# the disk or the folder refused a write (full disk, quota, read-only, permissions): the CLI prints
+# one line and exits with this; what was written before is whole, and the same command (or
+# `rlp-tune resume`) continues once the fault is fixed (docs/reliability.md "Faults")
+FAULT_EXIT = 5

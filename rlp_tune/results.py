@@ -82,8 +82,17 @@ def atomic_write_table(table: pa.Table, path: str, filesystem=None) -> None:
     tmp = temp_name(path)
     filesystem.create_dir(os.path.dirname(path), recursive=True)
     filesystem.create_dir(os.path.dirname(tmp), recursive=True)
-    pq.write_table(table, tmp, filesystem=filesystem)
-    filesystem.move(tmp, path)
+    try:
+        pq.write_table(table, tmp, filesystem=filesystem)
+        filesystem.move(tmp, path)
+    except BaseException as e:   # a full disk: no half-written file stays behind in ROOT/.tmp
+        try:
+            filesystem.delete_file(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and e.errno:   # pyarrow's message names no file
+            raise OSError(e.errno, os.strerror(e.errno), path) from None
+        raise
 
 
 def versions() -> dict[str, str]:

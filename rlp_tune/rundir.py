@@ -52,7 +52,9 @@ class RunLock:
         self.folder, self.fd = folder, fd
 
     @classmethod
-    def acquire(cls, folder: str | Path) -> "RunLock":
+    def acquire(cls, folder: str | Path, write_pid: bool = True) -> "RunLock":
+        """The lock on FOLDER/.lock; `write_pid`: write this process's pid into it now (else call
+        `write_pid()` later: a run that has nothing to do leaves the file as it was)."""
         import fcntl
         folder = Path(folder)
         try:
@@ -72,9 +74,20 @@ class RunLock:
             print(f"rlp-tune: warning: {folder}: cannot lock the folder ({e.strerror}); make sure no other "
                   "process runs in it", file=sys.stderr)
             return cls(folder, None)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        return cls(folder, fd)
+        lock = cls(folder, fd)
+        if write_pid:
+            lock.write_pid()
+        return lock
+
+    def write_pid(self) -> None:
+        """This process's pid into the lock file (what a second process names); a full disk leaves
+        it out (the flock is the lock, the pid only names its holder)."""
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+                os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+            except OSError:
+                pass
 
     def release(self) -> None:
         if self.fd is not None:

@@ -80,6 +80,8 @@ class Trainer:
         self._reset_state()
         self._open_results(writer)
         self._resume()
+        if getattr(self, "lock", None) is not None and not (self.finished or self.epoch >= self.cfg.run.epochs):
+            self.lock.write_pid()
 
     def _place_process(self) -> None:
         """This process's rank and world size (torch.distributed, if initialized), threads and device."""
@@ -151,7 +153,10 @@ class Trainer:
         self.trial_extra = {"world_size": self.world, "device": str(self.device),
                             **(provenance(self.device) if self.rank == 0 else {})}
         # one process per run folder, from before the checkpoint is read until fit() ends
-        self.lock = RunLock.acquire(self.out_dir) if self.out_dir and self.rank == 0 else None
+        # (its pid is written once the run is known to train: a finished run's folder stays untouched)
+        self.lock = RunLock.acquire(self.out_dir, write_pid=False) if self.out_dir and self.rank == 0 else None
+        if self.lock is not None:
+            remove_partial_saves(self.out_dir / "checkpoints")
 
     def _resume(self) -> None:
         """Continue from OUT/checkpoints/last.pt when there is one (the lock is released on failure)."""
@@ -376,9 +381,7 @@ class Trainer:
             return None
         path = self.out_dir / "checkpoints" / "model.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".model.pt.tmp-{os.getpid()}")
-        torch.save(self.weights(), tmp)
-        os.replace(tmp, path)
+        atomic_save(self.weights(), path)
         return path
 
     def save_checkpoint(self, tag: str = "last") -> Path | None:
@@ -386,9 +389,8 @@ class Trainer:
             return None
         d = self.out_dir / "checkpoints"
         d.mkdir(parents=True, exist_ok=True)
-        path, tmp = d / f"{tag}.pt", d / f".{tag}.pt.tmp-{os.getpid()}"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)   # atomic: a crash leaves the previous checkpoint intact
+        path = d / f"{tag}.pt"
+        atomic_save(self.state_dict(), path)   # a crash leaves the previous checkpoint intact
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -423,3 +425,27 @@ class Trainer:
         self.trial_id, self.sweep = tid, sweep if sweep is not None else self.sweep
         if self.writer:
             self.writer = self.writer.for_trial(self.sweep, self.trial_id)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to PATH through `.<name>.tmp-<pid>` beside it and a rename. Written through a file
+    object, so a full disk is an OSError (ENOSPC), not torch's RuntimeError; a failed write removes
+    its temporary file (one left by a kill is removed by the next run: `remove_partial_saves`)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        err = e.__context__ if isinstance(e, RuntimeError) else e   # torch's writer fails again on close
+        if isinstance(err, OSError) and err.errno:   # the disk's error, naming the file
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from None
+        raise
+
+
+def remove_partial_saves(folder: Path) -> None:
+    """Remove `.<name>.tmp-<pid>` files a killed run left in FOLDER (called under the run's lock:
+    no other process is writing there)."""
+    for f in folder.glob(".*.tmp-*") if folder.is_dir() else ():
+        f.unlink(missing_ok=True)

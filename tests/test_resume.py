@@ -441,6 +441,37 @@ def test_progress_line_and_verbose_lines(tmp_path):
     assert stream.getvalue().splitlines()[-1].split("] ")[1] == "b0 stopped by the scheduler at epoch 1"
 
 
+def test_progress_counts_each_trial_once_and_a_refused_status_write_is_one_line(tmp_path, monkeypatch):
+    """A trial done before a stop that Tune's restore runs again ends twice: counted once (was
+    "4/3 trials done"). The driver's own status write refused by the disk (ENOSPC) is one warning
+    line and the row stays RUNNING (was an exception through Tune: the driver crashed)."""
+    import errno
+    import io
+    import types
+
+    from rlp_tune.results import ResultWriter as RW
+    from rlp_tune.tune.progress import ProgressPrinter
+    space, root = _sweep_folder(tmp_path, samples=3)
+    for tid in ("a", "b"):
+        _trial(root, tid, [0.5, 0.75], "TERMINATED")
+    stream = io.StringIO()
+    p = ProgressPrinter(space, str(root), stream=stream)
+    p.setup()
+    for tid in ("a", "b"):    # restored and ended again
+        p.on_trial_complete(0, [], types.SimpleNamespace(trial_id=tid, config={}, last_result={"epoch": 2}))
+    _trial(root, "c", [0.5], "RUNNING")
+
+    def full(self, status):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert p.line().split("] ")[1].startswith("2/3 trials done"), p.line()   # was 4/3
+    monkeypatch.setattr(RW, "mark_status", full)
+    p.on_trial_error(0, [], types.SimpleNamespace(trial_id="c", config={}, local_path=str(root / "c"), path=""))
+    assert p.line().split("] ")[1].startswith("2/3 trials done")
+    warn = [ln for ln in stream.getvalue().splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "c: cannot mark it ERROR (No space left on device)" in warn[0]
+    assert read_trials(root).set_index("trial_id").loc["c", "status"] == "RUNNING"
+
+
 def test_status_table_numbers_match_the_metric_rows(tmp_path):
     """trial_table's last / best / epochs (one DuckDB aggregate) equal the same numbers computed from
     every row in pandas; NaN values are skipped and other heads, layers and protocols ignored."""

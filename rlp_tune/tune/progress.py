@@ -26,7 +26,8 @@ class ProgressPrinter(Callback):
         self.t0 = time.time()
         self.keys = [d.key for d in space.search]
         self.expected = space.num_samples * len(space.seeds)
-        self.done_before = self.done_here = 0
+        self.done_here = 0                          # trials that ended in this session (the ETA's rate)
+        self.done_ids: set[str] = set()             # every done trial, earlier sessions' included
         self.epochs: dict[str, int] = {}            # running trial → last epoch
         self.best: tuple[float, str] | None = None   # (value, trial_id)
         self.last_print, self.last_line = 0.0, ""
@@ -38,7 +39,10 @@ class ProgressPrinter(Callback):
         """Count what an earlier run of this sweep finished (a resume continues the count)."""
         from .state import sweep_state
         from .status import trial_table
-        self.done_before = sweep_state(self.root, self.expected).done
+        st = sweep_state(self.root, self.expected)
+        # by id: a trial done before a stop that Tune's restore runs again (its last report was lost)
+        # ends again here and is counted once
+        self.done_ids = set(st.finished) | set(st.stopped)
         for r in trial_table(self.root, self.space.metric, self.space.mode):
             self._best(r["metric"], r["trial_id"])
 
@@ -50,7 +54,7 @@ class ProgressPrinter(Callback):
             self.best = (float(value), trial_id)
 
     def line(self) -> str:
-        done = self.done_before + self.done_here
+        done = len(self.done_ids)
         el = time.time() - self.t0
         run = " ".join(f"{t} {e}/{self.space.base.run.epochs}" for t, e in sorted(self.epochs.items()))
         eta = fmt_duration(el / self.done_here * max(0, self.expected - done)) if self.done_here else "-"
@@ -96,10 +100,12 @@ class ProgressPrinter(Callback):
             how = "finished"
         elif stopped_at is not None:
             how = f"stopped by the scheduler at epoch {stopped_at}"
-            ResultWriter(self.root, "", trial.trial_id).mark_status("STOPPED")
+            self._mark(trial.trial_id, "STOPPED")
         else:   # cut by an interrupt: its row stays RUNNING, `rlp-tune resume` continues it
             return
-        self.done_here += 1
+        if trial.trial_id not in self.done_ids:
+            self.done_ids.add(trial.trial_id)
+            self.done_here += 1
         if self.verbose:
             print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} {how}" + (f" at epoch {epoch}" if how == "finished"
                   else ""), file=self.stream, flush=True)
@@ -107,11 +113,21 @@ class ProgressPrinter(Callback):
             self._show(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        from ..results import ResultWriter
-        ResultWriter(self.root, "", trial.trial_id).mark_status("ERROR")
+        self._mark(trial.trial_id, "ERROR")
         self.epochs.pop(trial.trial_id, None)
         print(("\n" if self.tty and not self.verbose else "") +
               f"{trial.trial_id} failed: see {trial.local_path or trial.path}", file=self.stream, flush=True)
+
+    def _mark(self, trial_id: str, status: str) -> None:
+        """The trial's row marked `status`; a write the disk refuses (full, read-only) is one line
+        and the row stays RUNNING, which `rlp-tune resume` continues (an exception here would end
+        the driver with Tune's tracebacks)."""
+        from ..results import ResultWriter
+        try:
+            ResultWriter(self.root, "", trial_id).mark_status(status)
+        except OSError as e:
+            print(f"rlp-tune: warning: {trial_id}: cannot mark it {status} ({e.strerror or ' '.join(str(e).split())}); "
+                  f"its row stays RUNNING: `rlp-tune resume {self.root}` continues it", file=self.stream, flush=True)
 
     def on_experiment_end(self, trials, **info):
         if self.verbose:
