@@ -17,6 +17,7 @@ import torch
 
 from rlp_tune.cli import main
 from rlp_tune.results import ResultWriter
+from test_faults import straight  # noqa: F401 - the fixture: one finished run for the module
 
 
 def one_line_error(capsys, rc, *needles):
@@ -78,27 +79,10 @@ def test_query_cannot_read_duckdb_default_temp_folder(tmp_path, monkeypatch, cap
 
 
 # ---- names that become paths ---------------------------------------------------------------
-TINY = """
-[data]
-name = "digits"
-[model]
-name = "mlp"
-width = 8
-[rlp]
-n = 4
-[run]
-epochs = 1
-batch_size = 512
-device = "cpu"
-"""
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("ut")
-    (d / "tiny.toml").write_text(TINY)
-    assert main(["train", str(d / "tiny.toml"), "--out", str(d / "run"), "--no-progress"]) == 0
-    return d / "run"
+def run(straight) -> Path:
+    """A finished run (tests/test_faults.py's), its config beside it as tiny.toml."""
+    return straight / "straight"
 
 
 @pytest.mark.parametrize("name", ["../../../victim", "../victim", "..", "a/b", ".hidden", "x\x00y"])
