@@ -407,6 +407,9 @@ def cmd_train(args) -> int:
     check_available(cfg.logging.trackers)                   # a missing tracker package: exit 2 before training
     out = Path(args.out) if args.out else default_out(args.config, args.overrides)
     check_folder(out, "--out")
+    if not cfg.run.name:   # the folder's name is the run's trial id: a name, checked before any work
+        from .names import check_name, default_trial_id
+        check_name(f"--out {out}: its folder name is the trial id (or set run.name)", default_trial_id(out))
     if not args.out:
         print(f"output folder: {out} (--out to choose)", file=sys.stderr)
     from .train import Trainer

@@ -138,7 +138,7 @@ class Run:
     compile: bool = setting(False, doc="torch.compile the model")
     threads: int = setting(0, lo=0, doc="torch CPU threads (0 = leave as is)")
     name: str = setting("", doc="trial id for results (default: output folder name)",
-                        allowed="one folder name (no / \\ :, not starting with . or -)")
+                        allowed="one folder name (no / \\, not starting with . or -)")
     stop_train_acc: float = setting(0.0, lo=0.0, hi=1.0, doc="stop once train accuracy reaches this (0 = off)")
     keep_checkpoints: str = setting("last", choices=("last", "all"), doc="'all' keeps one per epoch (offline RLP, probes)")
 

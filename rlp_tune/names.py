@@ -6,19 +6,20 @@
 
 A safe name is one path component that stays inside its parent folder: 1 to 200 characters, no
 `/` or `\\`, no control characters (NUL included), not starting with "." (so not "." or ".." and
-not hidden), not starting with "-" (not an option), and no ":" (not a URI scheme or a drive).
-Everything else is allowed (spaces, "=", "[", unicode): the readers treat names as data, not
-patterns (docs/reliability.md "Threat model").
+not hidden) nor with "-" (not an option). Everything else is allowed (spaces, "=", ":", "[",
+unicode): the readers treat names as data, not patterns (docs/reliability.md "Threat model").
 """
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from .errors import UserError
 
 MAX_NAME = 200
-_BAD = re.compile(r"[/\\:\x00-\x1f\x7f]")
-NAME_RULE = "a name must be one folder name (no / \\ : or control characters, not starting with . or -)"
+_BAD = re.compile(r"[/\\\x00-\x1f\x7f]")
+NAME_RULE = "a name must be one folder name (no / \\ or control characters, not starting with . or -)"
 
 
 class UnsafeNameError(UserError, ValueError):
@@ -48,3 +49,8 @@ def check_name(what: str, name) -> str:
     if why:
         raise UnsafeNameError(f"{what}: {name!r} {why}; {NAME_RULE}")
     return name
+
+
+def default_trial_id(out_dir: str | Path) -> str:
+    """A run's trial id when run.name is empty: its folder's name (`--out .` names the folder)."""
+    return Path(os.path.abspath(out_dir)).name

@@ -36,6 +36,7 @@ from .config import Config, ConfigError
 from .data import DataBundle, build_data
 from .data.augment import FixedAugmentSets, make_augment, mixup
 from .data.labels import derive_seed, random_label_table
+from .names import default_trial_id
 from .net import RLPNet, build_net, class_loss, random_label_count, resolve_device  # noqa: F401  (public here too)
 from .optim import lr_lambda, make_optimizer, rlp_head_settings  # noqa: F401  (public here too)
 from .provenance import provenance
@@ -146,7 +147,7 @@ class Trainer:
         """The results writer (rank 0; a single run's writes into out_dir), the run's identity, and
         the run folder's lock."""
         if writer is None and self.out_dir:
-            writer = ResultWriter(self.out_dir, "", self.cfg.run.name or self.out_dir.name)
+            writer = ResultWriter(self.out_dir, "", self.cfg.run.name or default_trial_id(self.out_dir))
         self.writer = writer if self.rank == 0 else None
         self.trial_id = writer.trial_id if writer else (self.cfg.run.name or "run")
         self.sweep = writer.sweep if writer else ""
