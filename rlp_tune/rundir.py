@@ -96,3 +96,20 @@ class RunLock:
 
     def __del__(self):
         self.release()
+
+
+def write_fault(folder: str | Path) -> OSError | None:
+    """The OSError that writing 64 KiB into FOLDER raises now (full disk, quota, read-only), naming
+    FOLDER; None when the write succeeds (the probe file is removed either way)."""
+    import tempfile
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".rlp_tune_write_probe-")
+        try:
+            os.write(fd, bytes(65536))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        return OSError(e.errno, e.strerror or str(e), str(folder))
+    return None

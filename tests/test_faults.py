@@ -111,3 +111,31 @@ def test_rerun_of_a_finished_run_leaves_the_lock_file_as_it_was(straight, tmp_pa
     before = (lock.read_bytes(), lock.stat().st_mtime_ns)
     assert main(["train", str(straight / "tiny.toml"), "--out", str(out), "--no-progress"]) == 0
     assert (lock.read_bytes(), lock.stat().st_mtime_ns) == before
+
+
+def test_a_sweep_that_fails_on_a_refused_write_ends_with_the_disks_error(tmp_path, monkeypatch):
+    """Tune fails on its own half-written files when the disk is full (an EOFError reading a
+    trial's truncated error.pkl, seen on a full tmpfs): the driver raises the disk's OSError naming
+    the sweep folder instead (the CLI: one line, exit 5); with a disk that takes writes, Tune's own
+    error stays as it was."""
+    import types
+
+    import rlp_tune.rundir as rundir
+    from rlp_tune.tune.sweep import _fit
+
+    def tune_fails():
+        raise EOFError("Ran out of input")
+    tuner = types.SimpleNamespace(fit=tune_fails)
+    with pytest.raises(EOFError):
+        _fit(tuner, str(tmp_path))
+    real_write = os.write
+
+    def full(fd, data):
+        if len(data) == 65536:    # the probe's write: the disk says no
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+    monkeypatch.setattr(rundir.os, "write", full)
+    with pytest.raises(OSError) as e:
+        _fit(tuner, str(tmp_path))
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path)
+    assert list(tmp_path.iterdir()) == []      # the probe file is gone

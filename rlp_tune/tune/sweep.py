@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..names import check_name
-from ..rundir import LOCK_FILE, check_folder
+from ..rundir import LOCK_FILE, check_folder, write_fault
 from ..storage import filesystem, is_remote, resolve
 from ..storage import name as storage_name
 from ..trackers import tune_callbacks
@@ -190,7 +190,7 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
         print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
               f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
         with _stopping(stop) as stop:
-            grid = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose).fit()
+            grid = _fit(build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose), root)
         return finish(space, root, grid, stop)
 
 
@@ -237,8 +237,21 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
             storage, name = _split(root)
             tuner = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose)
-        grid = tuner.fit()
+        grid = _fit(tuner, root)
         return finish(space, root, grid, stop)
+
+
+def _fit(tuner, root: str):
+    """tuner.fit(); when it raises and ROOT refuses a write now (a full disk, a read-only folder),
+    that OSError instead (the CLI: one line, exit 5, `resume` continues once it is fixed): Tune
+    fails on its own half-written files then (e.g. EOFError reading a trial's error.pkl)."""
+    try:
+        return tuner.fit()
+    except Exception:
+        fault = None if is_remote(root) else write_fault(root)
+        if fault is not None:
+            raise fault from None
+        raise
 
 
 class _driving:
