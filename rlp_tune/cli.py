@@ -19,8 +19,8 @@ and help for every argument (tests/test_cli.py checks them); each command's work
 from __future__ import annotations
 
 import argparse
-import errno
 import contextlib
+import errno
 import re
 import sys
 import time

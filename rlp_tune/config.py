@@ -16,8 +16,6 @@ import dataclasses
 import difflib
 import functools
 import math
-import re
-import stat
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any
 
 from .errors import UserError
 from .names import NAME_RULE, name_problem
+from .tomlfile import TomlError, read_toml
 
 
 class ConfigError(UserError, ValueError):
@@ -372,61 +371,13 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-# Bounds checked before tomllib parses a file (its cost grows quadratically with a dotted key's
-# parts, and with the number of tables): far above any real config or search space, docs/reliability.md
-MAX_TOML_BYTES = 1 << 20      # 1 MiB
-MAX_KEY_PARTS = 16            # parts of one dotted key or table name (a.b.c ...)
-MAX_TABLES = 1000             # [table] / [[array]] headers
-# MAX_KEY_PARTS "part." in a row (bare or quoted parts); the look-behind starts a match only at a
-# part's first character and the possessive quantifiers never backtrack: linear in the file's size
-_DOTTED = re.compile(r"""(?<![\w"'-])(?:(?:[A-Za-z0-9_-]++|"[^"\n]*+"|'[^'\n]*+')[ \t]*+\.[ \t]*+){%d}"""
-                     % MAX_KEY_PARTS)
-_TABLE = re.compile(r"^[ \t]*\[", re.MULTILINE)
-
-
-def check_toml_size(p: Path, text: str) -> None:
-    """ConfigError if `text` (the file `p`) is past the bounds above: before it is parsed."""
-    m = _DOTTED.search(text)
-    if m:
-        line = text.count("\n", 0, m.start()) + 1
-        raise ConfigError(f"{p}: line {line}: a dotted key with more than {MAX_KEY_PARTS} parts")
-    n = len(_TABLE.findall(text))
-    if n > MAX_TABLES:
-        raise ConfigError(f"{p}: {n} table headers (at most {MAX_TABLES})")
-
-
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as a dict; any problem (missing, a folder, a link loop, too large, not UTF-8,
-    invalid, nested too deeply) is a one-line ConfigError naming the file."""
-    p = Path(path)
+    """A TOML file as a dict (tomlfile.read_toml: bounded before parsing); any problem is a one-line
+    ConfigError naming the file."""
     try:
-        st = p.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"{p}: config file not found") from None
-    except OSError as e:      # a link loop (ELOOP), permissions on a folder above, ...
-        raise ConfigError(f"{p}: cannot read the config file ({e.strerror or type(e).__name__})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{p}: is a folder, not a config file")
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{p}: not a regular file")
-    if st.st_size > MAX_TOML_BYTES:
-        raise ConfigError(f"{p}: {st.st_size} bytes; config and search-space files are at most "
-                          f"{MAX_TOML_BYTES} bytes")
-    try:
-        with open(p, "rb") as f:
-            text = f.read(MAX_TOML_BYTES + 1).decode("utf-8")
-        if len(text) > MAX_TOML_BYTES:   # grew since stat
-            raise ConfigError(f"{p}: more than {MAX_TOML_BYTES} bytes")
-        check_toml_size(p, text)
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
-    except RecursionError:
-        raise ConfigError(f"{p}: invalid TOML: arrays or tables nested too deeply") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read the config file ({e.strerror or type(e).__name__})") from None
+        return read_toml(path)
+    except TomlError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:
