@@ -127,14 +127,19 @@ def random_label_count(cfg: Config, m: int) -> int:
 _TORCH_THREADS = torch.get_num_threads()   # torch's own default (physical cores), read once at import
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask: a SLURM/cgroup cpuset, `taskset`), and never
-    more than torch's default (physical cores: a second hyper-thread per core does not pay)."""
+def affinity_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (a SLURM job's cpuset, `taskset`), not the
+    whole node's os.cpu_count()."""
     try:
-        n = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):    # not Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, _TORCH_THREADS))
+        return os.cpu_count() or 1
+
+
+def usable_cpus() -> int:
+    """affinity_cpus(), never more than torch's default (physical cores: a second hyper-thread per
+    core does not pay)."""
+    return max(1, min(affinity_cpus(), _TORCH_THREADS))
 
 
 def auto_threads() -> int:

@@ -65,6 +65,13 @@ def test_concurrency_is_what_ray_places_per_node(tmp_path, nodes, cpus, gpus, wa
     assert max_concurrent(_space(tmp_path, cpus=cpus, gpus=gpus), nodes) == want
 
 
+def test_an_embedded_ray_offers_the_cpus_of_this_process(monkeypatch):
+    """A SLURM job without a whole node runs in a cpuset: the embedded Ray holds those CPUs only."""
+    from rlp_tune.tune.sweep import local_resources
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5, 7})
+    assert local_resources()[0]["CPU"] == 3.0
+
+
 def test_concurrency_of_ddp_trials_and_the_cap(tmp_path):
     from rlp_tune.tune.sweep import max_concurrent
     nodes = [{"CPU": 4, "GPU": 2}, {"CPU": 4, "GPU": 1}]

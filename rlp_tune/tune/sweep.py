@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..net import affinity_cpus
 from ..rundir import check_folder
 from ..storage import filesystem, is_remote
 from ..trackers import tune_callbacks
@@ -51,7 +52,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     loopback_only()
     # address="local": always a new embedded cluster, never one a `ray start` on this machine left
     # running (ray.init() alone would join that one, and then refuses num_cpus)
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"),
+    ray.init(address="local", num_cpus=num_cpus or affinity_cpus(), **node_ip_kwargs("127.0.0.1"),
              dashboard_host="127.0.0.1",
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 
@@ -108,9 +109,10 @@ def _fits(kind: str, need: float, have: float) -> bool:
 
 
 def local_resources() -> list[dict]:
-    """The one node an embedded Ray started here would hold (its defaults: every CPU, every visible GPU)."""
+    """The one node an embedded Ray started here holds: the CPUs of this process (a SLURM job's cpuset,
+    not the whole node), every visible GPU."""
     import torch
-    return [{"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}]
+    return [{"CPU": float(affinity_cpus()), "GPU": float(torch.cuda.device_count())}]
 
 
 def _trainable(space: SearchSpace, root: str, raw):
