@@ -173,6 +173,7 @@ def test_quarter_gpu_trials_share_one_gpu_and_a_time_budget_stop_resumes(tmp_pat
     assert trials.status.tolist() == ["TERMINATED"] * 4
     assert trials.gpu_ids.tolist() == ["0"] * 4       # Ray's CUDA_VISIBLE_DEVICES for each trial
     assert trials.started.max() < trials.updated.min()  # all 4 ran at once
+    assert not list(root.rglob("error.txt"))             # the budget's stop is no trial failure
 
 
 def _marked_pids(marker: str) -> list[int]:
