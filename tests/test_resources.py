@@ -29,11 +29,13 @@ def test_gpu_fractions_below_one_and_whole_gpus_load(tmp_path, gpus):
     assert load_space(space_file(tmp_path, resources=f"gpus_per_worker = {gpus}")).gpus_per_worker == gpus
 
 
-@pytest.mark.parametrize("gpus", [1.5, 2.25])
-def test_gpu_fraction_above_one_is_refused_like_ray_does(tmp_path, gpus):
-    """Ray 2.60 raises "GPU resource quantities >1 must be whole numbers" when the trial is placed."""
+@pytest.mark.parametrize("resources", ["gpus_per_worker = 1.5", "gpus_per_worker = 2.25",
+                                       "workers_per_trial = 2\ngpus_per_worker = 0.5"])
+def test_gpu_fraction_above_one_or_under_ddp_is_refused(tmp_path, resources):
+    """Ray 2.60 raises "GPU resource quantities >1 must be whole numbers" when the trial is placed;
+    two DDP ranks on one GPU would fail in NCCL."""
     with pytest.raises(SpaceError) as e:
-        load_space(space_file(tmp_path, resources=f"gpus_per_worker = {gpus}"))
+        load_space(space_file(tmp_path, resources=resources))
     assert str(e.value).startswith("resources.gpus_per_worker:") and "\n" not in str(e.value)
 
 
@@ -76,7 +78,7 @@ def test_concurrency_of_ddp_trials_and_the_cap(tmp_path):
     from rlp_tune.tune.sweep import max_concurrent
     nodes = [{"CPU": 4, "GPU": 2}, {"CPU": 4, "GPU": 1}]
     assert max_concurrent(_space(tmp_path, workers=2, gpus=1), nodes) == 1    # 3 GPU workers: one 2-worker trial
-    assert max_concurrent(_space(tmp_path, workers=2, gpus=0.5), nodes) == 3  # 6 half-GPU workers
+    assert max_concurrent(_space(tmp_path, workers=2, cpus=3), nodes) == 1    # 1 + 1 three-CPU workers
     assert max_concurrent(_space(tmp_path, cpus=1, max_concurrent=3), nodes) == 3
 
 

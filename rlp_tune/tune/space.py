@@ -303,6 +303,11 @@ def _check(s: SearchSpace, res: dict) -> None:
         # be whole numbers", ray._raylet): a fraction shares one device, more than one is whole devices
         raise _err("resources.gpus_per_worker", f"{s.gpus_per_worker:g}: Ray places a fraction of one GPU "
                                                 "(0.5, 0.25, ...: trials share it) or whole GPUs (1, 2, ...)")
+    if s.workers_per_trial > 1 and 0 < s.gpus_per_worker < 1:
+        # Ray may pack two ranks of one trial onto one GPU; NCCL runs one rank per GPU
+        raise _err("resources.gpus_per_worker", f"{s.gpus_per_worker:g} with workers_per_trial = "
+                                                f"{s.workers_per_trial}: a DDP trial's workers need whole GPUs "
+                                                "(NCCL runs one rank per GPU); share GPUs between 1-worker trials")
     if any(d.key == "run.seed" for d in s.search):
         raise _err("run.seed", "use sweep.seeds for replicate seeds instead of searching run.seed")
     if len(set(s.seeds)) < len(s.seeds):
