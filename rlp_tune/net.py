@@ -156,9 +156,16 @@ def auto_threads() -> int:
     return max(1, min(cpus, round(cpus - others)))
 
 
+_PROCESS_THREADS: list[int] = []   # auto_threads() as first decided in this process
+
+
 def resolve_threads(threads: int) -> int:
-    """torch CPU threads for `run.threads` (0 = auto_threads()); sets them and returns the number."""
-    n = threads or auto_threads()
+    """torch CPU threads for `run.threads` (0 = auto_threads(), decided once per process: every
+    Trainer and loaded run of one process computes with the same count, so their results agree bit
+    for bit); sets them and returns the number."""
+    if not threads and not _PROCESS_THREADS:
+        _PROCESS_THREADS.append(auto_threads())
+    n = threads or _PROCESS_THREADS[0]
     torch.set_num_threads(n)
     return n
 
