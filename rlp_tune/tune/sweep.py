@@ -70,7 +70,7 @@ def max_concurrent(space: SearchSpace, nodes: list[dict] | None = None) -> int:
                                 ("GPU", "resources.gpus_per_worker", space.gpus_per_worker)):
             if need and not any(_fits(kind, need, n.get(kind, 0)) for n in nodes):
                 have = ", ".join(f"{n.get(kind, 0):g}" for n in nodes) or "none"
-                raise SpaceError(f"{key}: one worker needs {need:g} {kind}(s) on one node; the cluster's "
+                raise SpaceError(f"{key}: one worker needs {need:g} {kind}s on one node; the cluster's "
                                  f"{len(nodes)} node(s) have {have}")
         raise SpaceError("resources: no node has both the CPUs and the GPUs one worker needs "
                          f"({space.cpus_per_worker:g} CPU, {space.gpus_per_worker:g} GPU; nodes: "
