@@ -135,7 +135,7 @@ class Run:
     device: str = setting("auto", doc="training device", allowed="auto | cpu | cuda | cuda:N")
     precision: str = setting("fp32", choices=("fp32", "bf16"), doc="bf16 autocast")
     compile: bool = setting(False, doc="torch.compile the model")
-    threads: int = setting(0, lo=0, doc="torch CPU threads (0 = leave as is)")
+    threads: int = setting(0, lo=0, doc="torch CPU threads (0 = auto: usable cores less busy ones; sweeps: the trial's CPUs)")
     name: str = setting("", doc="trial id for results (default: output folder name)",
                         allowed="one folder name (no / \\, not starting with . or -)")
     stop_train_acc: float = setting(0.0, lo=0.0, hi=1.0, doc="stop once train accuracy reaches this (0 = off)")

@@ -12,6 +12,7 @@ Nothing here knows about optimizers, checkpoints or results.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -121,6 +122,52 @@ def build_net(cfg: Config, data: DataShape) -> tuple[RLPNet, list[str], set[str]
 def random_label_count(cfg: Config, m: int) -> int:
     """n, the number of random labels per head: one per training sample (m) for rlp.labels = 'unique'."""
     return m if cfg.rlp.labels == "unique" else cfg.rlp.n
+
+
+_TORCH_THREADS = torch.get_num_threads()   # torch's own default (physical cores), read once at import
+
+
+def affinity_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (a SLURM job's cpuset, `taskset`), not the
+    whole node's os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):    # not Linux
+        return os.cpu_count() or 1
+
+
+def usable_cpus() -> int:
+    """affinity_cpus(), never more than torch's default (physical cores: a second hyper-thread per
+    core does not pay)."""
+    return max(1, min(affinity_cpus(), _TORCH_THREADS))
+
+
+def auto_threads() -> int:
+    """`run.threads = 0`: the usable CPUs less those other processes keep busy (the 1-minute load
+    average, less this process), shared among the node's ranks of a DDP job. On a busy node, threads
+    that wait for a core make every step wait for the slowest one (docs/performance.md, "Threads");
+    on an idle one this is every usable core."""
+    # ranks of one job on this node (torchrun and Ray Train set LOCAL_WORLD_SIZE) share its cores
+    cpus = max(1, usable_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    try:
+        others = max(0.0, os.getloadavg()[0] - 1.0)
+    except OSError:
+        others = 0.0
+    return max(1, min(cpus, round(cpus - others)))
+
+
+_PROCESS_THREADS: list[int] = []   # auto_threads() as first decided in this process
+
+
+def resolve_threads(threads: int) -> int:
+    """torch CPU threads for `run.threads` (0 = auto_threads(), decided once per process: every
+    Trainer and loaded run of one process computes with the same count, so their results agree bit
+    for bit); sets them and returns the number."""
+    if not threads and not _PROCESS_THREADS:
+        _PROCESS_THREADS.append(auto_threads())
+    n = threads or _PROCESS_THREADS[0]
+    torch.set_num_threads(n)
+    return n
 
 
 def resolve_device(name: str) -> torch.device:

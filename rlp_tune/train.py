@@ -37,7 +37,7 @@ from .data import DataBundle, build_data
 from .data.augment import FixedAugmentSets, make_augment, mixup
 from .data.labels import derive_seed, random_label_table
 from .names import default_trial_id
-from .net import RLPNet, build_net, class_loss, random_label_count, resolve_device  # noqa: F401  (public here too)
+from .net import RLPNet, build_net, class_loss, random_label_count, resolve_device, resolve_threads  # noqa: F401
 from .optim import lr_lambda, make_optimizer, rlp_head_settings  # noqa: F401  (public here too)
 from .provenance import provenance
 from .results import ResultWriter
@@ -90,8 +90,7 @@ class Trainer:
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         if cfg.run.batch_size < self.world:
             raise ConfigError(f"run.batch_size: {cfg.run.batch_size} is smaller than the world size {self.world}")
-        if cfg.run.threads:
-            torch.set_num_threads(cfg.run.threads)
+        self.threads = resolve_threads(cfg.run.threads)   # 0: the usable cores less the busy ones
         self.device = resolve_device(cfg.run.device)
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count())))

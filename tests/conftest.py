@@ -11,6 +11,16 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture
+def handlers():
+    """Restore the process's SIGUSR1/SIGTERM/SIGINT handlers after a test (stop-request tests)."""
+    import signal
+    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+@pytest.fixture
 def tiny_cfg():
     """A seconds-long config: MLP on digits, one RLP head."""
     from rlp_tune.config import Config

@@ -31,15 +31,6 @@ CLUSTER = ROOT / "cluster"
 
 
 # ---- signals ---------------------------------------------------------------------------------------
-@pytest.fixture
-def handlers():
-    """Restore the process's SIGUSR1/SIGTERM/SIGINT handlers after a test."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)}
-    yield
-    for s, h in saved.items():
-        signal.signal(s, h)
-
-
 def test_stop_signal_is_recorded_not_fatal(tmp_path, handlers):
     before = signal.getsignal(signal.SIGUSR1)
     pidfile = tmp_path / "run" / "driver.pid"

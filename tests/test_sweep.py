@@ -32,20 +32,23 @@ base = "{root}/configs/digits_mlp.toml"
 name = "{name}"
 num_samples = {samples}
 seeds = {seeds}
+{sweep_extra}
 [scheduler]
 type = "{sched}"
 grace_period = 1
 reduction_factor = 2
 [resources]
 workers_per_trial = {workers}
-cpus_per_worker = 1
+cpus_per_worker = {cpus}
+gpus_per_worker = {gpus}
 """
 
 
-def write_space(tmp_path, name="t", epochs=2, samples=3, sched="asha", workers=1, seeds="[0]", extra_fixed=""):
+def write_space(tmp_path, name="t", epochs=2, samples=3, sched="asha", workers=1, seeds="[0]", extra_fixed="",
+                sweep_extra="", cpus=1, gpus=0):
     p = tmp_path / f"{name}.toml"
     p.write_text(SPACE.format(root=ROOT, name=name, epochs=epochs, samples=samples, sched=sched, workers=workers,
-                              seeds=seeds, extra_fixed=extra_fixed))
+                              seeds=seeds, extra_fixed=extra_fixed, sweep_extra=sweep_extra, cpus=cpus, gpus=gpus))
     return p
 
 
@@ -101,17 +104,23 @@ def _check_results(root: Path, n_trials: int, epochs: int):
     return trials, m
 
 
-@pytest.fixture
-def two_node_cluster():
+def local_cluster(nodes: list[dict]):
+    """A simulated Ray cluster on 127.0.0.1 of these nodes (Cluster's node arguments), connected."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
     from ray.cluster_utils import Cluster
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
-    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    cluster = Cluster(initialize_head=True, head_node_args={**nodes[0], "node_ip_address": "127.0.0.1"})
+    for node in nodes[1:]:
+        cluster.add_node(**node, node_ip_address="127.0.0.1")
     ray.init(address=cluster.address)
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+
+
+@pytest.fixture
+def two_node_cluster():
+    yield from local_cluster([{"num_cpus": 1}, {"num_cpus": 1}])
 
 
 @pytest.mark.ray
@@ -134,6 +143,37 @@ def test_sweep_on_two_nodes_then_ddp_trial(tmp_path, two_node_cluster, capsys):
     run_sweep(ddp, storage=str(tmp_path / "res"), address=two_node_cluster.address)
     trials, m = _check_results(tmp_path / "res" / "ddp", 1, 2)
     assert trials.status.tolist() == ["TERMINATED"] and trials.world_size.tolist() == [2]
+
+
+@pytest.fixture
+def one_gpu_cluster():
+    """A one-node Ray cluster that declares 1 GPU (none needed: trials run on the CPU) and 2 CPUs."""
+    yield from local_cluster([{"num_cpus": 2, "num_gpus": 1}])
+
+
+@pytest.mark.ray
+def test_quarter_gpu_trials_share_one_gpu_and_a_time_budget_stop_resumes(tmp_path, one_gpu_cluster, capsys):
+    """gpus_per_worker = 0.25 on a cluster with 1 GPU: Ray places 4 trials at once, each sees GPU 0
+    (its own rows say so, and their started..updated intervals overlap). A 1 s time budget stops the
+    first driver cleanly (exit 3, like SIGUSR1); `resume` then finishes the sweep."""
+    from rlp_tune.tune.signals import RESUME_EXIT
+    from rlp_tune.tune.sweep import max_concurrent, resume_sweep, run_sweep
+    space = load_space(write_space(tmp_path, "quarter", epochs=12, samples=4, sched="fifo", cpus=0.5, gpus=0.25,
+                                   extra_fixed='"run.device" = "cpu"', sweep_extra='time_budget = "1s"'))
+    assert space.time_budget == 1.0
+    assert max_concurrent(space) == 4               # what Ray places: 4 x 0.25 GPU, 4 x 0.5 CPU
+    first = run_sweep(space, storage=str(tmp_path / "res"), address=one_gpu_cluster.address)
+    assert first["exit_code"] == RESUME_EXIT and first["stopped_by"] == "time_budget"
+    assert "time_budget of 1 s spent" in capsys.readouterr().err
+    root = tmp_path / "res" / "quarter"
+    stored = root / "space.toml"                      # each driver gets the budget afresh: lift it to finish
+    stored.write_text(stored.read_text().replace('time_budget = "1s"', "time_budget = 0"))
+    assert resume_sweep(str(root), address=one_gpu_cluster.address)["exit_code"] == 0
+    trials, _ = _check_results(root, 4, 12)
+    assert trials.status.tolist() == ["TERMINATED"] * 4
+    assert trials.gpu_ids.tolist() == ["0"] * 4       # Ray's CUDA_VISIBLE_DEVICES for each trial
+    assert trials.started.max() < trials.updated.min()  # all 4 ran at once
+    assert not list(root.rglob("error.txt"))             # the budget's stop is no trial failure
 
 
 def _marked_pids(marker: str) -> list[int]:

@@ -20,7 +20,7 @@ from ..checks import check_run
 from ..config import Config
 from ..data import DataBundle, build_data
 from ..data.labels import random_label_table
-from ..net import RLPNet, build_net, random_label_count, resolve_device
+from ..net import RLPNet, build_net, random_label_count, resolve_device, resolve_threads
 
 
 def run_context(root: str | Path) -> tuple[Path, Path, str, str]:
@@ -78,8 +78,7 @@ def load_frozen(ck_file: Path) -> FrozenRun:
     """The config, data and net of a checkpoint, built as the Trainer builds them (init weights: `load` a state)."""
     state = read_checkpoint(ck_file)
     cfg = Config.from_flat(state["config"]).replace(**{"run.device": "auto"})
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    resolve_threads(cfg.run.threads)
     device = resolve_device(cfg.run.device)
     data = build_data(cfg)
     check_run(cfg, data, device)

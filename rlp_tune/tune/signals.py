@@ -8,7 +8,8 @@ from its checkpoint. What it lacks, and this module adds:
 
 * a signal that arrives before Tune runs (Ray starting, data loading) is remembered instead of
   killing the process (SIGUSR1's default action), and handed to Tune as soon as it starts;
-* SIGTERM gets the same graceful stop (Tune would die on it);
+* SIGTERM gets the same graceful stop (Tune would die on it), and so does the end of the space's
+  `[sweep] time_budget` (callback(); Ray's own time_budget_s ends a sweep for good);
 * the driver learns that it was stopped, so it can exit with RESUME_EXIT (3) instead of 0;
 * an optional pid file (env RLP_TUNE_PIDFILE) tells a job script which process to signal, and an
   optional stop file (env RLP_TUNE_STOPFILE) covers a request made before the pid file existed.
@@ -35,6 +36,7 @@ INTERRUPTED_EXIT = 130             # Ctrl-C: stopped cleanly too, but a person a
 PIDFILE_ENV = "RLP_TUNE_PIDFILE"
 STOPFILE_ENV = "RLP_TUNE_STOPFILE"
 STOP_SIGNALS = ("SIGUSR1", "SIGTERM")
+TIME_BUDGET = "time_budget"        # the stop's name when the space's [sweep] time_budget is spent
 
 
 class StopRequest:
@@ -86,15 +88,19 @@ class StopRequest:
             except OSError:
                 pass
 
+    def request(self, name: str, why: str = "") -> None:
+        """Ask for the clean stop from code (the main thread: Tune's control loop), as a signal would."""
+        self._request(name, why=why)
+
     def _handle(self, signum, frame) -> None:
         self._request(signal.Signals(signum).name, frame)
 
-    def _request(self, name: str, frame=None) -> None:
+    def _request(self, name: str, frame=None, why: str = "") -> None:
         first = self.signame is None
         if first:
             self.signame = name
-            print(f"rlp-tune: {name} received: stopping the sweep cleanly (trials checkpoint, state saved); "
-                  f"`rlp-tune resume` continues it", file=sys.stderr, flush=True)
+            print(f"rlp-tune: {why or name + ' received'}: stopping the sweep cleanly (trials checkpoint, state "
+                  f"saved); `rlp-tune resume` continues it", file=sys.stderr, flush=True)
         if self._tune_handler is not None:
             self._tune_handler(signal.SIGINT, frame)   # sets Tune's "experiment interrupted" event
 
@@ -127,22 +133,32 @@ class StopRequest:
         else:
             raise KeyboardInterrupt
 
-    def callback(self, expected_trials: int):
+    def callback(self, expected_trials: int, time_budget: float = 0.0):
         """A Tune callback: attaches this request when the experiment starts, and records after every
         control-loop step whether the sweep is complete (all `expected_trials` exist and have ended).
         Read `complete` from that step, not from the results: on a stop, Tune marks the trials it
-        stops TERMINATED in memory (the saved state keeps them RUNNING, so a restore resumes them)."""
+        stops TERMINATED in memory (the saved state keeps them RUNNING, so a restore resumes them).
+        `time_budget` (seconds, 0 = none): once Tune has run this long in this driver, the same clean
+        stop as SIGUSR1 (exit 3, resumable; a resume gets the budget afresh)."""
+        import time
+
         from ray.tune import Callback
 
         stop = self
         stop.complete = False
 
         class _StopCallback(Callback):
+            deadline = None
+
             def setup(self, **info):
                 stop.attach_to_tune()
+                self.deadline = time.monotonic() + time_budget if time_budget else None
 
             def on_step_end(self, iteration, trials, **info):
                 stop.complete = len(trials) >= expected_trials and all(t.is_finished() for t in trials)
+                if self.deadline is not None and not stop.complete and time.monotonic() >= self.deadline:
+                    self.deadline = None
+                    stop.request(TIME_BUDGET, f"sweep.time_budget of {time_budget:g} s spent")
 
             def __reduce__(self):   # Tune pickles its run config (tuner.pkl): a restore gets a no-op
                 return (Callback, ())

@@ -18,12 +18,13 @@ Format (docs/search-spaces.md has the whole reference):
     design = "tpe"        # "grid" | "qmc" | "random" | "tpe" | "adaptive" (rlp_tune/tune/designs.py)
     name = "demo"; metric = "val.acc"; mode = "max"; num_samples = 12; max_concurrent = 0 (0 = what fits)
     seeds = [0]                               # replicate seeds: each sampled config runs under every seed
+    max_failures = 2; time_budget = "2h"      # retries per trial; this driver's time, then stop (exit 3)
     target_ci_decades = 0.5; initial_points = 5    # design = "adaptive" only
     peak_metric = "val.acc"                         # adaptive only: also narrow the CI of its peak λ*
     [scheduler]
     type = "asha"; grace_period = 2; reduction_factor = 3      # or type = "fifo" (default for curve designs)
     [resources]
-    workers_per_trial = 1; cpus_per_worker = 1; gpus_per_worker = 0
+    workers_per_trial = 1; cpus_per_worker = 1; gpus_per_worker = 0    # 0.5, 0.25: trials share a GPU
 """
 from __future__ import annotations
 
@@ -92,7 +93,9 @@ class SearchSpace:
     scheduler: dict = field(default_factory=lambda: {"type": "asha", "grace_period": 1, "reduction_factor": 3})
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float = 0.0      # < 1 (0.5, 0.25, ...): several trials share one GPU
+    max_failures: int = 2             # retries of a trial that raised (a stop for wall time is no failure)
+    time_budget: float = 0.0          # seconds this driver runs before it stops cleanly (0 = none)
     text: str = ""                    # the TOML text, stored beside the results
 
     def optuna_space(self) -> dict:
@@ -253,6 +256,10 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
     target = adaptive_keys.get("target_ci_decades", 0.5)
     if isinstance(target, bool) or not isinstance(target, (int, float)):
         raise _err("sweep.target_ci_decades", f"must be a number of decades, got {target!r}")
+    max_failures = sw.pop("max_failures", 2)
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
+        raise _err("sweep.max_failures", f"must be an integer >= 0 (retries per trial), got {max_failures!r}")
+    time_budget = parse_duration("sweep.time_budget", sw.pop("time_budget", 0))
     initial = adaptive_keys.get("initial_points", 5)
     if isinstance(initial, bool) or not isinstance(initial, int):
         raise _err("sweep.initial_points", f"must be an integer, got {initial!r}")
@@ -264,6 +271,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
             seeds=tuple(int(s) for s in sw.pop("seeds", [cfg.run.seed])), scheduler=sched,
             design=design, target_ci_decades=float(target), initial_points=initial,
             peak_metric=str(adaptive_keys.get("peak_metric", "")),
+            max_failures=max_failures, time_budget=time_budget,
             workers_per_trial=int(res.get("workers_per_trial", 1)),
             cpus_per_worker=float(res.get("cpus_per_worker", 1)), gpus_per_worker=float(res.get("gpus_per_worker", 0)),
             text=p.read_text())
@@ -309,6 +317,16 @@ def _check(s: SearchSpace, res: dict) -> None:
         raise _err("resources", "workers_per_trial >= 1, cpus_per_worker > 0, gpus_per_worker >= 0")
     if s.cpus_per_worker.is_integer() is False and s.cpus_per_worker > 1:
         raise _err("resources.cpus_per_worker", "fractions only below 1")
+    if s.gpus_per_worker > 1 and not s.gpus_per_worker.is_integer():
+        # Ray 2.60's own rule, raised only when the trial is placed ("GPU resource quantities >1 must
+        # be whole numbers", ray._raylet): a fraction shares one device, more than one is whole devices
+        raise _err("resources.gpus_per_worker", f"{s.gpus_per_worker:g}: Ray places a fraction of one GPU "
+                                                "(0.5, 0.25, ...: trials share it) or whole GPUs (1, 2, ...)")
+    if s.workers_per_trial > 1 and 0 < s.gpus_per_worker < 1:
+        # Ray may pack two ranks of one trial onto one GPU; NCCL runs one rank per GPU
+        raise _err("resources.gpus_per_worker", f"{s.gpus_per_worker:g} with workers_per_trial = "
+                                                f"{s.workers_per_trial}: a DDP trial's workers need whole GPUs "
+                                                "(NCCL runs one rank per GPU); share GPUs between 1-worker trials")
     if any(d.key == "run.seed" for d in s.search):
         raise _err("run.seed", "use sweep.seeds for replicate seeds instead of searching run.seed")
     if len(set(s.seeds)) < len(s.seeds):
@@ -357,6 +375,25 @@ def _check_design(s: SearchSpace) -> None:
     if s.num_samples < s.n_cells() * s.initial_points:
         raise _err("sweep.num_samples", f"{s.num_samples} λ points cannot cover the initial set: "
                                         f"{s.n_cells()} cell(s) x {s.initial_points} initial points")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(key: str, value) -> float:
+    """Seconds from a number of seconds or a text like "90s", "30m", "2h", "1h30m", "1d" (0 = none)."""
+    import re
+    if isinstance(value, bool):
+        raise _err(key, f"expected seconds or a duration like '2h', got {value!r}")
+    if isinstance(value, (int, float)):
+        secs = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*(\d+(\.\d+)?\s*[smhd]\s*)+", value):
+        secs = sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", value))
+    else:
+        raise _err(key, f"expected seconds or a duration like '2h', '30m', '1h30m', got {value!r}")
+    if not math.isfinite(secs) or secs < 0:
+        raise _err(key, f"must be >= 0 seconds (0 = no budget), got {value!r}")
+    return secs
 
 
 def trial_config(flat: dict[str, Any], seeds: Sequence[int]) -> Config:

@@ -12,13 +12,13 @@ pickles: the sampler by replaying the study, the ASHA rungs from the Parquet row
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
 
 from ..errors import UserError
 from ..names import check_name
+from ..net import affinity_cpus
 from ..rundir import LOCK_FILE, check_folder, write_fault
 from ..storage import filesystem, is_remote, resolve
 from ..storage import name as storage_name
@@ -53,33 +53,67 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     loopback_only()
     # address="local": always a new embedded cluster, never one a `ray start` on this machine left
     # running (ray.init() alone would join that one, and then refuses num_cpus)
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **node_ip_kwargs("127.0.0.1"),
+    ray.init(address="local", num_cpus=num_cpus or affinity_cpus(), **node_ip_kwargs("127.0.0.1"),
              dashboard_host="127.0.0.1",
              log_to_driver=False, configure_logging=True, logging_level="ERROR")
 
 
-def max_concurrent(space: SearchSpace, res: dict | None = None) -> int:
-    """Trials at once: what the cluster's CPUs (and GPUs) hold, never more (trials would hang).
-    `res`: the cluster's {"CPU": .., "GPU": ..} (default: ask the connected Ray)."""
-    if res is None:
+def max_concurrent(space: SearchSpace, nodes: list[dict] | None = None) -> int:
+    """Trials at once: what Ray can place on the cluster's nodes, never more (trials would wait).
+    `nodes`: each node's {"CPU": .., "GPU": ..} (default: the connected Ray's alive nodes). A value
+    no node can place is a SpaceError naming the key (exit 2), before any trial starts."""
+    if nodes is None:
         import ray
-        res = ray.cluster_resources()
-    need = {"CPU": space.cpus_per_trial(), "GPU": space.gpus_per_worker * space.workers_per_trial}
-    fit = space.max_concurrent or 1 << 30
-    for kind, n in need.items():
-        if n > res.get(kind, 0):
-            key = "resources.cpus_per_worker" if kind == "CPU" else "resources.gpus_per_worker"
-            raise SpaceError(f"{key}: one trial needs {n:g} {kind}s ({space.workers_per_trial} worker(s)), "
-                             f"the cluster has {res.get(kind, 0):g}")
-        if n:
-            fit = min(fit, math.floor(res[kind] / n))
-    return max(1, fit)
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    slots = [worker_slots(space, n) for n in nodes]
+    if not any(slots):   # not even one worker fits on a node: name the key that does not
+        for kind, key, need in (("CPU", "resources.cpus_per_worker", space.cpus_per_worker),
+                                ("GPU", "resources.gpus_per_worker", space.gpus_per_worker)):
+            if need and not any(_fits(kind, need, n.get(kind, 0)) for n in nodes):
+                have = ", ".join(f"{n.get(kind, 0):g}" for n in nodes) or "none"
+                raise SpaceError(f"{key}: one worker needs {need:g} {kind}s on one node; the cluster's "
+                                 f"{len(nodes)} node(s) have {have}")
+        raise SpaceError("resources: no node has both the CPUs and the GPUs one worker needs "
+                         f"({space.cpus_per_worker:g} CPU, {space.gpus_per_worker:g} GPU; nodes: "
+                         + "; ".join(f"{n.get('CPU', 0):g} CPU {n.get('GPU', 0):g} GPU" for n in nodes) + ")")
+    fit = sum(slots) // space.workers_per_trial     # a DDP trial's workers may span nodes (PACK is soft)
+    if fit < 1:
+        raise SpaceError(f"resources.workers_per_trial: one trial needs {space.workers_per_trial} workers, "
+                         f"the cluster places {sum(slots)} at once")
+    return min(fit, space.max_concurrent or fit)
 
 
-def local_resources() -> dict:
-    """What an embedded Ray started here would hold (its defaults: every CPU, every visible GPU)."""
+def worker_slots(space: SearchSpace, node: dict) -> int:
+    """How many of the space's workers Ray places on one node at once. CPUs are a pool; a GPU
+    fraction (0.5, 0.25, ...) must fit inside one GPU (Ray's unit instances), so 0.4 GPU places
+    2 workers per GPU, not 2.5; whole GPUs come from one node."""
+    n = 1 << 30
+    if space.cpus_per_worker:
+        n = min(n, _count(node.get("CPU", 0), space.cpus_per_worker))
+    g = space.gpus_per_worker
+    if g and g < 1:
+        n = min(n, int(node.get("GPU", 0)) * _count(1, g))
+    elif g:
+        n = min(n, _count(node.get("GPU", 0), g))
+    return n
+
+
+def _count(have: float, need: float) -> int:
+    """floor(have / need) in Ray's fixed point (1/10,000 of a unit), so 1 / 0.1 is 10, not 9."""
+    return int(round(have * 10_000)) // int(round(need * 10_000))
+
+
+def _fits(kind: str, need: float, have: float) -> bool:
+    if kind == "GPU" and need < 1:   # a fraction needs one whole GPU to share
+        return int(have) >= 1
+    return _count(have, need) >= 1
+
+
+def local_resources() -> list[dict]:
+    """The one node an embedded Ray started here holds: the CPUs of this process (a SLURM job's cpuset,
+    not the whole node), every visible GPU."""
     import torch
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+    return [{"CPU": float(affinity_cpus()), "GPU": float(torch.cuda.device_count())}]
 
 
 def _trainable(space: SearchSpace, root: str, raw):
@@ -138,8 +172,17 @@ def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=(), 
             callbacks=[*_driver_callbacks(space, root, verbose), *tune_callbacks(space.base.logging, root, name),
                        *callbacks],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            failure_config=tune.FailureConfig(max_failures=2)),
+            # retries of a trial that raised; a driver stopped by a signal or its time budget stops its
+            # trials without an error (not counted), and Ray counts no failure for a preempted node
+            failure_config=tune.FailureConfig(max_failures=space.max_failures)),
     )
+
+
+def _stop_callback(space: SearchSpace, stop: StopRequest):
+    """The driver's StopRequest in Tune: signals, completion, and the space's `time_budget` (Ray's own
+    `TuneConfig(time_budget_s)` would end the sweep for good: it marks the trials TERMINATED and the
+    searcher finished, so a resume would not continue them; this stop is the SIGUSR1 one, exit 3)."""
+    return stop.callback(expected_trials(space), time_budget=space.time_budget)
 
 
 def _driver_callbacks(space: SearchSpace, root: str, verbose: bool) -> list:
@@ -186,11 +229,12 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     with _driving(root):          # the one-driver lock, before Ray starts or anything is written
         _refuse_existing(root)    # a driver that started and ended meanwhile
         init_ray(address)
+        at_once = max_concurrent(space)   # what Ray places on this cluster's nodes: checked before any trial
         _write_space(space, root)
         print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
-              f"({space.mode}), up to {max_concurrent(space)} trial(s) at once; results in {root}", file=sys.stderr)
+              f"({space.mode}), up to {at_once} trial(s) at once; results in {root}", file=sys.stderr)
         with _stopping(stop) as stop:
-            grid = _fit(build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose), root)
+            grid = _fit(build_tuner(space, storage, name, raw, [_stop_callback(space, stop)], verbose), root)
         return finish(space, root, grid, stop)
 
 
@@ -232,11 +276,11 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
             # pickle to no-ops): add this process's
             add_callbacks_on_restore(tuner, [restore_guard(root, known_trials(root)),
                                              *_driver_callbacks(space, root, verbose),
-                                             stop.callback(expected_trials(space))])
+                                             _stop_callback(space, stop)])
         else:   # stopped before Tune saved a trial (or killed before its first state): start it now
             print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
             storage, name = _split(root)
-            tuner = build_tuner(space, storage, name, raw, [stop.callback(expected_trials(space))], verbose)
+            tuner = build_tuner(space, storage, name, raw, [_stop_callback(space, stop)], verbose)
         grid = _fit(tuner, root)
         return finish(space, root, grid, stop)
 
@@ -339,10 +383,30 @@ def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None)
               f"  rlp-tune resume {root}", file=sys.stderr, flush=True)
     elif failed:   # the sweep ended, but not every trial did: say so in the exit code (1)
         code = 1
-        print(f"rlp-tune: {failed} trial(s) failed (error.txt in their folders under {root}); "
-              f"`rlp-tune resume {root}` retries them", file=sys.stderr, flush=True)
+        for line in failed_trials(grid, space.max_failures):
+            print(f"rlp-tune: {line}", file=sys.stderr, flush=True)
+        print(f"rlp-tune: {failed} trial(s) failed; `rlp-tune resume {root}` retries each once more",
+              file=sys.stderr, flush=True)
     return {"root": root, "best": best, "n_trials": 0 if df is None else len(df), "exit_code": code,
             "stopped_by": stop.signame if code else None}
+
+
+def failed_trials(grid, max_failures: int) -> list[str]:
+    """One line per trial that kept failing: its id, how often it failed, and its log (Tune's error.txt,
+    one "Failure # N" entry per failure, the traceback of each)."""
+    import re
+    lines = []
+    for r in grid:
+        if r.error is None:
+            continue
+        folder = Path(r.path)
+        m = re.match(r"[^_]+_\d+", folder.name)     # TrialDirname: the trial id first
+        tid = (r.metrics or {}).get("trial_id") or (m.group(0) if m else folder.name)
+        log = folder / "error.txt"
+        n = log.read_text(errors="replace").count("Failure # ") if log.is_file() else 0
+        times = f"{n} time(s)" if n else "again"
+        lines.append(f"trial {tid} failed {times} (sweep.max_failures = {max_failures}): {log}")
+    return lines
 
 
 def format_best(space: SearchSpace, root: str, top: int = 5) -> str:

@@ -95,12 +95,15 @@ def _loop(cfg, sweep: SweepContext, trial_id, out: Path, raw, report, checkpoint
     from ..train import Trainer
     if cfg.run.device == "auto" and sweep.gpus == 0:
         cfg = cfg.replace(**{"run.device": "cpu"})
-    if not cfg.run.threads:  # a trial uses the CPUs Ray gave it, not every core of the node
-        cfg = cfg.replace(**{"run.threads": max(1, int(sweep.cpus))})
+    share = max(1, int(sweep.cpus))   # a trial uses the CPUs Ray gave it, not every core of the node
+    if not cfg.run.threads or cfg.run.threads > share:
+        cfg = cfg.replace(**{"run.threads": share})
     # the trial's rows go into the sweep folder (the trial folder holds checkpoints only); the
     # Trainer writes through it on rank 0 and takes only its identity on the other ranks
     writer = ResultWriter(sweep.root, sweep.sweep, trial_id,
-                          extra={"node": ray.get_runtime_context().get_node_id(), **sweep.origin})
+                          extra={"node": ray.get_runtime_context().get_node_id(),
+                                 # the GPUs Ray gave this trial (its CUDA_VISIBLE_DEVICES): "" without
+                                 "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()), **sweep.origin})
     trainer = Trainer(cfg, out_dir=out, data=build_data(cfg, raw), writer=writer)
     fit = trainer.fit()
     try:
