@@ -79,7 +79,7 @@ def fits_labels(train_acc, noise: float | None = None) -> Check | None:
     if not len(y):
         return None
     v = float(y.mean())
-    given = f"its {noise:.0%}-noisy" if noise else "its"
+    given = "its random" if noise and noise >= 1 else f"its {noise:.0%}-noisy" if noise else "its"
     return Check(FITS, v >= FIT_MIN, v, None, f"λ = 0 train acc {_pts(v)} on {given} training labels "
                  f"({'≥' if v >= FIT_MIN else '<'} {_pts(FIT_MIN)})")
 
@@ -132,9 +132,12 @@ def edge_optimum(lam, test_acc, fit=None, *, n_boot: int = 200, seed: int = 0) -
         star = max((k for k in means if k > 0), key=lambda k: means[k])
         value, how = means[star], "best mean"
         upper, lower = star == levels[-1], star == levels[0]
-    at_edge = (upper or (lower and 0.0 not in means)) and value - base >= FLAT_TOL
+    edge = upper or (lower and 0.0 not in means)
+    at_edge = edge and value - base >= FLAT_TOL
     rng = f"[{levels[0]:.3g}, {levels[-1]:.3g}]"
-    where = ("at the largest sampled λ" if upper else "at the smallest sampled λ") if at_edge else "inside the range"
+    where = "inside the range" if not edge else (
+        ("at the largest sampled λ" if upper else "at the smallest sampled λ")
+        + ("" if at_edge else f" but < {100 * FLAT_TOL:.1f} pts above the baseline (flat: no optimum to bracket)"))
     return Check(EDGE, not at_edge, float(star), None,
                  f"test-acc optimum ({how}) λ = {star:.3g} {where} {rng}: {_pts(value)}, "
                  f"{100 * (value - base):+.1f} pts over {'λ = 0' if 0.0 in means else 'the smallest λ'}")
