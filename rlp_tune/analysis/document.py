@@ -38,6 +38,7 @@ from .fit_factors import (FACTOR_FITS, LOG_FACTORS, factor_curve, factor_lambda_
 from .findings import cell_findings
 from .fit_lambda import fit_logistic, fit_peak
 from .fit_memgen import fit_mem_gen
+from .regime import Check, cell_checks, with_noise
 from .fit_onset import DELTA_GAP, DELTA_RAND, Onset, onset_epochs, onset_summary
 from .identify import MIN_DISTINCT_LAMBDA
 from .search import SEARCH_DESIGNS, SearchSummary, read_search
@@ -87,11 +88,13 @@ class Cell:
     trial_ids: list[str]
     fits: dict[str, Any]
     n_lambda: int = 0                        # distinct λ > 0 among its trials (a λ fit needs MIN_DISTINCT_LAMBDA)
+    regime: list[Check] = field(default_factory=list)     # regime.cell_checks: preconditions measured
 
     def to_dict(self) -> dict:
         return {"key": self.key, "factors": self.factors, "n_trials": len(self.trial_ids), "n_lambda": self.n_lambda,
                 "findings": [{"topic": f.topic, "text": f.text, "identified": f.identified}
                              for f in cell_findings(self)],
+                "regime": [c.to_dict() for c in self.regime],
                 "fits": {k: v.to_dict() for k, v in self.fits.items()}}
 
 
@@ -338,6 +341,9 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
                                          name=f"mem@{ln}")
 
     cells = _cells(dc, design, fits, n_boot, seed, metric)
+    dn = with_noise(dc, t.final)
+    for cell in cells:          # is each cell in the regime its fits need? (regime.py; findings flag it)
+        cell.regime = cell_checks(dn[dn.trial_id.isin(cell.trial_ids)], cell.fits, n_boot=n_boot, seed=seed)
     groups: dict[str, dict] = {}
     if design.lam_swept:
         single = len(design.cell_factors) == 1

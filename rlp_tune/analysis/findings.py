@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .fit_factors import FactorCurve
 from .fit_lambda import LogisticFit, PeakFit, memorization_fit
 from .fit_memgen import MemGenFit
+from .regime import EDGE, FITS, MEMORIZES
 
 
 @dataclass
@@ -71,10 +72,25 @@ def memgen_finding(f) -> Finding:
                    f"{100 * f.delta_test_acc:+.1f} points{_ci_points(f.ci.get('delta_test_acc'))}).", True)
 
 
+# a failed regime check (regime.py) as a finding: what was measured, and what it means for the fits
+REGIME_FLAGS = {
+    FITS: ("λ = 0 did not fit its training labels", "nothing noisy was memorized, so suppressing memorization "
+           "cannot help here: train longer or use a larger model"),
+    MEMORIZES: ("λ = 0 did not memorize", "there is no memorization for RLP regularization to suppress"),
+    EDGE: ("Optimum at the edge of the sampled λ range", "the range may stop before the optimum: extend λ past it"),
+}
+
+
+def regime_findings(checks) -> list[Finding]:
+    """The failed regime checks of a cell (regime.Check), each a finding of its own."""
+    return [Finding("regime", f"{REGIME_FLAGS[c.name][0]}: {c.text}; {REGIME_FLAGS[c.name][1]}.", True)
+            for c in checks if not c.passed and c.name in REGIME_FLAGS]
+
+
 def cell_findings(cell) -> list[Finding]:
-    """The findings of one design cell (document.Cell): memorization and test accuracy vs λ (when λ is swept), and
-    memorization vs generalization across its trials."""
-    out = []
+    """The findings of one design cell (document.Cell): failed regime checks first, memorization and test accuracy
+    vs λ (when λ is swept), and memorization vs generalization across its trials."""
+    out = regime_findings(getattr(cell, "regime", ()))
     if "memorization_vs_lambda" in cell.fits:
         out.append(memorization_finding(memorization_fit(cell.fits)))
         out.append(generalization_finding(cell.fits["generalization_vs_lambda"]))
