@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,12 @@ def test_tune_internals_against_a_real_run(tmp_path):
     from ray.tune import Callback
 
     def flaky(config):      # nested: pickled by value, so Ray's workers need not import this file
-        """Fails until the file config["ok"] exists, then reports once."""
+        """Reports a checkpoint, then fails until the file config["ok"] exists, then reports once."""
+        import tempfile
         if not os.path.exists(config["ok"]):
+            d = tempfile.mkdtemp()
+            open(os.path.join(d, "w"), "w").close()
+            tune.report({"score": 0}, checkpoint=tune.Checkpoint.from_directory(d))
             raise RuntimeError("not yet")
         tune.report({"score": config["x"]})
 
@@ -109,6 +114,16 @@ def test_tune_internals_against_a_real_run(tmp_path):
             assert path.endswith(state.name) and compat.trials_in_state(text) == trials
         assert {p.name.split("-20")[0] for p in compat.session_files(root, sessions[0])} == {
             "experiment_state", "basic-variant-state"}
+
+        # the checkpoint folders the state names (read from its pickled checkpoint managers without
+        # unpickling): one per trial, there; one deleted (as Tune deletes old ones after a save) gets a
+        # stand-in, and the restore below then does not fail on it
+        from rlp_tune.tune.restore import GONE, mend_missing_checkpoints
+        ckpts = compat.checkpoint_paths_in_state(state.read_text())
+        assert len(ckpts) == 2 and all(Path(c).is_dir() and Path(c).name == "checkpoint_000000" for c in ckpts)
+        shutil.rmtree(ckpts[0])
+        assert mend_missing_checkpoints(str(root)) == [ckpts[0]] and (Path(ckpts[0]) / GONE).exists()
+        assert mend_missing_checkpoints(str(root)) == []
 
         class Seen(Callback):
             def __init__(self):

@@ -147,6 +147,24 @@ def _cut(f: Path) -> str | None:
     return None
 
 
+def checkpoint_paths_in_state(text: str) -> list[str]:
+    """The checkpoint folders (paths inside the storage's filesystem) that an experiment-state text's
+    trials name: each trial's `run_metadata.checkpoint_manager` is a cloudpickle (hex) whose strings
+    include them. Read with pickletools: the pickle's opcodes are walked, nothing is unpickled."""
+    import pickletools
+    import re
+    out: list[str] = []
+    try:
+        for _, meta in json.loads(text).get("trial_data", []):
+            cm = (json.loads(meta) if isinstance(meta, str) else meta).get("checkpoint_manager") or {}
+            data = bytes.fromhex(cm.get("value", "")) if isinstance(cm, dict) else b""
+            out += [arg for _, arg, _ in pickletools.genops(data)
+                    if isinstance(arg, str) and "/" in arg and re.search(r"/checkpoint_\d{6}$", arg)]
+    except (ValueError, TypeError, AttributeError):   # another layout: nothing to mend
+        return []
+    return sorted(set(out))
+
+
 def trial_ids_in_state(state: str | os.PathLike) -> set[str] | None:
     """Trial ids an experiment-state file records (those a restore continues); None when the file
     cannot be read or its layout is not Ray 2.60's (see `trials_in_state`)."""

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .. import storage
 from ..errors import UserError
-from ._ray_compat import read_newest_experiment_state, session_files, session_problem, state_sessions, trials_in_state
+from ._ray_compat import (checkpoint_paths_in_state, read_newest_experiment_state, session_files, session_problem,
+                          state_sessions, trials_in_state)
 from .state import known_trials
 
 
@@ -101,6 +102,37 @@ def _put_back(root: str, session: str) -> bool:
         shutil.copyfile(f, tmp)
         os.replace(tmp, Path(root, f.name))
     return True
+
+
+GONE = ".rlp-tune-gone"   # what stands in a checkpoint folder Tune's saved state names but deleted
+
+
+def mend_missing_checkpoints(root: str) -> list[str]:
+    """Stand-ins for the trial checkpoints Tune's newest saved state names but Tune had deleted.
+
+    Tune keeps a trial's newest 2 checkpoints and deletes older ones as new ones come, but saves its
+    experiment state only every so often: a driver killed in between leaves a state naming a
+    checkpoint that is gone, and the restored trial then fails in `Trainable.restore` ("does not exist
+    on storage anymore"), is retried, fails again and ends as ERROR (seen: the grid kill-and-resume
+    test on S3; `rlp-tune: 1 trial(s) failed` after a resume). A stand-in folder (one marker file) lets
+    Tune restore; the trial then continues from its own folder's newer `last.pt`
+    (trainable._restore_from_tune), or from its start where it has none (a fresh machine on an object
+    store): training is seeded per epoch, so it ends as the uninterrupted trial."""
+    found = read_newest_experiment_state(root)
+    if found is None or found[1] is None:
+        return []
+    fs, _ = storage.filesystem(root)
+    mended = []
+    for path in checkpoint_paths_in_state(found[1]):
+        if not storage.exists(fs, path):
+            fs.create_dir(path, recursive=True)
+            with fs.open_output_stream(f"{path}/{GONE}") as f:
+                f.write(b"deleted by Tune after its last saved state\n")
+            mended.append(path)
+    if mended:
+        print(f"rlp-tune: {len(mended)} trial checkpoint(s) Tune's saved state names were deleted after it was "
+              "saved; those trials continue from their own latest checkpoint", file=sys.stderr)
+    return mended
 
 
 def restore_guard(root: str, expected: set[str] | None):

@@ -27,7 +27,8 @@ from ._ray_compat import add_callbacks_on_restore, loopback_only, node_ip_kwargs
 from .fmt import fmt_value
 from .signals import StopRequest
 from .space import REPLICATE, SPACE_FILE, SearchSpace, SpaceError, load_space, space_path
-from .restore import has_trial_results, quarantine_orphans, restorable, restore_guard, set_aside_unrestorable
+from .restore import (has_trial_results, mend_missing_checkpoints, quarantine_orphans, restorable, restore_guard,
+                      set_aside_unrestorable)
 from .state import clear_driver, known_trials, mark_driver, sweep_state
 from .trainable import SweepContext, train_trial
 
@@ -271,6 +272,7 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
         if can_restore:
             print(f"resuming sweep {root}", file=sys.stderr)
             quarantine_orphans(root)
+            mend_missing_checkpoints(root)
             tuner = tune.Tuner.restore(root, trainable=_trainable(space, root, raw), resume_errored=True)
             # the restored run config holds the callbacks pickled at the first start (this module's
             # pickle to no-ops): add this process's
