@@ -57,7 +57,7 @@ def old_metrics(root: Path, trial: str | None = None):
 
 
 def old_trials(root: Path):
-    return merged_trials(sorted((root / "parquet" / "trials").glob("*.parquet"))).to_pandas()
+    return merged_trials([pq.read_table(f) for f in sorted((root / "parquet" / "trials").glob("*.parquet"))]).to_pandas()
 
 
 def median_s(fn, repeat: int) -> float:
