@@ -97,7 +97,8 @@ def _open(root: str | Path) -> tuple[Any, str, str]:
         fs, base = storage.filesystem(root)
         isdir = storage.is_dir(fs, base.rstrip("/"))
     except (OSError, ValueError) as e:
-        raise ResultsError(f"{shown}: cannot open the results folder ({one_line(e)})") from None
+        why = one_line(e)
+        raise ResultsError(f"{shown}: cannot open the results folder ({why[:240]}{'...' if len(why) > 240 else ''})") from None
     if not isdir:
         raise ResultsError(f"{shown}: results folder not found")
     return fs, base.rstrip("/"), shown

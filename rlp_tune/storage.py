@@ -21,10 +21,18 @@ def is_remote(root: str | os.PathLike) -> bool:
     return "://" in str(root)
 
 
+# pyarrow's GCS client retries an unreachable store or missing credentials for many minutes by
+# default (measured here without a network: `rlp-tune query gs://...` still waiting after 60 s); a
+# URI that names its own `retry_limit_seconds` keeps it
+GCS_RETRY_S = 30
+
+
 def filesystem(root: str | os.PathLike):
     """(pyarrow FileSystem, path inside it) for a local folder or a URI pyarrow understands."""
     from pyarrow import fs as pafs
     r = str(root)
+    if r.startswith(("gs://", "gcs://")) and "retry_limit_seconds=" not in r:
+        r += ("&" if "?" in r else "?") + f"retry_limit_seconds={GCS_RETRY_S}"
     return pafs.FileSystem.from_uri(r if is_remote(r) else os.path.abspath(r))
 
 
