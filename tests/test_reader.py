@@ -141,6 +141,20 @@ def test_an_object_store_reads_as_the_folder(folder, s3_endpoint):
         reader.fetch(con, f"SELECT * FROM read_parquet('{folder}/parquet/trials/t2.parquet')", "rows")
 
 
+def test_a_bad_file_in_an_object_store_is_named_and_left_out(folder, s3_endpoint):
+    """On an object store the files are fetched whole (one request each) and checked the same way."""
+    from pyarrow import fs as pafs
+    from s3server import upload
+    uri = s3_endpoint() + "/sweeps/s"
+    upload(folder, uri)
+    fs, base = pafs.FileSystem.from_uri(uri)
+    with fs.open_output_stream(f"{base}/parquet/metrics/t2/epoch_00001.parquet") as f:
+        f.write(b"PAR1 not parquet")
+    with pytest.warns(reader.ResultsWarning, match=r"s3://.*/t2/epoch_00001.parquet: not a readable Parquet"):
+        got = read_metrics(uri)
+    assert set(got[got.trial_id == "t2"].epoch) == {2} and len(set(got.trial_id)) == 5
+
+
 def test_credentials_in_a_uri_are_never_printed():
     from rlp_tune import storage
     assert storage.display("s3://AKIA:s3cr3t@bucket/x/y?region=eu") == "s3://bucket/x/y"
