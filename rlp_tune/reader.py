@@ -185,36 +185,6 @@ def _check(state: _Views, infos: list) -> list:
     return good
 
 
-def _fetched(state: _Views, infos: list) -> dict:
-    """{path: Table} of the metric files of `infos`, each fetched whole in one request (16 at a time)
-    and checked like `_check` does; the others are named in a ResultsWarning and left out. A file that
-    vanished raises FileNotFoundError (the query's retry relists)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    def fetch_one(i):
-        with state.fs.open_input_stream(i.path) as f:      # FileNotFoundError: vanished
-            data = f.read()
-        try:
-            t = pq.read_table(pa.BufferReader(data))
-        except (pa.ArrowException, OSError, ValueError) as e:
-            return None, f"not a readable Parquet file ({one_line(e)})"
-        return t, _metrics_problem(t.schema)
-
-    if not infos:
-        return {}
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(min(16, len(infos))) as ex:
-        results = list(ex.map(fetch_one, infos))
-    out = {}
-    for i, (t, p) in zip(infos, results):
-        if p is not None:
-            _warn(state, i.path, p)
-        else:
-            out[i.path] = t
-    return out
-
-
 def _warn(state: _Views, path: str, problem: str) -> None:
     msg = f"{_shown_path(state, path)}: {problem}; left out"
     if msg not in state.warned:
@@ -228,34 +198,34 @@ def _shown_path(state: _Views, path: str) -> str:
 
 
 # ---- the sources -------------------------------------------------------------------------------
-def _read_tables(state: _Views, infos: list, problem=None) -> list:
-    """pyarrow Tables of `infos` (in order, read in parallel); a file that cannot be read, or whose
-    table `problem` rejects, is warned about and left out. A vanished file raises FileNotFoundError."""
+def _read_tables(state: _Views, infos: list, problem=None) -> dict:
+    """{path: Table} of `infos`, each file fetched whole in one request (16 at a time: an object store
+    answers each in a round trip) and parsed; a file that cannot be read, or whose table `problem`
+    rejects, is named in a ResultsWarning and left out. A vanished file raises FileNotFoundError (the
+    query's retry relists)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     def read(i):
+        with state.fs.open_input_stream(i.path) as f:      # FileNotFoundError: vanished
+            data = f.read()
         try:
-            t = pq.read_table(i.path, filesystem=state.fs)
-        except FileNotFoundError:
-            raise
+            t = pq.read_table(pa.BufferReader(data))
         except (pa.ArrowException, OSError, ValueError) as e:
-            if not storage.exists(state.fs, i.path):
-                raise FileNotFoundError(i.path) from None
             return None, f"not a readable Parquet file ({one_line(e)})"
         return t, (problem(t) if problem else None)
 
     if not infos:
-        return []
+        return {}
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(min(16, len(infos))) as ex:
         got = list(ex.map(read, infos))
-    out = []
+    out = {}
     for i, (t, p) in zip(infos, got):
         if p is not None:
             _warn(state, i.path, p)
         else:
-            out.append(t)
+            out[i.path] = t
     return out
 
 
@@ -271,7 +241,7 @@ def _metrics_source(con, state: _Views, infos: list) -> str:
     import pyarrow.dataset as ds
 
     if state.remote:
-        got = _fetched(state, infos)
+        got = _read_tables(state, infos, lambda t: _metrics_problem(t.schema))
         infos = [i for i in infos if i.path in got]
     else:
         infos = _check(state, infos)
@@ -297,7 +267,7 @@ def _metrics_source(con, state: _Views, infos: list) -> str:
         parts.append(f"SELECT {cols} FROM _metrics_plain")
     if dup:
         def tables_of(files):
-            return [got[f.path] for f in files] if state.remote else _read_tables(state, files)
+            return [got[f.path] for f in files] if state.remote else list(_read_tables(state, files).values())
         tables = [dedup_table(pa.concat_tables([conform_metrics(t) for t in tables_of(files)]
                                                or [METRIC_SCHEMA.empty_table()])) for files in dup]
         con.register("_metrics_dedup", pa.concat_tables(tables))
@@ -316,7 +286,7 @@ def _trials_source(con, state: _Views, infos: list) -> str:
         return f"not an rlp_tune trials file (no column {', '.join(missing)})" if missing else None
 
     tables = [t if "updated" in t.column_names else t.append_column("updated", pa.nulls(t.num_rows, pa.float64()))
-              for t in _read_tables(state, infos, problem)]
+              for t in _read_tables(state, infos, problem).values()]
     if tables:
         try:
             table = merged_trials(tables)

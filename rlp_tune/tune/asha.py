@@ -40,11 +40,21 @@ def rung_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[
 
 def read_stops(root: str) -> dict[str, int]:
     """trial_id → epoch at which the scheduler stopped it ({} when none, or the file is unreadable)."""
+    return stops_file(root) or {}
+
+
+def stops_file(root: str) -> dict[str, int] | None:
+    """ROOT/scheduler-stops.csv as read_stops reads it, or None when the sweep has no such file."""
     from .. import storage
     try:
-        lines = (storage.read_text(root, SCHEDULER_FILE) or "").splitlines()[1:]
-        return {t: int(e) for t, _, e in (ln.partition(",") for ln in lines if ln.strip())}
-    except (OSError, ValueError):
+        text = storage.read_text(root, SCHEDULER_FILE)
+    except OSError:
+        return {}
+    if text is None:
+        return None
+    try:
+        return {t: int(e) for t, _, e in (ln.partition(",") for ln in text.splitlines()[1:] if ln.strip())}
+    except ValueError:
         return {}
 
 

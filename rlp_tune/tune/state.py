@@ -111,9 +111,9 @@ class SweepState:
 
 def sweep_state(root: str, expected: int) -> SweepState:
     from ..reader import read_trials
-    from .asha import SCHEDULER_FILE, read_stops
-    stops = read_stops(root)
-    legacy = storage.read_text(root, SCHEDULER_FILE) is None   # sweeps of older versions marked ASHA stops STOPPED
+    from .asha import stops_file
+    found = stops_file(root)
+    stops, legacy = found or {}, found is None   # legacy: sweeps of older versions marked ASHA stops STOPPED
     s = SweepState(expected=expected)
     s.driver, s.driver_note = driver_alive(root)
     for r in read_trials(root)[["trial_id", "status"]].itertuples():
