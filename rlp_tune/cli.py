@@ -159,20 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verbose", action="store_true",
                    help="a line per trial epoch instead of the one live progress line")
 
-    rs = _sub(sub, "resume", "continue a stopped or crashed sweep from its folder",
-              "Trials continue from their checkpoints, the searcher from its saved state; "
-              "trials that failed are retried.")
+    rs = _sub(sub, "resume", "continue a stopped or crashed sweep from its folder, or extend a finished one",
+              "Trials continue from their checkpoints, the design and the scheduler from the sweep's ledger; "
+              "trials that failed are retried. With --space NEW.toml the sweep is extended first: more seeds, "
+              "grid values or samples run, nothing already run again.\n\n"
+              "  rlp-tune resume results/demo --space more_seeds.toml")
     rs.add_argument("target", metavar="SWEEP_DIR", help="sweep folder STORAGE/NAME (local path or URI)")
     rs.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
                                                     "(default: start an embedded one)")
     rs.add_argument("--verbose", action="store_true",
                     help="a line per trial epoch instead of the one live progress line")
+    rs.add_argument("--space", default=None, metavar="NEW.toml",
+                    help="extend the sweep to this search space (more seeds, grid values or num_samples; "
+                         "any other change is refused, naming the key)")
     st = _sub(sub, "status", "show a sweep's trials (also while it runs)",
               "One line per trial: status, epochs, the metric and the searched values, best first.")
     st.add_argument("target", metavar="SWEEP_DIR", help="sweep folder STORAGE/NAME")
     d = _sub(sub, "dashboard", "optuna-dashboard on a sweep's Optuna study, on 127.0.0.1",
-             "Needs the extra: pip install 'rlp_tune[dashboard]'. The study lives in SWEEP_DIR/optuna.journal; "
-             "from Python: rlp_tune.tune.study.load_study(SWEEP_DIR) (optuna.load_study on that journal).")
+             "Needs the extra: pip install 'rlp_tune[dashboard]'. The sweep exports its study to "
+             "SWEEP_DIR/optuna.journal (optuna.load_study with a JournalStorage on that file).")
     d.add_argument("target", metavar="SWEEP_DIR", help="sweep folder (holds optuna.journal)")
     d.add_argument("--port", type=_port, default=8080, help="port on 127.0.0.1 (default 8080)")
 

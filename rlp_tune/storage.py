@@ -108,6 +108,8 @@ def write_bytes(root: str | os.PathLike, name: str, data: bytes) -> None:
     path = f"{base}/{name}"
     tmp = f"{base}/.tmp/{name.replace('/', '_')}.tmp-{uuid.uuid4().hex[:8]}"
     fs.create_dir(f"{base}/.tmp", recursive=True)
+    if "/" in name:
+        fs.create_dir(path.rpartition("/")[0], recursive=True)
     with fs.open_output_stream(tmp) as f:
         f.write(data)
     fs.move(tmp, path)

@@ -1,10 +1,11 @@
-"""Sweep designs: validation of each design, the grid and adaptive searchers driven directly (no Ray
-cluster), and one small Ray end-to-end test: a grid sweep interrupted and resumed runs every cell x
-seed exactly once.
+"""Sweep designs (the DESIGNS registry, checked for every registered design and one registered
+here): validation of each design; the contract — each point × seed once, a resume (after a stop or
+a kill at any moment) neither repeating nor skipping — driven through the searcher and the ledger
+without a Ray cluster; extending a finished sweep; the adaptive design's placement; one small Ray
+end-to-end test: a grid sweep killed and resumed on an object store runs every cell x seed once.
 
     python -m pytest tests/test_designs.py -q            # -m "not ray" skips the end-to-end test
 """
-import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,8 @@ import pytest
 
 from rlp_tune.reader import read_trials
 from rlp_tune.results import ResultWriter
-from rlp_tune.tune.space import SpaceError, load_space
-from rlp_tune.tune.space import REPLICATE
+from rlp_tune.tune.designs import DESIGNS, Design, design_names, make_design
+from rlp_tune.tune.space import REPLICATE, TRIAL, SpaceError, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = f'base = "{ROOT}/configs/digits_mlp.toml"\n[fixed]\n"data.val_fraction" = 0.15\n'
@@ -92,162 +94,17 @@ def test_designs_defaults(tmp_path):
     assert (ad.design, ad.n_cells(), ad.target_ci_decades, ad.initial_points) == ("adaptive", 2, 0.3, 5)
 
 
-@pytest.mark.parametrize("design, sampler", [("tpe", "TPESampler"), ("random", "RandomSampler"),
-                                             ("qmc", "QMCSampler")])
-def test_optuna_designs_use_their_seeded_sampler(tmp_path, design, sampler):
-    from rlp_tune.tune.designs import optuna_sampler
-    s = load_space(space_file(tmp_path, LAM_RANGE, f'design = "{design}"\nnum_samples = 4', sched='type = "fifo"'))
-    a, b = optuna_sampler(s), optuna_sampler(s)
-    assert type(a).__name__ == sampler
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    draws = []
-    for smp in (a, b):   # seeded: the same points from two samplers
-        st = optuna.create_study(sampler=smp)
-        draws.append([st.ask({"x": optuna.distributions.FloatDistribution(0, 1)}).params["x"] for _ in range(4)])
-    assert draws[0] == draws[1] and len(set(draws[0])) == 4
+# ---- every registered design: the contract ----------------------------------------------------------
+SPACES = {   # a small space per design; a design registered later runs with the LAM_RANGE one
+    "grid": (GRID, 'seeds = [0, 1]'),
+    "adaptive": (LAM_RANGE, 'num_samples = 10\nseeds = [0, 1]\ntarget_ci_decades = 0.01'),
+}
 
 
-@pytest.mark.parametrize("design, inner", [("grid", "GridSearcher"), ("adaptive", "AdaptiveSearcher"),
-                                           ("tpe", "StudySearcher"), ("random", "StudySearcher"),
-                                           ("qmc", "StudySearcher")])
-def test_build_searcher_per_design(tmp_path, design, inner):
-    from ray.tune.search import ConcurrencyLimiter, Repeater
-
-    from rlp_tune.tune.designs import build_searcher
-    search = {"grid": GRID, "adaptive": LAM_RANGE}.get(design, LAM_RANGE)
-    sweep = {"grid": "", "adaptive": "num_samples = 6"}.get(design, "num_samples = 4")
-    s = load_space(space_file(tmp_path, search, f'design = "{design}"\n{sweep}\nseeds = [0, 1]',
-                              sched='type = "fifo"'))
-    alg = build_searcher(s, str(tmp_path / "root"), max_concurrent=3)
-    if design in ("grid", "adaptive"):          # finished when the searcher says so, not by Tune's counter
-        from rlp_tune.tune.designs import DesignGenerator
-        assert isinstance(alg, DesignGenerator)
-        alg._counter, alg._total_samples = 99, 1
-        assert not alg.is_finished()
-        alg._finished = True
-        alg.set_state(alg.get_state())         # a restored "finished" is asked again
-        assert not alg.is_finished()
-        alg = alg.searcher
-    assert isinstance(alg, ConcurrencyLimiter) and alg.max_concurrent == 3
-    inner_alg = alg.searcher
-    if design in ("tpe", "random", "qmc"):      # replicate seeds through Tune's Repeater
-        assert isinstance(inner_alg, Repeater) and inner_alg.repeat == 2
-        inner_alg = inner_alg.searcher
-    else:                                        # the grid / adaptive searcher limits concurrency itself
-        assert inner_alg.max_concurrent == 3 and not alg._limit_concurrency
-    assert type(inner_alg).__name__ == inner
-    if inner == "StudySearcher":                 # the Optuna study of the sweep folder, the design's sampler
-        import optuna
-        kind = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-                "qmc": optuna.samplers.QMCSampler}[design]
-        assert isinstance(inner_alg.study().sampler, kind) and (tmp_path / "root" / "optuna.journal").exists()
-
-
-# ---- the grid searcher ----------------------------------------------------------------------------
-def _grid(tmp_path, seeds="[0, 1]"):
-    from rlp_tune.tune.cells import GridSearcher
-    s = load_space(space_file(tmp_path, GRID, f'design = "grid"\nseeds = {seeds}', name="g"))
-    root = tmp_path / "res" / "g"
-    root.mkdir(parents=True, exist_ok=True)
-    return s, root, (lambda: GridSearcher(s, str(root), max_concurrent=100))
-
-
-def _point(cfg):
-    return (float(cfg["rlp.lam"]), int(cfg["rlp.heads"]), cfg[REPLICATE])
-
-
-def test_grid_suggests_every_cell_and_seed_once(tmp_path):
-    from ray.tune.search import Searcher
-    _, _, make = _grid(tmp_path)
-    g = make()
-    got = [g.suggest(f"t{i}") for i in range(12)]
-    assert len({_point(c) for c in got}) == 12
-    assert {_point(c) for c in got} == {(lam, h, r) for lam in (0.1, 1.0, 10.0) for h in (1, 2) for r in (0, 1)}
-    assert got[0] == {"rlp.lam": 0.1, "rlp.heads": 1, REPLICATE: 0} and got[1][REPLICATE] == 1   # seeds adjacent
-    assert g.suggest("t12") is Searcher.FINISHED
-
-
-def test_grid_limits_concurrency_itself(tmp_path):
-    from rlp_tune.tune.cells import GridSearcher
-    s, root, _ = _grid(tmp_path)
-    g = GridSearcher(s, str(root), max_concurrent=2)
-    a, b = g.suggest("a"), g.suggest("b")
-    assert a and b and g.suggest("c") is None          # two running: wait
-    g.on_trial_complete("a", {"val.acc": 0.9})
-    c = g.suggest("c")
-    assert c is not None and len({_point(x) for x in (a, b, c)}) == 3
-
-
-def _save_state(root, trials):
-    """Tune's experiment state as Tune writes it: trial_data = [[json state, json metadata], ...]."""
-    data = [[json.dumps({"trial_id": tid, "config": cfg, "status": st}), "{}"] for tid, cfg, st in trials]
-    (root / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": data}))
-
-
-def test_grid_rebuilt_from_the_folder_neither_repeats_nor_skips(tmp_path):
-    """A driver killed mid-sweep: Tune saved 5 trials (one of them never started, so it has no
-    Parquet row), one more trial started after the save (an orphan: it must run again). A searcher
-    rebuilt from the pickle of an older save must end up assigning exactly the 7 missing points."""
-    import pickle
-    s, root, make = _grid(tmp_path)
-    g = make()
-    cfgs = {f"t{i}": g.suggest(f"t{i}") for i in range(6)}
-    old_state = pickle.dumps(g.get_state())       # Tune's searcher pickle from an earlier save: 2 trials
-    old = make()
-    old.set_state(pickle.loads(old_state))
-    old.assigned = {k: v for k, v in old.assigned.items() if k in ("t0", "t1")}
-    for tid in ("t0", "t1", "t2", "t3", "t5"):    # t5: the orphan wrote rows, Tune never saved it
-        w = ResultWriter(root, "g", tid)
-        flat = s.trial_config({k: v for k, v in cfgs[tid].items() if k != REPLICATE}, cfgs[tid][REPLICATE]).to_flat()
-        w.write_trial(flat, "TERMINATED" if tid in ("t0", "t1") else "RUNNING", 1)
-    saved = [(tid, dict(cfgs[tid]), "TERMINATED" if tid in ("t0", "t1") else "PENDING")
-             for tid in ("t0", "t1", "t2", "t3", "t4")]
-    _save_state(root, saved)
-    import shutil
-    shutil.move(str(root / "parquet" / "trials" / "t5.parquet"), tmp_path / "t5.parquet")   # sweep's quarantine
-    assert old.remaining() == 7
-    assert old.live == {"t2", "t3", "t4"}          # unfinished saved trials hold their slots
-    later = [old.suggest(f"n{i}") for i in range(7)]
-    before = {_point(cfgs[t]) for t in ("t0", "t1", "t2", "t3", "t4")}
-    assert before.isdisjoint({_point(c) for c in later}) and len({_point(c) for c in later}) == 7
-    assert _point(cfgs["t5"]) in {_point(c) for c in later}   # the orphan's cell runs again
-    assert old.suggest("n7") is not None and old.remaining() == 0
-
-
-def test_grid_rebuilt_from_parquet_rows_when_state_lacks_a_config(tmp_path):
-    """A saved trial whose config Tune's state does not carry is known from its Parquet row."""
-    s, root, make = _grid(tmp_path, seeds="[3, 7]")
-    first = make().suggest("a")                    # (0.1, 1, seed index 0 = seed 3)
-    flat = s.base.replace(**{"rlp.lam": 0.1, "rlp.heads": 1, "run.seed": 3}).to_flat()
-    ResultWriter(root, "g", "a").write_trial(flat, "TERMINATED", 2)
-    _save_state(root, [("a", {}, "TERMINATED")])
-    g = make()
-    nxt = g.suggest("b")
-    assert _point(first) != _point(nxt) and g.remaining() == 10 and g.live == {"b"}
-
-
-def test_grid_keeps_its_own_state_when_tunes_state_is_unreadable(tmp_path, capsys):
-    _, root, make = _grid(tmp_path)
-    g = make()
-    first = [g.suggest(f"t{i}") for i in range(3)]
-    (root / "experiment_state-2026-01-01_00-00-00.json").write_text("{not json")
-    h = make()
-    h.set_state(g.get_state())                   # as Tune restores its pickle
-    nxt = h.suggest("t3")
-    assert _point(nxt) not in {_point(c) for c in first} and h.remaining() == 8
-    assert "cannot read Tune's experiment state" in capsys.readouterr().err
-
-
-# ---- the adaptive searcher ------------------------------------------------------------------------------
-def _adaptive(tmp_path, num_samples=40, target=0.3, seeds="[0]", cells="", extra=""):
-    from rlp_tune.tune.adaptive import AdaptiveSearcher
-    s = load_space(space_file(tmp_path, '"rlp.lam" = { dist = "loguniform", low = 1e-2, high = 1e3 }' + cells,
-                              f'design = "adaptive"\nnum_samples = {num_samples}\ntarget_ci_decades = {target}\n'
-                              f'seeds = {seeds}\n{extra}', name="a"))
-    root = tmp_path / "res" / "a"
-    root.mkdir(parents=True, exist_ok=True)
-    return s, root, (lambda: AdaptiveSearcher(s, str(root), max_concurrent=1))
+def _space(tmp_path, design, name="c"):
+    search, sweep = SPACES.get(design, (LAM_RANGE + '\n"rlp.heads" = { dist = "int", low = 1, high = 2 }',
+                                        'num_samples = 5\nseeds = [0, 1]'))
+    return load_space(space_file(tmp_path, search, f'design = "{design}"\n{sweep}', sched='type = "fifo"', name=name))
 
 
 def _mem(lam, x50=1.2, noise=0.0, rng=None):
@@ -255,29 +112,207 @@ def _mem(lam, x50=1.2, noise=0.0, rng=None):
     return y + (rng.normal(0, noise) if rng is not None else 0.0)
 
 
-def _drive(searcher, epochs, rng, noise, limit=200):
-    """Run suggest → synthetic result → complete until FINISHED; returns the suggested configs."""
+def _rows(space, root, cfg):
+    """What a trial of `cfg` writes, as a sweep trial writes it: its metric rows per epoch (a
+    deterministic function of its config and seed), then its TERMINATED row."""
+    tid, rep = cfg[TRIAL], cfg[REPLICATE]
+    lam = float(cfg["rlp.lam"])
+    w = ResultWriter(root, root.name, tid)
+    epochs = space.base.run.epochs
+    for e in range(1, epochs + 1):
+        w.write_epoch(e, [dict(split="val", metric="acc", value=0.9 - 0.01 * abs(np.log10(lam)) + 0.001 * (e + rep)),
+                          dict(split="train", metric="rand_acc", layer="penultimate", value=_mem(lam) + 0.002 * rep)])
+    flat = space.trial_config({k: v for k, v in cfg.items() if k not in (REPLICATE, TRIAL)}, rep).to_flat()
+    w.write_trial(flat, "TERMINATED", epochs)
+
+
+def _session(space, root, stop=None, concurrency=1):
+    """One driver session, Tune played by this loop: suggest, the trial writes its rows, complete.
+    `stop`: (n, how) ends the session at the n-th suggestion: "record" (killed once the trial is in
+    the ledger, before it ran), "rows" (killed after its last rows, before the driver saw it end),
+    "clean" (stopped before it). Returns the number of suggestions."""
     from ray.tune.search import Searcher
-    out = []
-    for i in range(limit):
-        cfg = searcher.suggest(f"t{i}")
+
+    from rlp_tune.tune.ledger import Ledger
+    from rlp_tune.tune.searcher import SweepSearcher, settle
+    ledger = Ledger(str(root))
+    ledger.read()
+    settle(space, ledger)
+    search = SweepSearcher(space, ledger, concurrency)
+    session = uuid.uuid4().hex[:6]
+    for i in range(500):
+        if stop and i == stop[0] - 1 and stop[1] == "clean":
+            return i
+        cfg = search.suggest(f"{session}_{i}")
         if cfg is Searcher.FINISHED:
-            return out
-        assert cfg is not None                        # one at a time: there is always evidence to act on
-        out.append(cfg)
-        searcher.on_trial_complete(f"t{i}", {"epoch": epochs, "train.rand_acc.penultimate":
-                                             _mem(cfg["rlp.lam"], noise=noise, rng=rng)})
+            return i
+        assert cfg is not None          # one at a time: a design always has a point or has finished
+        if stop and i == stop[0] - 1 and stop[1] == "record":
+            return i + 1
+        _rows(space, root, cfg)
+        if stop and i == stop[0] - 1 and stop[1] == "rows":
+            return i + 1
+        search.on_trial_complete(f"{session}_{i}", {"epoch": space.base.run.epochs})
+    raise AssertionError("the design did not finish")
+
+
+def _ran(root):
+    """The ledger's trials in order: (searched values, replicate, point), and whether each ended."""
+    from rlp_tune.tune.ledger import Ledger
+    st = Ledger(str(root)).read()
+    return [(tuple(sorted(r.config.items())), r.replicate, r.point) for r in st.trials.values()], \
+        all(r.status == "TERMINATED" for r in st.trials.values())
+
+
+class _Corners(Design):
+    """A toy design registered by the fixture below: λ at the range's low end, then its high end."""
+    def next(self, state, live):
+        lam = next(d for d in self.space.search if d.key == "rlp.lam")
+        taken = {float(r.config["rlp.lam"]) for r in state.trials.values()}
+        return next(({"rlp.lam": v} for v in (lam.low, lam.high) if v not in taken), "FINISHED")
+
+
+@pytest.fixture(params=sorted(design_names()) + ["corners"])
+def design(request):
+    """Every registered design, and one registered here (the registry picks it up: one file + one
+    registration is a new design)."""
+    if request.param == "corners":
+        DESIGNS.register("corners")(_Corners)
+        SPACES["corners"] = (LAM_RANGE, 'num_samples = 2\nseeds = [0, 1]')
+        yield "corners"
+        DESIGNS._items.pop("corners")
+        SPACES.pop("corners")
+    else:
+        yield request.param
+
+
+@pytest.mark.parametrize("stop", [(3, "record"), (3, "rows"), (4, "clean")])
+def test_every_design_runs_each_point_and_seed_once_and_resumes_to_the_same_sweep(tmp_path, design, stop):
+    """The contract of a design: run uninterrupted, it ends with every point under every seed once;
+    stopped or killed at one of three moments and resumed (a new ledger reader, a new searcher),
+    it ends with the same trials in the same order, nothing repeated, nothing skipped."""
+    space = _space(tmp_path, design)
+    ref = tmp_path / "ref" / "c"
+    _session(space, ref)
+    want, ended = _ran(ref)
+    # each point once under each seed (a design may place the same values again: a new point)
+    assert ended and len({(p, r) for _, r, p in want}) == len(want) == len({p for *_, p in want}) * len(space.seeds)
+    if design == "grid":
+        assert len(want) == 12
+    cut = tmp_path / "cut" / "c"
+    _session(space, cut, stop=stop)
+    _session(space, cut)
+    assert _ran(cut) == (want, True)
+    assert _session(space, cut) == 0          # a finished sweep's resume suggests nothing
+
+
+def test_the_searcher_limits_concurrency_and_runs_an_unended_trial_again(tmp_path):
+    from rlp_tune.tune.ledger import Ledger
+    from rlp_tune.tune.searcher import SweepSearcher
+    space = _space(tmp_path, "grid")
+    ledger = Ledger(str(tmp_path / "r" / "g"))
+    search = SweepSearcher(space, ledger, 2)
+    a, b = search.suggest("a"), search.suggest("b")
+    assert search.suggest("c") is None                       # two running: wait
+    assert (a["rlp.lam"], a["rlp.heads"], a[REPLICATE]) == (0.1, 1, 0) and (b[REPLICATE], b["rlp.lam"]) == (1, 0.1)
+    search.on_trial_complete("a")                            # cut by an interrupt: no rows, not ended
+    assert ledger.state.trials[a[TRIAL]].status is None
+    c = search.suggest("c")
+    assert c[REPLICATE] == 0 and c["rlp.lam"] == 0.1 and c["rlp.heads"] == 2
+    nxt = Ledger(str(tmp_path / "r" / "g"))                 # the next driver session
+    nxt.read()
+    again = SweepSearcher(space, nxt, 4)
+    assert [again.suggest(f"n{i}")[TRIAL] for i in range(3)] == [a[TRIAL], b[TRIAL], c[TRIAL]]
+
+
+def test_extending_a_finished_grid_runs_only_the_new_cells_and_seeds(tmp_path):
+    from rlp_tune.tune.extend import extended
+    space = _space(tmp_path, "grid")
+    root = tmp_path / "r" / "c"
+    _session(space, root)
+    before, _ = _ran(root)
+    more = load_space(space_file(tmp_path, GRID.replace("10.0]", "10.0, 100.0]"), 'design = "grid"\nseeds = [0, 1, 2]',
+                                 sched='type = "fifo"', name="more"))
+    new = extended(space, more)
+    _session(new, root)
+    after, ended = _ran(root)
+    assert ended and after[:len(before)] == before and len(after) == 4 * 2 * 3
+    assert len({(c, r) for c, r, _ in after}) == len(after)
+
+
+@pytest.mark.parametrize("search, sweep, key", [
+    (GRID.replace("[0.1, 1.0, 10.0]", "[1.0, 10.0]"), 'seeds = [0, 1]', "rlp.lam"),          # a value dropped
+    (GRID, 'seeds = [1, 0]', "sweep.seeds"),                                                    # seeds reordered
+    (GRID, 'seeds = [0, 1]\nmetric = "val.loss"\nmode = "min"', "sweep.metric"),
+])
+def test_an_extension_that_would_change_what_ran_is_refused_naming_the_key(tmp_path, search, sweep, key):
+    from rlp_tune.tune.extend import extended
+    space = _space(tmp_path, "grid")
+    other = load_space(space_file(tmp_path, search, f'design = "grid"\n{sweep}', sched='type = "fifo"', name="o"))
+    with pytest.raises(SpaceError, match=f"^{key}:"):
+        extended(space, other)
+    epochs = space_file(tmp_path, GRID, 'design = "grid"\nseeds = [0, 1]', sched='type = "fifo"', name="e")
+    epochs.write_text(epochs.read_text().replace('"run.epochs" = 2', '"run.epochs" = 3'))
+    with pytest.raises(SpaceError, match="^run.epochs:"):
+        extended(space, load_space(epochs))
+
+
+@pytest.mark.parametrize("design, sampler", [("tpe", "TPESampler"), ("random", "RandomSampler"),
+                                             ("qmc", "QMCSampler")])
+def test_optuna_designs_use_their_seeded_sampler_and_export_the_study(tmp_path, design, sampler):
+    import optuna
+    space = _space(tmp_path, design)
+    root = tmp_path / "r" / "c"
+    _session(space, root)
+    d = make_design(space, str(root))
+    assert type(d.sampler()).__name__ == sampler
+    study = optuna.load_study(study_name="c", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal"))))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5
+    want, _ = _ran(root)
+    assert [tuple(sorted(t.params.items())) for t in study.trials] == [c for c, r, _ in want if r == 0]
+
+
+# ---- the adaptive design ------------------------------------------------------------------------------
+def _adaptive(tmp_path, num_samples=40, target=0.3, seeds="[0]", cells="", extra=""):
+    s = load_space(space_file(tmp_path, '"rlp.lam" = { dist = "loguniform", low = 1e-2, high = 1e3 }' + cells,
+                              f'design = "adaptive"\nnum_samples = {num_samples}\ntarget_ci_decades = {target}\n'
+                              f'seeds = {seeds}\n{extra}', name="a"))
+    return s, tmp_path / "res" / "a"
+
+
+def _drive(space, root, mem, peak=None, limit=200):
+    """Run the adaptive design one trial at a time on synthetic evidence until it finishes; returns
+    the design (its fits) and the λ of every trial in order."""
+    from ray.tune.search import Searcher
+
+    from rlp_tune.tune.ledger import Ledger
+    from rlp_tune.tune.searcher import SweepSearcher
+    search = SweepSearcher(space, Ledger(str(root)), 1)
+    lams = []
+    for i in range(limit):
+        cfg = search.suggest(f"t{i}")
+        if cfg is Searcher.FINISHED:
+            return search.design, lams
+        lam = cfg["rlp.lam"]
+        lams.append(lam)
+        w = ResultWriter(root, "a", cfg[TRIAL])
+        rows = [dict(split="train", metric="rand_acc", layer="penultimate", value=mem(lam))]
+        rows += [dict(split="val", metric="acc", value=peak(lam))] if peak else []
+        w.write_epoch(space.base.run.epochs, rows)
+        w.write_trial({"rlp.lam": lam}, "TERMINATED", space.base.run.epochs)
+        search.on_trial_complete(f"t{i}")
     raise AssertionError("did not finish")
 
 
 def test_adaptive_places_points_at_the_transition_and_stops_at_the_target(tmp_path):
-    s, _, make = _adaptive(tmp_path)
-    a = make()
-    cfgs = _drive(a, s.base.run.epochs, np.random.default_rng(0), noise=0.01)
-    x = np.log10([c["rlp.lam"] for c in cfgs])
+    s, root = _adaptive(tmp_path)
+    rng = np.random.default_rng(0)
+    a, lams = _drive(s, root, lambda lam: _mem(lam, noise=0.01, rng=rng))
+    x = np.log10(lams)
     init, later = x[:5], x[5:]
     assert np.allclose(init, np.linspace(-2, 3, 5))
-    assert len(later) >= 1 and len(cfgs) < 40                  # stopped by the target, not the budget
+    assert len(later) >= 1 and len(lams) < 40                  # stopped by the target, not the budget
     # the new points sit near the transition (log10 λ50 = 1.2), where the fit learns most, not at the ends
     assert np.median(np.abs(later - 1.2)) < 1.0
     ci = a.fits[0]["ci"]["log10_lambda50"]
@@ -290,29 +325,26 @@ def _acc(lam, rng, noise=0.003):
 
 
 def test_adaptive_with_a_peak_metric_narrows_lambda_star_too(tmp_path):
-    from ray.tune.search import Searcher
-    s, _, make = _adaptive(tmp_path, num_samples=80, target=0.6, extra='peak_metric = "val.acc"')
-    a = make()
+    s, root = _adaptive(tmp_path, num_samples=80, target=0.6, extra='peak_metric = "val.acc"')
     rng = np.random.default_rng(3)
-    xs = []
-    for i in range(200):
-        cfg = a.suggest(f"t{i}")
-        if cfg is Searcher.FINISHED:
-            break
-        lam = cfg["rlp.lam"]
-        xs.append(np.log10(lam))
-        a.on_trial_complete(f"t{i}", {"epoch": s.base.run.epochs, "train.rand_acc.penultimate": _mem(lam),
-                                      "val.acc": _acc(lam, rng)})
-    assert 8 <= len(xs) < 80, len(xs)                             # stopped by the targets
+    a, lams = _drive(s, root, _mem, peak=lambda lam: _acc(lam, rng))
+    assert 8 <= len(lams) < 80, len(lams)                         # stopped by the targets
     assert a.ci_width(0, "peak") <= 0.6 and a.ci_width(0) <= 0.6
     ci = a.peak_fits[0]["ci"]["log10_lambda_star"]
     assert ci[0] - 0.2 <= 0.5 <= ci[1] + 0.2
     # without the peak target the same data stop earlier: λ* needed points of its own
     (tmp_path / "nopeak").mkdir()
-    s2, _, make2 = _adaptive(tmp_path / "nopeak", num_samples=80, target=0.6)
-    b = make2()
-    n_mem = len(_drive(b, s2.base.run.epochs, np.random.default_rng(3), noise=0.0))
-    assert n_mem < len(xs), (n_mem, len(xs))
+    s2, root2 = _adaptive(tmp_path / "nopeak", num_samples=80, target=0.6)
+    _, n_mem = _drive(s2, root2, _mem)
+    assert len(n_mem) < len(lams), (len(n_mem), len(lams))
+
+
+def test_adaptive_stops_at_the_budget_and_replicates_each_point(tmp_path):
+    s, root = _adaptive(tmp_path, num_samples=6, target=0.001, seeds="[0, 1]")
+    rng = np.random.default_rng(1)
+    _, lams = _drive(s, root, lambda lam: _mem(lam, noise=0.02, rng=rng))
+    assert len(lams) == 12                                     # 6 λ points x 2 seeds, then FINISHED
+    assert all(lams[i] == lams[i + 1] for i in range(0, 12, 2))
 
 
 def test_adaptive_expected_variance_prefers_the_transition():
@@ -324,39 +356,6 @@ def test_adaptive_expected_variance_prefers_the_transition():
     v = expected_x50_variance(have, cand, (0.5, 0.02, 1.2, 4.0), [1.2])
     best = cand[np.argmin(v)]
     assert abs(best - 1.2) < 0.8 and v[0] > v.min() * 1.5 and v[-1] > v.min() * 1.5
-
-
-def test_adaptive_stops_at_the_budget_and_replicates_each_point(tmp_path):
-    from ray.tune.search import Searcher
-    s, _, make = _adaptive(tmp_path, num_samples=6, target=0.001, seeds="[0, 1]")
-    a = make()
-    cfgs = _drive(a, s.base.run.epochs, np.random.default_rng(1), noise=0.02)
-    assert len(cfgs) == 12                                     # 6 λ points x 2 seeds, then FINISHED
-    lam = [c["rlp.lam"] for c in cfgs]
-    assert all(lam[i] == lam[i + 1] and cfgs[i][REPLICATE] == 0 and cfgs[i + 1][REPLICATE] == 1
-               for i in range(0, 12, 2))
-    assert a.suggest("x") is Searcher.FINISHED
-
-
-def test_adaptive_rebuilt_from_the_folder(tmp_path):
-    """On a resume the evidence comes from the Parquet metrics of the trials Tune saved: a rebuilt
-    searcher proposes what the uninterrupted one proposes."""
-    s, root, make = _adaptive(tmp_path, cells='\n"rlp.heads" = { dist = "grid", values = [1, 2] }')
-    a = make()
-    rng = np.random.default_rng(2)
-    cfgs = {}
-    for i in range(10):                                           # the two cells' initial sets
-        tid = f"t{i}"
-        cfgs[tid] = a.suggest(tid)
-        y = _mem(cfgs[tid]["rlp.lam"], x50=0.5 if cfgs[tid]["rlp.heads"] == 1 else 2.0, noise=0.01, rng=rng)
-        a.on_trial_complete(tid, {"epoch": 2, "train.rand_acc.penultimate": y})
-        ResultWriter(root, "a", tid).write_epoch(2, [dict(split="train", metric="rand_acc", layer="penultimate",
-                                                          value=y)])
-    _save_state(root, [(t, c, "TERMINATED") for t, c in cfgs.items()])
-    b = make()
-    nb = b.suggest("n0")
-    assert nb == a.suggest("n0")
-    assert set(b.evidence) == set(cfgs) and b.evidence == pytest.approx(a.evidence)
 
 
 # ---- one Ray end-to-end test ---------------------------------------------------------------------------

@@ -24,20 +24,20 @@ the wider one, the cell's next λ is the middle of the widest gap between its λ
 
 Evidence is each finished trial's final-epoch memorization at the primary tap (penultimate, else
 the last tap with heads) — the analysis' metric: rand_acc_eval where reported, else rand_acc — and
-the peak metric. On a resume the searcher rebuilds its points from
-Tune's saved trials and their evidence from the Parquet metrics under the sweep folder
-(tune/designs.py, `CellSearcher`).
+the peak metric, as the ledger keeps them with each trial's end (tune/ledger.py): a resume rebuilds
+the points and the evidence from the ledger alone.
 """
 from __future__ import annotations
 
+import itertools
 import math
-from collections import Counter
 
 import numpy as np
-from ray.tune.search import Searcher
 
-from .cells import CellSearcher, norm_value
-from .space import ADAPTIVE_KEY, REPLICATE, SearchSpace
+from .cells import cell_key
+from .designs import DESIGNS, FINISHED, Design
+from .ledger import LedgerState, TrialRecord
+from .space import ADAPTIVE_KEY
 
 N_CANDIDATES = 61      # log-spaced candidate λ per cell
 N_SPREAD = 5           # λ50 values across the CI the expected variance is averaged over
@@ -92,95 +92,63 @@ def widest_gap(x_have, lo: float, hi: float) -> float:
     return float(0.5 * (xs[i] + xs[i + 1]))
 
 
-class AdaptiveSearcher(CellSearcher):
-    def __init__(self, space: SearchSpace, root: str, max_concurrent: int):
-        super().__init__(space, root, max_concurrent)
+@DESIGNS.register("adaptive")
+class AdaptiveDesign(Design):
+    def __init__(self, space, root: str):
+        super().__init__(space, root)
+        self.grid_keys = [d.key for d in space.grid_dists()]
+        self.cells = [cell_key(dict(zip(self.grid_keys, c)), self.grid_keys)
+                      for c in itertools.product(*(d.values for d in space.grid_dists()))]
+        self.cell_values = list(itertools.product(*(d.values for d in space.grid_dists())))
         lam = next(d for d in space.search if d.key == ADAPTIVE_KEY)
         self.lo, self.hi = math.log10(lam.low), math.log10(lam.high)
-        self.n_seeds = len(space.seeds)
         layers = list(space.base.rlp.layers)
         self.tap = "penultimate" if "penultimate" in layers or not layers else layers[-1]
-        # what each kind of evidence is, in order of preference: the reported key, and its (split,
-        # metric, layer) in Parquet. Memorization: the analysis' metric (rand_acc_eval where the
-        # trainer reports it, else the online rand_acc)
-        mem = [(f"train.{m}.{self.tap}", ("train", m, self.tap)) for m in _analysis()[1].MEMORIZATION_METRICS]
-        self.mem_key = mem[0][0]
-        self.sources = {"mem": mem}
+        # the evidence, in order of preference: memorization is the analysis' metric (rand_acc_eval
+        # where the trainer reports it, else the online rand_acc)
+        self.sources = {"mem": [f"train.{m}.{self.tap}" for m in _analysis()[1].MEMORIZATION_METRICS]}
         if space.peak_metric:
-            split, _, metric = space.peak_metric.partition(".")
-            self.sources["peak"] = [(space.peak_metric, (split, metric, ""))]
+            self.sources["peak"] = [space.peak_metric]
         self.epochs = space.base.run.epochs
         self.initial = [float(v) for v in np.logspace(self.lo, self.hi, space.initial_points)]
-        self.evidence: dict[str, float] = {}     # trial_id -> final-epoch rand_acc
-        self.peak_evidence: dict[str, float] = {}  # trial_id -> final-epoch peak_metric
+        self.state, self.live = LedgerState(), set()
         self.done_cells: set[int] = set()
         self.fits: dict[int, dict] = {}          # cell -> the latest λ50 fit (for reports / tests)
         self.peak_fits: dict[int, dict] = {}     # cell -> the latest λ* fit
 
-    def _point_keys(self) -> list[str]:
-        return [*self.grid_keys, ADAPTIVE_KEY]
+    def evidence_keys(self) -> list[str]:
+        return [k for keys in self.sources.values() for k in keys]
 
-    def get_state(self) -> dict:
-        return {**super().get_state(), "evidence": dict(self.evidence), "peak_evidence": dict(self.peak_evidence),
-                "done_cells": set(self.done_cells)}
-
-    def set_state(self, state: dict) -> None:
-        super().set_state(state)
-        self.evidence, self.done_cells = dict(state["evidence"]), set(state["done_cells"])
-        self.peak_evidence = dict(state.get("peak_evidence", {}))
-
-    # -- the folder's evidence (resume) --
-    def _on_sync(self, saved) -> None:
-        self.evidence = {tid: y for tid, y in self._parquet_evidence(saved, "mem").items() if tid in self.assigned}
-        self.peak_evidence = ({tid: y for tid, y in self._parquet_evidence(saved, "peak").items()
-                               if tid in self.assigned} if "peak" in self.sources else {})
-        self.done_cells = set()
+    def replay(self, state: LedgerState) -> None:
+        self.state, self.done_cells = state, set()
         for c in range(len(self.cells)):
             self._update_cell(c)
 
-    def _parquet_evidence(self, saved, kind: str) -> dict[str, float]:
-        """Final-epoch values (rand_acc, or the peak metric) of the saved trials that ran to the end,
-        from ROOT/parquet/metrics."""
-        import pyarrow.compute as pc
+    def ended(self, state: LedgerState, rec: TrialRecord) -> None:
+        self.state = state
+        self._update_cell(self.cell_of(rec.config))
 
-        from ..reader import read_metrics_table
-        table = read_metrics_table(self.root)
-        table = table.filter(pc.and_(pc.equal(table["epoch"], self.epochs), pc.equal(table["head"], -1)))
-        out: dict[str, float] = {}
-        for _, (split, metric, layer) in self.sources[kind]:     # preferred metric first
-            t = table.filter(pc.and_(pc.and_(pc.equal(table["split"], split), pc.equal(table["metric"], metric)),
-                                     pc.equal(table["layer"], layer)))
-            for tid, v in zip(t["trial_id"].to_pylist(), t["value"].to_pylist()):
-                if tid in saved and tid not in out:
-                    out[tid] = float(v)
-        return out
-
-    # -- evidence from Tune --
-    def _on_result(self, trial_id: str, result: dict | None) -> None:
-        full = bool(result) and result.get("epoch") == self.epochs
-        for kind, store in (("mem", self.evidence), ("peak", self.peak_evidence)):
-            value = next((result[key] for key, _ in self.sources.get(kind, []) if result.get(key) is not None),
-                         None) if full else None
-            if value is not None:
-                store[trial_id] = float(value)
-        self._update_cell(self.cell_of(self.assigned[trial_id]))
+    def evidence(self, rec: TrialRecord, kind: str) -> float | None:
+        """The trial's final-epoch value of `kind` ("mem" or "peak"), if it ran to the end."""
+        if not rec.done or rec.epoch != self.epochs:
+            return None
+        return next((rec.values[k] for k in self.sources.get(kind, []) if k in rec.values), None)
 
     def cell_of(self, cfg: dict) -> int:
-        key = tuple(norm_value(cfg[k]) for k in self.grid_keys)
-        return next(i for i, c in enumerate(self.cells) if tuple(norm_value(v) for v in c) == key)
+        return self.cells.index(cell_key(cfg, self.grid_keys))
 
     def cell_data(self, c: int, kind: str = "mem") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log10 λ with evidence, their values, log10 λ still running) of cell c; kind "mem"
         (rand_acc) or "peak" (the peak metric)."""
-        store = self.evidence if kind == "mem" else self.peak_evidence
         xs, ys, xp = [], [], []
-        for tid, cfg in self.assigned.items():
-            if self.cell_of(cfg) != c:
+        for tid, rec in self.state.trials.items():
+            if self.cell_of(rec.config) != c:
                 continue
-            x = math.log10(float(cfg[ADAPTIVE_KEY]))
-            if tid in store:
+            x = math.log10(float(rec.config[ADAPTIVE_KEY]))
+            y = self.evidence(rec, kind)
+            if y is not None:
                 xs.append(x)
-                ys.append(store[tid])
+                ys.append(y)
             elif tid in self.live:
                 xp.append(x)
         return np.array(xs), np.array(ys), np.array(xp)
@@ -209,44 +177,32 @@ class AdaptiveSearcher(CellSearcher):
             self.done_cells.add(c)
 
     # -- placing points --
-    def _points(self) -> dict[tuple[int, float], tuple[Counter, float]]:
-        """(cell, log10 λ rounded) -> (how often each replicate index was assigned there, the exact λ).
-        A λ may be chosen again: each time is one more point, run under every seed."""
-        out: dict[tuple[int, float], tuple[Counter, float]] = {}
-        for cfg in self.assigned.values():
-            lam = float(cfg[ADAPTIVE_KEY])
-            key = (self.cell_of(cfg), round(math.log10(lam), 9))
-            out.setdefault(key, (Counter(), lam))[0][int(cfg.get(REPLICATE, 0))] += 1
-        return out
+    def _config(self, c: int, lam: float) -> dict:
+        return dict(zip(self.grid_keys, self.cell_values[c])) | {ADAPTIVE_KEY: lam}
 
-    def _config(self, c: int, lam: float, rep: int) -> dict:
-        return dict(zip(self.grid_keys, self.cells[c])) | {ADAPTIVE_KEY: lam, REPLICATE: rep}
-
-    def _next(self, trial_id: str):
-        points = self._points()
-        for (c, _), (reps, lam) in points.items():   # a point's remaining replicates first
-            k = max(reps.values())
-            missing = [r for r in range(self.n_seeds) if reps[r] < k]
-            if missing:
-                return self._config(c, lam, missing[0])
-        for c in range(len(self.cells)):              # then the initial set, cell by cell
+    def next(self, state: LedgerState, live: set[str]):
+        self.state, self.live = state, live
+        placed = {(self.cell_of(r.config), round(math.log10(float(r.config[ADAPTIVE_KEY])), 9))
+                  for r in state.trials.values()}
+        for c in range(len(self.cells)):              # the initial set first, cell by cell
             for lam in self.initial:
-                if (c, round(math.log10(lam), 9)) not in points:
-                    return self._config(c, lam, 0)
-        if sum(max(r.values()) for r, _ in points.values()) >= self.space.num_samples \
+                if (c, round(math.log10(lam), 9)) not in placed:
+                    return self._config(c, lam)
+        if len({r.point for r in state.trials.values()}) >= self.space.num_samples \
                 or len(self.done_cells) == len(self.cells):
-            return Searcher.FINISHED
+            return FINISHED
         # cells whose initial set has finished and that have not reached the target, widest CI first
         ready = [c for c in range(len(self.cells)) if c not in self.done_cells and not self._initial_running(c)]
         if not ready:
             return None                            # wait for evidence
         c = max(ready, key=lambda c: (self.widest(c)[0], -len(self.cell_data(c)[0])))
-        return self._config(c, float(10 ** self.propose(c)), 0)
+        return self._config(c, float(10 ** self.propose(c)))
 
     def _initial_running(self, c: int) -> bool:
         init = {round(math.log10(v), 9) for v in self.initial}
-        return any(tid in self.live and self.cell_of(cfg) == c
-                   and round(math.log10(float(cfg[ADAPTIVE_KEY])), 9) in init for tid, cfg in self.assigned.items())
+        return any(tid in self.live and self.cell_of(r.config) == c
+                   and round(math.log10(float(r.config[ADAPTIVE_KEY])), 9) in init
+                   for tid, r in self.state.trials.items())
 
     def propose(self, c: int) -> float:
         """log10 λ of the next point of cell c: for λ50 by the expected variance; for λ* (when its

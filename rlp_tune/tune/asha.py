@@ -1,6 +1,6 @@
-"""ASHA early stopping whose state survives a resume: rungs rebuilt from the sweep's own Parquet.
+"""ASHA early stopping whose every decision is in the sweep's ledger (tune/ledger.py).
 
-    sched = RungScheduler(root, metric="val.acc", mode="max", max_t=30, grace_period=3, reduction_factor=2)
+    sched = RungScheduler(ledger, metric="val.acc", mode="max", max_t=30, grace_period=3, reduction_factor=2)
     tune.TuneConfig(scheduler=sched, ...)
 
 Asynchronous successive halving (Li et al. 2020), one bracket, the same rule as Ray's
@@ -8,12 +8,12 @@ Asynchronous successive halving (Li et al. 2020), one bracket, the same rule as 
 trial is stopped when its metric is below the (1 − 1/reduction_factor) quantile of the values that
 earlier trials recorded at that rung. Decisions are taken at rung epochs only, never between.
 
-What Ray does not keep, this class does: Ray's saved experiment state leaves the scheduler out (a
-restored `ASHAScheduler` has empty rungs and stops resumed trials off their rungs). Here the rungs
-are rebuilt, on first use in each driver process, from the metric rows every trial wrote under
-ROOT/parquet, trials in creation order; the trials the scheduler stopped are kept in
-ROOT/scheduler-stops.csv (written before the stop takes effect). A decision lost in a driver kill (the
-trial wrote its rung epoch, the driver died before deciding) is taken again during the rebuild.
+Ray's saved experiment state leaves the scheduler out (a restored `ASHAScheduler` has empty rungs).
+Here each value recorded at a rung, and whether it stopped the trial, is a ledger event written
+before the decision takes effect; a resume refills the rungs from those events in their order. A
+decision a kill lost (the trial wrote its rung epoch, the driver died before deciding) is taken at
+the next driver's start (`catch_up`), from the value in the trial's own Parquet rows, before the
+trial runs on.
 """
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ import math
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-# trial_id,epoch per line. Not .json / .pkl: Tune copies the sweep folder's top-level .json/.pkl
-# files to its staging folder on restore and back on every save, which would bring back stale copies.
-SCHEDULER_FILE = "scheduler-stops.csv"
+from .ledger import Ledger
+from .space import TRIAL
 
 
 def rung_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
@@ -36,26 +35,6 @@ def rung_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[
             out.append(e)
         k += 1
     return out
-
-
-def read_stops(root: str) -> dict[str, int]:
-    """trial_id → epoch at which the scheduler stopped it ({} when none, or the file is unreadable)."""
-    return stops_file(root) or {}
-
-
-def stops_file(root: str) -> dict[str, int] | None:
-    """ROOT/scheduler-stops.csv as read_stops reads it, or None when the sweep has no such file."""
-    from .. import storage
-    try:
-        text = storage.read_text(root, SCHEDULER_FILE)
-    except OSError:
-        return {}
-    if text is None:
-        return None
-    try:
-        return {t: int(e) for t, _, e in (ln.partition(",") for ln in text.splitlines()[1:] if ln.strip())}
-    except ValueError:
-        return {}
 
 
 class Rungs:
@@ -80,84 +59,52 @@ class Rungs:
         return cut is not None and v < cut
 
 
-def rebuild(root: str, metric: str, rungs: Rungs, max_t: int) -> dict[str, int]:
-    """Refill `rungs` from ROOT's Parquet rows, trials in creation order; return the stops: those
-    in ROOT/scheduler-stops.csv, plus any decision a driver kill lost (a trial whose last written epoch
-    is a rung where it must stop, and that has not finished)."""
-    from ..reader import read_metrics, read_trials
-    from ..results import metric_rows
-    stops = read_stops(root)
-    trials = read_trials(root)
-    if trials.empty:
-        return stops
-    created = trials["created"].fillna(trials["started"]) if "created" in trials else trials["started"]
-    trials = trials.assign(_order=created).sort_values(["_order", "trial_id"], kind="stable")
-    series = metric_rows(read_metrics(root), metric)
-    by_trial = {t: dict(zip(g.epoch.astype(int), g.value)) for t, g in series.groupby("trial_id")}
-    for t in trials.itertuples():
-        vals = by_trial.get(t.trial_id, {})
-        last = max(vals, default=0)
-        for e in rungs.epochs:
-            if e not in vals:
-                break                            # the trial has not reached this rung
-            stop = rungs.decide(t.trial_id, e, vals[e]) and e < max_t
-            if t.trial_id in stops and stops[t.trial_id] <= e:
-                break                            # stopped here before
-            if stop and last == e and t.status != "TERMINATED":
-                stops[t.trial_id] = e            # the driver died between the rung epoch and its decision
-                break
-            # a trial past a rung where the replay says "stop" continued in the run (with several
-            # trials at once the rung held fewer values when it was decided): keep what happened
-    return stops
-
-
-def write_stops(root: str, stops: dict[str, int]) -> None:
-    from .. import storage
-    storage.write_text(root, SCHEDULER_FILE, "trial_id,epoch\n" + "".join(f"{t},{e}\n" for t, e in stops.items()))
-
-
 class RungScheduler(FIFOScheduler):
     """The Tune scheduler (a FIFOScheduler: trials run in the order the searcher makes them)."""
 
-    def __init__(self, root: str, metric: str, mode: str, max_t: int, grace_period: int = 1,
+    def __init__(self, ledger: Ledger, metric: str, mode: str, max_t: int, grace_period: int = 1,
                  reduction_factor: float = 3):
         super().__init__()
-        self.cfg = dict(root=root, metric=metric, mode=mode, max_t=int(max_t), grace_period=int(grace_period),
-                        reduction_factor=float(reduction_factor))
-        self._state: tuple[Rungs, dict[str, int]] | None = None
+        self.ledger, self.key, self.max_t = ledger, metric, int(max_t)
+        self.rungs = Rungs(rung_epochs(int(max_t), int(grace_period), float(reduction_factor)), reduction_factor,
+                           1.0 if mode == "max" else -1.0)
+        for t, e, v, _ in ledger.state.rungs:    # the ledger's decisions, in their order
+            self.rungs.recorded[e][t] = self.rungs.sign * v
 
-    def __getstate__(self):   # pickled into tuner.pkl: the configuration only, the state is rebuilt
-        return {"cfg": self.cfg}
+    def catch_up(self, trial_ids) -> None:
+        """At a driver's start, for the ledger's unfinished trials in order: the decisions a kill lost
+        (the trial wrote a rung epoch, the driver died before deciding), from the trial's own rows,
+        before the trial runs on."""
+        for tid in trial_ids:
+            values = self._values(tid)
+            for e in self.rungs.epochs:
+                if e not in values:
+                    break
+                if tid not in self.rungs.recorded[e] and self._decide(tid, e, values[e]):
+                    break
 
-    def __setstate__(self, state):
-        self.__init__(**state["cfg"])
-
-    def state(self) -> tuple[Rungs, dict[str, int]]:
-        if self._state is None:
-            c = self.cfg
-            rungs = Rungs(rung_epochs(c["max_t"], c["grace_period"], c["reduction_factor"]), c["reduction_factor"],
-                          1.0 if c["mode"] == "max" else -1.0)
-            stops = rebuild(c["root"], c["metric"], rungs, c["max_t"])
-            if stops != read_stops(c["root"]):
-                write_stops(c["root"], stops)
-            self._state = (rungs, stops)
-        return self._state
-
-    def on_trial_add(self, tune_controller, trial):
-        self.state()
+    def _decide(self, tid: str, epoch: int, value) -> bool:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return False
+        stop = self.rungs.decide(tid, epoch, value) and epoch < self.max_t
+        self.ledger.add_rung(tid, epoch, value, stop)     # before the stop takes effect: a kill cannot lose it
+        return stop
 
     def on_trial_result(self, tune_controller, trial, result):
-        rungs, stops = self.state()
-        if trial.trial_id in stops:
+        tid = trial.config.get(TRIAL, trial.trial_id)
+        if tid in self.ledger.state.stops:
             return TrialScheduler.STOP
-        epoch, value = result.get("epoch"), result.get(self.cfg["metric"])
-        if epoch is None or value is None:
-            return TrialScheduler.CONTINUE
-        if rungs.decide(trial.trial_id, int(epoch), value) and int(epoch) < self.cfg["max_t"]:
-            stops[trial.trial_id] = int(epoch)
-            write_stops(self.cfg["root"], stops)   # before the stop takes effect: a kill cannot lose it
+        epoch = result.get("epoch")
+        if epoch in self.rungs.recorded and tid not in self.rungs.recorded[epoch] \
+                and self._decide(tid, int(epoch), result.get(self.key)):
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
+
+    def _values(self, tid: str) -> dict[int, float]:
+        from ..reader import read_trial_metrics
+        from ..results import metric_rows
+        s = metric_rows(read_trial_metrics(self.ledger.root, tid), self.key)
+        return {int(e): float(v) for e, v in zip(s.epoch, s.value)}
 
     def on_trial_complete(self, tune_controller, trial, result):
         pass   # every rung value arrived through on_trial_result
@@ -166,6 +113,5 @@ class RungScheduler(FIFOScheduler):
         pass
 
     def debug_string(self) -> str:
-        rungs, stops = self.state()
-        return "RungScheduler: " + ", ".join(f"epoch {e}: {len(r)}" for e, r in rungs.recorded.items()) \
-            + f"; {len(stops)} stopped"
+        return "RungScheduler: " + ", ".join(f"epoch {e}: {len(r)}" for e, r in self.rungs.recorded.items()) \
+            + f"; {len(self.ledger.state.stops)} stopped"

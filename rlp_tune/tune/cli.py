@@ -32,7 +32,8 @@ def cmd_resume(args) -> int:
     stop = StopRequest().install()
     try:
         from .sweep import resume_sweep
-        return resume_sweep(args.target, address=args.address, stop=stop, verbose=args.verbose)["exit_code"]
+        return resume_sweep(args.target, address=args.address, stop=stop, verbose=args.verbose,
+                            space_file=getattr(args, "space", None))["exit_code"]
     finally:
         stop.uninstall()
 
@@ -49,9 +50,14 @@ def cmd_dashboard(args) -> int:
     """optuna-dashboard on the sweep's study, on 127.0.0.1 (the optional extra `dashboard`)."""
     from pathlib import Path
 
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
     from ..errors import UserError
-    from .study import journal_path, storage
-    path = journal_path(args.target)
+    from .study import JOURNAL
+    if is_remote(args.target):
+        raise UserError(f"{args.target}: optuna-dashboard reads a local journal; copy {JOURNAL} from there first")
+    path = Path(args.target) / JOURNAL
     if not path.exists():
         raise UserError(f"{args.target}: no Optuna study ({path.name}) in this folder; is it a TPE sweep's folder?")
     try:
@@ -59,7 +65,7 @@ def cmd_dashboard(args) -> int:
     except ImportError:
         raise UserError("optuna-dashboard is not installed: pip install 'rlp_tune[dashboard]'") from None
     print(f"optuna-dashboard for study {Path(args.target).resolve().name}: http://127.0.0.1:{args.port}/ (Ctrl-C ends it)")
-    optuna_dashboard.run_server(storage(path), host="127.0.0.1", port=args.port)
+    optuna_dashboard.run_server(JournalStorage(JournalFileBackend(str(path))), host="127.0.0.1", port=args.port)
     return 0
 
 
@@ -80,7 +86,7 @@ def fresh_sweep_dir(storage: str, name: str) -> None:
     if root.is_symlink() or root.resolve().parent != Path(storage).resolve():
         raise UserError(f"--fresh: {root} is a link out of {storage}; not deleting it")
     if not (root / SPACE_FILE).exists() and not (root / "tuner.pkl").exists():
-        raise UserError(f"--fresh: {root} does not hold a sweep ({SPACE_FILE} or tuner.pkl); not deleting it")
+        raise UserError(f"--fresh: {root} does not hold a sweep ({SPACE_FILE}); not deleting it")
     files = [f for f in root.rglob("*") if f.is_file()]
     trials = len(list((root / "parquet" / "trials").glob("*.parquet"))) if (root / "parquet" / "trials").is_dir() else 0
     mb = sum(f.stat().st_size for f in files) / 1e6

@@ -15,14 +15,13 @@ import time
 from ray.tune import Callback
 
 from .fmt import fmt_duration, fmt_value
-from .space import REPLICATE
+from .space import REPLICATE, TRIAL
 
 
 class ProgressPrinter(Callback):
-    def __init__(self, space, root: str, verbose: bool = False, stream=None):
-        self.space, self.root, self.verbose = space, root, verbose
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+    def __init__(self, space, ledger, verbose: bool = False, stream=None):
+        self.space, self.ledger, self.root, self.verbose = space, ledger, ledger.root, verbose
+        self._stream = stream
         self.t0 = time.time()
         self.keys = [d.key for d in space.search]
         self.expected = space.num_samples * len(space.seeds)
@@ -32,16 +31,20 @@ class ProgressPrinter(Callback):
         self.best: tuple[float, str] | None = None   # (value, trial_id)
         self.last_print, self.last_line = 0.0, ""
 
-    def __reduce__(self):   # Tune pickles its run config (tuner.pkl): a restore gets a no-op
-        return (Callback, ())
+    @property
+    def stream(self):
+        return self._stream or sys.stderr     # not kept: Tune pickles its run config (tuner.pkl)
+
+    @property
+    def tty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
 
     def setup(self, **info):
         """Count what an earlier run of this sweep finished (a resume continues the count)."""
         from .state import sweep_state
         from .status import trial_table
         st = sweep_state(self.root, self.expected)
-        # by id: a trial done before a stop that Tune's restore runs again (its last report was lost)
-        # ends again here and is counted once
+        # by id: a trial whose end a stop kept out of the ledger ends again here and is counted once
         self.done_ids = set(st.finished) | set(st.stopped)
         for r in trial_table(self.root, self.space.metric, self.space.mode):
             self._best(r["metric"], r["trial_id"])
@@ -71,52 +74,45 @@ class ProgressPrinter(Callback):
             self.last_print = now
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        epoch = result.get("epoch")
-        self.epochs[trial.trial_id] = epoch
-        self._best(result.get(self.space.metric), trial.trial_id)
+        epoch, tid = result.get("epoch"), _tid(trial)
+        self.epochs[tid] = epoch
+        self._best(result.get(self.space.metric), tid)
         if not self.verbose:
             self._show()
             return
         cfg = " ".join(f"{k.split('.')[-1]}={fmt_value(trial.config.get(k))}" for k in self.keys)
         seed = trial.config.get(REPLICATE)
         rand = result.get("train.rand_acc.penultimate")
-        print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} epoch {epoch}/{self.space.base.run.epochs} "
+        print(f"[{time.time() - self.t0:6.0f}s] {tid} epoch {epoch}/{self.space.base.run.epochs} "
               f"{self.space.metric}={fmt_value(result.get(self.space.metric))}"
               + (f" rand_acc={fmt_value(rand)}" if rand is not None else "")
               + f"  {cfg}" + (f" rep={seed}" if seed is not None else ""), file=self.stream, flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        from ..results import ResultWriter
-        from .asha import read_stops
-        epochs = self.space.base.run.epochs
-        epoch = (trial.last_result or {}).get("epoch", 0) or 0
-        stopped_at = read_stops(self.root).get(trial.trial_id)
-        # a trial resumed from a checkpoint of its last epoch (its final report was lost in a stop)
-        # ends without reporting: its own row says it finished
-        if epoch < epochs and ResultWriter(self.root, "", trial.trial_id).trial_status() == "TERMINATED":
-            epoch = epochs
-        self.epochs.pop(trial.trial_id, None)
-        if epoch >= epochs:   # the Trainer wrote TERMINATED before its last report
-            how = "finished"
-        elif stopped_at is not None:
-            how = f"stopped by the scheduler at epoch {stopped_at}"
-            self._mark(trial.trial_id, "STOPPED")
-        else:   # cut by an interrupt: its row stays RUNNING, `rlp-tune resume` continues it
+        tid = _tid(trial)
+        rec = self.ledger.state.trials.get(tid)
+        self.epochs.pop(tid, None)
+        if rec is None or not rec.done:   # cut by an interrupt: its row stays RUNNING, `rlp-tune resume` continues it
             return
-        if trial.trial_id not in self.done_ids:
-            self.done_ids.add(trial.trial_id)
+        if rec.status == "STOPPED":
+            how = f"stopped by the scheduler at epoch {rec.epoch}"
+            self._mark(tid, "STOPPED")
+        else:
+            how = f"finished at epoch {rec.epoch}"
+        if tid not in self.done_ids:
+            self.done_ids.add(tid)
             self.done_here += 1
         if self.verbose:
-            print(f"[{time.time() - self.t0:6.0f}s] {trial.trial_id} {how}" + (f" at epoch {epoch}" if how == "finished"
-                  else ""), file=self.stream, flush=True)
+            print(f"[{time.time() - self.t0:6.0f}s] {tid} {how}", file=self.stream, flush=True)
         else:
             self._show(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._mark(trial.trial_id, "ERROR")
-        self.epochs.pop(trial.trial_id, None)
+        tid = _tid(trial)
+        self._mark(tid, "ERROR")
+        self.epochs.pop(tid, None)
         print(("\n" if self.tty and not self.verbose else "") +
-              f"{trial.trial_id} failed: see {trial.local_path or trial.path}", file=self.stream, flush=True)
+              f"{tid} failed: see {trial.local_path or trial.path}", file=self.stream, flush=True)
 
     def _mark(self, trial_id: str, status: str) -> None:
         """The trial's row marked `status`; a write the disk refuses (full, read-only) is one line
@@ -137,3 +133,8 @@ class ProgressPrinter(Callback):
             print("\r\033[K" + line, file=self.stream, flush=True)
         elif line.partition("]")[2] != self.last_line.partition("]")[2]:
             print(line, file=self.stream, flush=True)
+
+
+def _tid(trial) -> str:
+    """The sweep's id of a Tune trial (the same in every driver session)."""
+    return trial.config.get(TRIAL, trial.trial_id)

@@ -39,8 +39,8 @@ from ..errors import UserError
 
 DISTS = ("loguniform", "uniform", "int", "intlog", "choice", "grid")
 RANGES = ("loguniform", "uniform", "int", "intlog")
-REPLICATE = "__trial_index__"   # set by Tune's Repeater in a trial's config: which replicate seed it runs
-DESIGNS = ("grid", "qmc", "random", "tpe", "adaptive")
+REPLICATE = "_replicate"   # in a trial's Tune config: which of the space's seeds it runs (tune/searcher.py)
+TRIAL = "_trial"           # in a trial's Tune config: its id in the sweep (kept across driver sessions)
 # designs whose results are curves over the searched factors: every trial must run to the end
 CURVE_DESIGNS = ("grid", "qmc", "adaptive")
 ADAPTIVE_KEY = "rlp.lam"     # the key an adaptive design places; the other factors are grid
@@ -239,8 +239,9 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
 
     sw = dict(doc.get("sweep", {}))
     design = sw.pop("design", "tpe")
-    if design not in DESIGNS:
-        raise _err("sweep.design", f"unknown design {design!r} (one of {', '.join(DESIGNS)})")
+    from .designs import design_names
+    if design not in design_names():
+        raise _err("sweep.design", f"unknown design {design!r} (one of {', '.join(design_names())})")
     # curve designs need full-length trials: no early stopping unless asked for (and then refused)
     sched = {"type": "fifo" if design in CURVE_DESIGNS else "asha", "grace_period": 1, "reduction_factor": 3,
              **doc.get("scheduler", {})}
@@ -401,7 +402,8 @@ def trial_config(flat: dict[str, Any], seeds: Sequence[int]) -> Config:
     replicate index Tune's Repeater sets (`__trial_index__`, 0 without replicates) choosing the seed.
     The one place a trial's Config is made (trials, preflight and the designs' bookkeeping)."""
     rep = int(flat.get(REPLICATE, 0))
-    return Config.from_flat({**{k: v for k, v in flat.items() if k != REPLICATE}, "run.seed": seeds[rep % len(seeds)]})
+    return Config.from_flat({**{k: v for k, v in flat.items() if k not in (REPLICATE, TRIAL)},
+                             "run.seed": seeds[rep % len(seeds)]})
 
 
 

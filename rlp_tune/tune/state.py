@@ -1,13 +1,14 @@
-"""Where a sweep stands, read from its folder alone: which trials Tune knows, whether a driver is
-running, and the counts `rlp-tune status`, `rlp-tune resume` and the progress line use.
+"""Where a sweep stands, read from its folder alone (the ledger, the trials' rows, the driver
+marker): the counts `rlp-tune status`, `rlp-tune resume` and the progress line use.
 
     s = sweep_state(root, expected=16)
     s.done, s.expected, s.finished, s.stopped, s.running, s.interrupted, s.failed, s.complete
     mark_driver(root) ... clear_driver(root)      # ROOT/.driver while a driver runs the sweep
 
-A trial is *done* when it finished all its epochs (TERMINATED) or the scheduler stopped it
-(listed in ROOT/scheduler-stops.csv). A trial that is neither, while no driver runs, was cut by an
-interrupt (Ctrl-C, SIGTERM, a kill, a wall-time limit): `rlp-tune resume` continues it.
+A trial is *done* when it finished all its epochs (TERMINATED: the ledger's end, or its own row
+when a kill came before the driver recorded it) or the scheduler stopped it. A trial the ledger
+holds that is neither, while no driver runs, was cut by an interrupt (Ctrl-C, SIGTERM, a kill, a
+wall-time limit) or failed: `rlp-tune resume` continues it.
 """
 from __future__ import annotations
 
@@ -16,38 +17,10 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .. import storage
 
 DRIVER_FILE = ".driver"   # JSON; not named .json (see asha.SCHEDULER_FILE)
-
-
-def saved_trials(root: str, quiet: bool = False) -> dict[str, tuple[dict, str]] | None:
-    """{trial_id: (config, status)} of the trials in Tune's newest experiment state under ROOT (a
-    folder or a URI: the trials a resume continues), or None when there is no saved state (a sweep
-    not yet saved) or it cannot be read (said on stderr unless `quiet`)."""
-    import sys
-
-    from ._ray_compat import read_newest_experiment_state, trials_in_state
-    try:
-        found = read_newest_experiment_state(root)
-    except OSError:
-        return None
-    if found is None:
-        return None
-    path, text = found
-    trials = trials_in_state(text) if text is not None else None
-    if trials is None and not quiet:
-        print(f"rlp-tune: cannot read Tune's experiment state {path}", file=sys.stderr)
-    return trials
-
-
-def known_trials(root: str) -> set[str] | None:
-    """The trial ids in Tune's newest saved experiment state (None: no state, or a format this
-    version cannot read — then nothing is treated as unknown)."""
-    trials = saved_trials(root, quiet=True)
-    return None if trials is None else set(trials)
 
 
 def mark_driver(root: str) -> None:
@@ -111,18 +84,18 @@ class SweepState:
 
 def sweep_state(root: str, expected: int) -> SweepState:
     from ..reader import read_trials
-    from .asha import stops_file
-    found = stops_file(root)
-    stops, legacy = found or {}, found is None   # legacy: sweeps of older versions marked ASHA stops STOPPED
+    from .ledger import Ledger
+    ledger = Ledger(root).read()
+    rows = dict(read_trials(root)[["trial_id", "status"]].itertuples(index=False))
     s = SweepState(expected=expected)
     s.driver, s.driver_note = driver_alive(root)
-    for r in read_trials(root)[["trial_id", "status"]].itertuples():
-        if r.status == "TERMINATED":
-            s.finished.append(r.trial_id)
-        elif r.trial_id in stops or (legacy and r.status == "STOPPED"):
-            s.stopped.append(r.trial_id)
-        elif r.status == "ERROR":
-            s.failed.append(r.trial_id)
+    for tid, rec in ledger.trials.items():
+        if rec.status == "TERMINATED" or (rec.status is None and rows.get(tid) == "TERMINATED"):
+            s.finished.append(tid)
+        elif rec.status == "STOPPED" or tid in ledger.stops:
+            s.stopped.append(tid)
+        elif rec.status == "ERROR":
+            s.failed.append(tid)
         else:
-            s.unfinished.append(r.trial_id)
+            s.unfinished.append(tid)
     return s

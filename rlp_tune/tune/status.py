@@ -79,9 +79,9 @@ def format_status(root: str, metric: str, mode: str, keys: list[str], expected: 
     head = summary_lines(root, expected) if expected is not None else []
     if not rows:
         return "\n".join(head + [f"{root}: no trial has written results yet"])
-    from .asha import read_stops
+    from .ledger import Ledger
     from .state import driver_alive
-    stops, alive = read_stops(root), driver_alive(root)[0]
+    stops, alive = Ledger(root).read().stops, driver_alive(root)[0]
     lines = head + [f"{'trial':<14}{'status':<13}{'epochs':>7}{metric:>12}{'best':>9}" + "".join(f"{k:>14}" for k in keys)]
     for r in rows:
         status = r["status"]

@@ -1,269 +1,142 @@
-"""The sweep's Optuna study (designs tpe, random, qmc) lives in the sweep folder, as an Optuna journal, and survives resumes.
+"""designs "tpe", "random", "qmc": Optuna's seeded samplers, the study rebuilt from the ledger.
 
-    ROOT/optuna.journal      Optuna JournalStorage (JournalFileBackend); study name = the sweep's name
+    d = make_design(space, root)        # space.design in ("tpe", "random", "qmc")
+    d.next(state, live)                 # study.ask(): {"rlp.lam": 12.3, ...}
+    d.ended(state, rec)                 # study.tell() once every replicate of the point has ended
 
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    study = optuna.load_study(study_name="demo", storage=JournalStorage(JournalFileBackend("results/demo/optuna.journal")))
-    study.trials_dataframe()        # params_rlp.lam, value, state (COMPLETE / PRUNED / RUNNING), user_attrs_trial_id
+Each point is one Optuna trial: its value is the sweep metric at the trial's last epoch (the mean
+over the replicate seeds when there are several), PRUNED when the scheduler stopped it; each
+epoch's metric is its intermediate value (step = epoch). A trial that failed or was cut by an
+interrupt is told nothing: the resumed sweep runs it again.
 
-`StudySearcher` is the Tune searcher: it asks the study for each new trial's config, reports every
-epoch's metric as the trial's intermediate value (step = epoch) and tells the study how the trial
-ended: COMPLETE (all epochs; value = the last epoch's metric), PRUNED (stopped by the scheduler;
-value = the metric at the stop epoch), FAIL (error). A trial cut by an interrupt stays RUNNING:
-the resumed sweep continues it. Values come from the trial's own Parquet rows, so a result the
-driver lost in a kill is still the one told.
+Resume = deterministic replay from the ledger (tune/ledger.py): a fresh study with a fresh sampler,
+seeded as at the start, is asked and told again in the ledger's order. A seeded sampler given the
+same ask/tell sequence draws the same numbers, so the next config is the one the uninterrupted
+sweep would have drawn. If the replay ever draws a config other than the recorded one, the recorded
+configs are enqueued instead (the history is kept, the random state is not) and a line says so.
 
-Resume = deterministic replay. Ray pickles its searcher (and a study kept in memory) with its
-periodically saved experiment state, which leaves out whatever happened after the last save. Here,
-on first use in a driver process, the journal is replayed into a fresh study with a fresh sampler
-seeded as at the start: the trials Tune knows (ROOT/experiment_state-*.json), asked and told in
-their original order (datetime_start / datetime_complete). A seeded sampler given the same
-ask/tell sequence draws the same numbers, so the replay restores the sampler's random state and
-the next config is the one the uninterrupted sweep would have drawn. Trials created after Tune's
-last saved state (Tune will not continue them) are left out. If the replay ever draws a config
-other than the recorded one, the recorded configs are enqueued instead (the history is kept, the
-random state is not) and a line says so.
+The study is written to ROOT/optuna.journal (an Optuna JournalStorage file) after every ask and
+tell, whole, through storage.py: an export for `optuna.load_study`, optuna-dashboard and the search
+report (analysis/search.py), never read back by the sweep.
 """
 from __future__ import annotations
 
 import math
 import sys
+import tempfile
 from pathlib import Path
 
-from ray.tune.search import Searcher
-
-from ..storage import display, is_remote, read_bytes, write_bytes
+from .. import storage
+from .designs import DESIGNS, Design
+from .ledger import LedgerState, TrialRecord
 
 JOURNAL = "optuna.journal"
-TRIAL_ATTR = "trial_id"     # user attribute: the Tune trial id (= the Parquet trial_id)
+TRIAL_ATTR = "trial_id"     # user attribute: the first trial of the point (= the Parquet trial_id)
 
 
-def journal_path(root: str) -> Path:
-    """The journal file the driver's study writes through: ROOT/optuna.journal for a folder. For an
-    object store (no append there) a working copy on the driver's disk
-    (TMPDIR/rlp_tune/<hash of ROOT>/optuna.journal), fetched from ROOT/optuna.journal when the study
-    is opened and written back whole after every ask and tell (`push_journal`: one PUT, atomic), so a
-    resume on another machine, with another TMPDIR, continues the same study."""
-    if is_remote(root):
-        import hashlib
-        import tempfile
-        return Path(tempfile.gettempdir()) / "rlp_tune" / hashlib.sha1(display(root).encode()).hexdigest()[:12] / JOURNAL
-    return Path(root) / JOURNAL
+class OptunaDesign(Design):
+    def __init__(self, space, root: str):
+        super().__init__(space, root)
+        self.study = None
+        self.handles: dict[int, object] = {}     # point → optuna.Trial asked, not told yet
 
+    def sampler(self):
+        raise NotImplementedError
 
-def fetch_journal(root: str) -> None:
-    """Object store: make the driver's working copy ROOT/optuna.journal (none there: no copy)."""
-    if not is_remote(root):
-        return
-    data = read_bytes(root, JOURNAL)
-    path = journal_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (path, path.with_name(f".{path.name}.replaced"), Path(f"{path}.lock")):
-        stale.unlink(missing_ok=True)
-    if data is not None:
-        path.write_bytes(data)
+    def replay(self, state: LedgerState) -> None:
+        study = self._replay(state, sample=True)
+        if study is None:
+            print(f"rlp-tune: the Optuna replay of {storage.display(self.root)}'s ledger drew other configs than "
+                  "the sweep did; its trials are kept, the sampler's random state is not", file=sys.stderr)
+            study = self._replay(state, sample=False)
+        self.study = study
+        self._export()
 
-
-def push_journal(root: str) -> None:
-    """Object store: write the working copy back to ROOT/optuna.journal (whole)."""
-    path = journal_path(root)
-    if is_remote(root) and path.exists():
-        write_bytes(root, JOURNAL, path.read_bytes())
-
-
-def storage(path: str | Path):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
-def load_study(root: str, name: str | None = None):
-    """The sweep's study, read-only use (`optuna.load_study` on ROOT/optuna.journal; for an object
-    store, on a copy of it in a temporary folder)."""
-    import optuna
-    path = journal_path(root)
-    if is_remote(root):
-        import tempfile
-        path = Path(tempfile.mkdtemp(prefix="rlp_tune_study_")) / JOURNAL
-        path.write_bytes(read_bytes(root, JOURNAL) or b"")
-    return optuna.load_study(study_name=name or display(root).rstrip("/").rpartition("/")[2], storage=storage(path))
-
-
-def running_in_study(root: str) -> int:
-    """How many of the study's trials are not told yet (0 when there is no study). A driver killed
-    after a trial's last epoch but before it told the study leaves one: `resume` must still run."""
-    from optuna.trial import TrialState
-    if not (read_bytes(root, JOURNAL) if is_remote(root) else journal_path(root).exists()):
-        return 0
-    return sum(t.state == TrialState.RUNNING for t in load_study(root).get_trials(deepcopy=False))
-
-
-class StudySearcher(Searcher):
-    def __init__(self, root: str, name: str, space: dict, metric: str, mode: str, sampler, max_epochs: int):
-        """`sampler`: a picklable callable making the seeded Optuna sampler (called afresh per replay)."""
-        super().__init__(metric=metric, mode=mode)
-        self.cfg = dict(root=root, name=name, space=space, metric=metric, mode=mode, sampler=sampler,
-                        max_epochs=max_epochs)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._study = None
-        self._live: dict[str, object] = {}          # Tune trial id → optuna.Trial (asked, not told)
-        self._steps: dict[str, set[int]] = {}       # Tune trial id → epochs reported
-
-    # Ray pickles searchers (tuner.pkl, searcher-state-*.pkl): keep the configuration only
-    def __getstate__(self):
-        return {"cfg": self.cfg}
-
-    def __setstate__(self, state):
-        self.__init__(**state["cfg"])
-
-    def save(self, checkpoint_path: str) -> None:
-        import pickle
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__getstate__(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        self._reset()    # the state is the journal: replayed on first use
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        return False     # the space is set: Tune's param_space holds no searched key
-
-    # ---- the study ---------------------------------------------------------------------------------
-    def _sampler(self):
-        return self.cfg["sampler"]()
-
-    def study(self):
-        if self._study is None:
-            self._study = self._open()
-        return self._study
-
-    def _open(self):
-        """Create the study, or replay the journal's known trials into a fresh one (see the docstring)."""
+    def _create(self):
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        root, path = self.cfg["root"], journal_path(self.cfg["root"])
-        fetch_journal(root)            # an object store's journal is the truth, not a working copy left here
-        old_path = path.with_name(f".{path.name}.replaced")
-        if old_path.exists():          # a replay was cut short: the moved-aside journal is the truth
-            path.unlink(missing_ok=True)
-            old_path.rename(path)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            study = self._create(path)
-            push_journal(root)
-            return study
-        old = optuna.load_study(study_name=self.cfg["name"], storage=storage(path)).get_trials(deepcopy=False)
-        from .state import known_trials
-        known = known_trials(root)   # None: Tune saved no state (a new start)
-        keep = [t for t in old if t.user_attrs.get(TRIAL_ATTR) in set(known or ())]
-        path.rename(old_path)
-        study = self._replay(path, keep, sample=True)
-        if study is None:
-            print(f"rlp-tune: the Optuna replay of {path} drew other configs than the sweep did; its "
-                  "trials are kept, the sampler's random state is not", file=sys.stderr)
-            path.unlink(missing_ok=True)
-            study = self._replay(path, keep, sample=False)
-        old_path.unlink()
-        push_journal(root)
-        return study
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+        self.path = Path(tempfile.mkdtemp(prefix="rlp_tune_study_")) / JOURNAL   # the driver's working copy
+        return optuna.create_study(study_name=storage.name(self.root),
+                                   storage=JournalStorage(JournalFileBackend(str(self.path))),
+                                   sampler=self.sampler(), direction="maximize" if self.space.mode == "max" else "minimize")
 
-    def _create(self, path: Path):
-        import optuna
-        Path(f"{path}.lock").unlink(missing_ok=True)   # a stale lock from a killed writer
-        return optuna.create_study(study_name=self.cfg["name"], storage=storage(path), sampler=self._sampler(),
-                                   direction="maximize" if self.cfg["mode"] == "max" else "minimize")
-
-    def _replay(self, path: Path, trials: list, sample: bool):
-        """Ask and tell `trials` again in their original order; None if a drawn config differs."""
-        from optuna.trial import TrialState
-        study = self._create(path)
-        self._live, self._steps = {}, {}
-        events = [(t.datetime_start, 0, t) for t in trials]
-        events += [(t.datetime_complete, 1, t) for t in trials
-                   if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_complete]
-        handle = {}
-        for _, kind, t in sorted(events, key=lambda e: (e[0], e[1])):
-            tid = t.user_attrs[TRIAL_ATTR]
-            if kind == 0:
+    def _replay(self, state: LedgerState, sample: bool):
+        """Ask and tell the ledger's points again in their order; None if a drawn config differs."""
+        self.study, self.handles = self._create(), {}
+        asked: set[int] = set()
+        for ev in state.events:
+            rec = state.trials.get(ev.get("trial"))
+            if ev["kind"] == "trial" and rec.point not in asked:
+                asked.add(rec.point)
                 if not sample:
-                    study.enqueue_trial(t.params)
-                new = study.ask(self._distributions())
-                if new.params != t.params:
+                    self.study.enqueue_trial(rec.config)
+                t = self._ask()
+                if t.params != rec.config:
                     return None
-                new.set_user_attr(TRIAL_ATTR, tid)
-                for step, v in sorted(t.intermediate_values.items()):
-                    new.report(v, step)
-                handle[tid] = new
-                self._live[tid], self._steps[tid] = new, set(t.intermediate_values)
-            else:
-                if t.state == TrialState.COMPLETE:
-                    study.tell(handle[tid], t.value)
-                else:
-                    study.tell(handle[tid], state=TrialState.PRUNED)
-                self._live.pop(tid, None)
-        return study
+                self.handles[rec.point] = t
+            elif ev["kind"] == "end":
+                self._tell(state, rec, export=False)
+        return self.study
 
-    def _distributions(self) -> dict:
-        return self.cfg["space"]
+    def _ask(self):
+        return self.study.ask(self.space.optuna_space())
 
-    # ---- Tune's calls ------------------------------------------------------------------------------
-    def suggest(self, trial_id: str):
-        study = self.study()
-        t = study.ask(self._distributions())
-        t.set_user_attr(TRIAL_ATTR, trial_id)
-        self._live[trial_id], self._steps[trial_id] = t, set()
-        push_journal(self.cfg["root"])
+    def next(self, state: LedgerState, live: set[str]):
+        point = 1 + max((r.point for r in state.trials.values()), default=-1)
+        self.handles[point] = t = self._ask()
+        self._export()
         return dict(t.params)
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.study()
-        epoch, value = result.get("epoch"), result.get(self.cfg["metric"])
-        if epoch is not None and value is not None:
-            self._report(trial_id, int(epoch), float(value))
+    def ended(self, state: LedgerState, rec: TrialRecord) -> None:
+        self._tell(state, rec, export=True)
 
-    def _report(self, trial_id: str, step: int, value: float) -> None:
-        t = self._live.get(trial_id)
-        if t is None or step in self._steps[trial_id] or math.isnan(value):
-            return
-        t.report(value, step)
-        self._steps[trial_id].add(step)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+    def _tell(self, state: LedgerState, rec: TrialRecord, export: bool) -> None:
         from optuna.trial import TrialState
-        study = self.study()
-        t = self._live.get(trial_id)
-        if t is None:
+        t = self.handles.get(rec.point)
+        reps = [r for r in state.trials.values() if r.point == rec.point]
+        if t is None or not all(r.done for r in reps) or len(reps) < len(self.space.seeds):
             return
-        if result and self.cfg["metric"] in result and "epoch" not in result:
-            study.tell(t, float(result[self.cfg["metric"]]))   # replicates: Tune's Repeater reports their mean
-            self._live.pop(trial_id, None)
-            push_journal(self.cfg["root"])
-            return
-        series, stopped, status = self._outcome(trial_id)
-        for step, v in series.items():   # epochs whose result the driver never saw (a kill)
-            self._report(trial_id, step, v)
-        last = max(series, default=0)
-        if stopped:
-            study.tell(t, state=TrialState.PRUNED)
-        elif status == "TERMINATED" or last >= self.cfg["max_epochs"]:
-            value = series.get(last) if series else (result or {}).get(self.cfg["metric"])
-            study.tell(t, value if value is not None else float("nan"))
-        elif error:
-            study.tell(t, state=TrialState.FAIL)
-        else:
-            return   # cut by an interrupt: the resumed sweep continues it
-        self._live.pop(trial_id, None)
-        push_journal(self.cfg["root"])
+        t.set_user_attr(TRIAL_ATTR, reps[0].trial_id)
+        if len(reps) == 1:
+            for step, v in sorted(rec.series.items()):
+                if not math.isnan(v):
+                    t.report(v, step)
+        if len(reps) == 1 and rec.status == "STOPPED":
+            self.study.tell(t, state=TrialState.PRUNED)
+        else:   # replicates: the mean of their last values (as Tune's Repeater told it)
+            vals = [r.series[max(r.series)] for r in reps if r.series]
+            self.study.tell(t, float(sum(vals) / len(vals)) if vals else float("nan"))
+        del self.handles[rec.point]
+        if export:
+            self._export()
 
-    def _outcome(self, trial_id: str) -> tuple[dict[int, float], bool, str | None]:
-        """The trial's metric by epoch (its Parquet rows), whether the scheduler stopped it, its status."""
-        root = self.cfg["root"]
-        from ..reader import read_trial_metrics
-        from ..results import ResultWriter, metric_rows
-        from .asha import read_stops
-        s = metric_rows(read_trial_metrics(root, trial_id), self.cfg["metric"])
-        series = {int(e): float(v) for e, v in zip(s.epoch, s.value)}
-        return series, trial_id in read_stops(root), ResultWriter(root, "", trial_id).trial_status()
+    def _export(self) -> None:
+        storage.write_bytes(self.root, JOURNAL, self.path.read_bytes())
+
+
+@DESIGNS.register("tpe")
+class TPEDesign(OptunaDesign):
+    def sampler(self):
+        from optuna.samplers import TPESampler
+        return TPESampler(seed=self.space.base.run.seed)
+
+
+@DESIGNS.register("random")
+class RandomDesign(OptunaDesign):
+    def sampler(self):
+        from optuna.samplers import RandomSampler
+        return RandomSampler(seed=self.space.base.run.seed)
+
+
+@DESIGNS.register("qmc")
+class QMCDesign(OptunaDesign):
+    """Scrambled Sobol points over the declared ranges, seeded."""
+    def sampler(self):
+        import warnings
+
+        from optuna.samplers import QMCSampler
+        with warnings.catch_warnings():   # "experimental" since Optuna 3.0; the interface we use is stable
+            warnings.simplefilter("ignore")
+            return QMCSampler(qmc_type="sobol", scramble=True, seed=self.space.base.run.seed)

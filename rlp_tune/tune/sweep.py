@@ -4,11 +4,13 @@
     rlp-tune sweep SPACE.toml --address auto --storage /shared/sweeps
     rlp-tune resume results/demo                           # after a crash / Ctrl-C / wall-time stop
 
-The sweep folder STORAGE/NAME holds Tune's experiment state, `space.toml` (the search space as
-run), `parquet/` (every trial's rows, written by the trials), `trials/<id>/` (each trial's own
-checkpoints), `optuna.journal` (the Optuna study, tune/study.py) and `scheduler-stops.csv` (the trials
-ASHA stopped, tune/asha.py). What a resume needs is rebuilt from these files, not from Ray's
-pickles: the sampler by replaying the study, the ASHA rungs from the Parquet rows.
+The sweep folder STORAGE/NAME (a folder, NFS or an object store: one code path, storage.py) holds
+`space.toml` (the search space as run), `ledger/` (the sweep's state: every trial, scheduler decision
+and trial end, tune/ledger.py), `parquet/` (every trial's rows, written by the trials), `trials/<id>/`
+(each trial's checkpoints) and `optuna.journal` (an export of the study, tune/study.py). Tune's own
+files there are a cache of one driver session: every session, the first and each resume, starts a
+new Tuner whose searcher and scheduler are rebuilt from the ledger alone, so a resume needs nothing
+Tune saved, and nothing from the driver's disk.
 """
 from __future__ import annotations
 
@@ -20,16 +22,15 @@ from ..errors import UserError
 from ..names import check_name
 from ..net import affinity_cpus
 from ..rundir import LOCK_FILE, check_folder, write_fault
-from ..storage import filesystem, is_remote, resolve
+from ..storage import display, is_remote, resolve, write_text
 from ..storage import name as storage_name
 from ..trackers import tune_callbacks
-from ._ray_compat import add_callbacks_on_restore, loopback_only, node_ip_kwargs
+from ._ray_compat import loopback_only, node_ip_kwargs
 from .fmt import fmt_value
+from .ledger import Ledger, has_ledger
 from .signals import StopRequest
-from .space import REPLICATE, SPACE_FILE, SearchSpace, SpaceError, load_space, space_path
-from .restore import (has_trial_results, mend_missing_checkpoints, quarantine_orphans, restorable, restore_guard,
-                      set_aside_unrestorable)
-from .state import clear_driver, known_trials, mark_driver, sweep_state
+from .space import REPLICATE, SPACE_FILE, TRIAL, SearchSpace, SpaceError, load_space, space_path
+from .state import clear_driver, mark_driver, sweep_state
 from .trainable import SweepContext, train_trial
 
 
@@ -144,35 +145,40 @@ def expected_trials(space: SearchSpace) -> int:
     return space.total_trials()
 
 
-def build_tuner(space: SearchSpace, storage: str, name: str, raw, callbacks=(), verbose: bool = False):
+def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool = False):
+    """A new Tuner for this driver session: its searcher and scheduler rebuilt from the ledger."""
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
     from .asha import RungScheduler
-    from .designs import build_searcher
+    from .searcher import SweepSearcher, settle
 
-    root = _join(storage, name)
-    search = build_searcher(space, root, max_concurrent(space))   # the [sweep] design
+    ledger = Ledger(root)
+    ledger.read()
     sched = space.scheduler
-    scheduler = (RungScheduler(root, space.metric, space.mode, max_t=space.base.run.epochs,
-                               grace_period=int(sched.get("grace_period", 1)),
-                               reduction_factor=float(sched.get("reduction_factor", 3)))
-                 if sched["type"] == "asha" else FIFOScheduler())
+    scheduler = FIFOScheduler()
+    if sched["type"] == "asha":
+        scheduler = RungScheduler(ledger, space.metric, space.mode, max_t=space.base.run.epochs,
+                                  grace_period=int(sched.get("grace_period", 1)),
+                                  reduction_factor=float(sched.get("reduction_factor", 3)))
+        scheduler.catch_up([r.trial_id for r in ledger.state.unfinished() if r.status is None])
+    settle(space, ledger)           # ends a kill kept out of the ledger
+    storage, name = _split(root)
     return tune.Tuner(
         _trainable(space, root, raw),
         param_space=space.param_space(),
-        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=space.metric, mode=space.mode,
-                                    num_samples=space.total_trials(),
+        tune_config=tune.TuneConfig(search_alg=SweepSearcher(space, ledger, max_concurrent(space)),
+                                    scheduler=scheduler, metric=space.metric, mode=space.mode,
+                                    num_samples=-1,   # the searcher says when the sweep has all its trials
                                     # one-process trials reuse their actor: no new Python + torch import
                                     # per trial (all such trials ask for the same resources)
                                     reuse_actors=space.workers_per_trial == 1,
                                     trial_dirname_creator=TrialDirname([d.key for d in space.search])),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=0,
-            # the trackers' callbacks are Ray's own: pickled with the run config, restored on resume
-            callbacks=[*_driver_callbacks(space, root, verbose), *tune_callbacks(space.base.logging, root, name),
+            callbacks=[*_driver_callbacks(space, ledger, verbose), *tune_callbacks(space.base.logging, root, name),
                        *callbacks],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             # retries of a trial that raised; a driver stopped by a signal or its time budget stops its
             # trials without an error (not counted), and Ray counts no failure for a preempted node
             failure_config=tune.FailureConfig(max_failures=space.max_failures)),
@@ -183,13 +189,12 @@ def _stop_callback(space: SearchSpace, stop: StopRequest):
     """The driver's StopRequest in Tune: signals, completion, and the space's `time_budget` (Ray's own
     `TuneConfig(time_budget_s)` would end the sweep for good: it marks the trials TERMINATED and the
     searcher finished, so a resume would not continue them; this stop is the SIGUSR1 one, exit 3)."""
-    return stop.callback(expected_trials(space), time_budget=space.time_budget)
+    return stop.callback(0, time_budget=space.time_budget)   # complete or not: finish() asks the ledger
 
 
-def _driver_callbacks(space: SearchSpace, root: str, verbose: bool) -> list:
-    """Callbacks of this driver process (not restored from a pickle: each resume adds its own)."""
+def _driver_callbacks(space: SearchSpace, ledger: Ledger, verbose: bool) -> list:
     from .progress import ProgressPrinter
-    return [ProgressPrinter(space, root, verbose=verbose)]
+    return [ProgressPrinter(space, ledger, verbose=verbose)]
 
 
 class TrialDirname:
@@ -201,7 +206,7 @@ class TrialDirname:
 
     def __call__(self, trial) -> str:
         import re
-        parts = [trial.trial_id] + [f"{k.split('.')[-1]}={fmt_value(trial.config.get(k))}" for k in self.keys]
+        parts = [trial.config.get(TRIAL, trial.trial_id)] + [f"{k.split('.')[-1]}={fmt_value(trial.config.get(k))}" for k in self.keys]
         rep = trial.config.get(REPLICATE)
         if rep is not None:
             parts.append(f"rep={rep}")
@@ -222,69 +227,61 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     _refuse_existing(root)
     if not is_remote(storage):
         check_folder(storage, "--storage")
+    return _drive(space, root, address, stop, verbose, new=True, write_space=True)
+
+
+def _drive(space: SearchSpace, root: str, address, stop, verbose: bool, new: bool, write_space: bool) -> dict:
+    """One driver session of the sweep in ROOT: checks, the lock, Ray, a Tuner rebuilt from the ledger."""
     if not address:
         max_concurrent(space, local_resources())
     raw = _load_shared_raw(space)
     from .preflight import preflight
     preflight(space, raw)         # the trials' data sizes and the metric they report, before Ray starts
-    with _driving(root):          # the one-driver lock, before Ray starts or anything is written
-        _refuse_existing(root)    # a driver that started and ended meanwhile
+    with _stopping(stop) as stop, _driving(root):   # the one-driver lock, before Ray starts or anything is written
+        if new:
+            _refuse_existing(root)    # a driver that started and ended meanwhile
         init_ray(address)
         at_once = max_concurrent(space)   # what Ray places on this cluster's nodes: checked before any trial
-        _write_space(space, root)
-        print(f"sweep {name}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric {space.metric} "
-              f"({space.mode}), up to {at_once} trial(s) at once; results in {root}", file=sys.stderr)
-        with _stopping(stop) as stop:
-            grid = _fit(build_tuner(space, storage, name, raw, [_stop_callback(space, stop)], verbose), root)
+        if write_space:
+            _write_space(space, root)
+        print(f"sweep {storage_name(root)}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric "
+              f"{space.metric} ({space.mode}), up to {at_once} trial(s) at once; results in {display(root)}",
+              file=sys.stderr)
+        grid = _fit(build_tuner(space, root, raw, [_stop_callback(space, stop)], verbose), root)
         return finish(space, root, grid, stop)
 
 
 def _refuse_existing(root: str) -> None:
-    from ray import tune
-    if tune.Tuner.can_restore(root):   # a folder or a URI
-        raise SweepError(f"{root} already holds a sweep; `rlp-tune resume {root}` continues it")
+    from ..storage import read_bytes
+    if has_ledger(root) or read_bytes(root, SPACE_FILE) is not None:
+        raise SweepError(f"{display(root)} already holds a sweep; `rlp-tune resume {display(root)}` continues it")
 
 
-def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None = None, verbose: bool = False):
-    """Continue a stopped or crashed sweep from its folder: trials from their checkpoints, the
-    Optuna study by replay, the ASHA rungs from the Parquet rows. A folder whose sweep was stopped
-    before Tune saved any state (it holds the search space but no tuner state) starts that sweep
-    afresh from the stored space. A complete sweep is left as it is."""
-    from ray import tune
+def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None = None, verbose: bool = False,
+                 space_file: str | None = None):
+    """Continue a stopped or crashed sweep from its folder: its unfinished trials from their
+    checkpoints, the design and the scheduler rebuilt from the ledger. With `space_file`, extend it
+    first: more seeds, grid values or samples (tune/extend.py). A complete sweep is left as it is."""
     root = resolve(root)
     space = load_space(space_path(root))
-    from .study import running_in_study
+    if not has_ledger(root) and _legacy(root):
+        raise SweepError(f"{display(root)} was made by an older rlp_tune (Tune's state, no ledger/): finish it with "
+                         "that version, or start it again with `rlp-tune sweep ... --fresh`")
+    if space_file is not None:
+        from .extend import extended
+        space = extended(space, load_space(space_file))
     st = sweep_state(root, expected_trials(space))
-    if st.complete and not running_in_study(root):
-        print(f"rlp-tune: sweep {root} is complete ({st.done} of {st.expected} trials done); "
+    if st.complete and space_file is None:
+        print(f"rlp-tune: sweep {display(root)} is complete ({st.done} of {st.expected} trials done); "
               "nothing to resume", file=sys.stderr)
         return {"root": root, "best": None, "n_trials": st.done, "exit_code": 0, "stopped_by": None}
-    with _stopping(stop) as stop, _driving(root):
-        if not is_remote(root):   # the sweep folder's own checks first: before Ray starts
-            set_aside_unrestorable(root)
-        can_restore = restorable(root)
-        if not can_restore and has_trial_results(root):
-            storage, name = _split(root)
-            raise SweepError(f"{root} holds trial results but no restorable sweep state; start it again with "
-                             f"`rlp-tune sweep {space_path(root)} --storage {storage} --name {name} --fresh`")
-        init_ray(address)
-        raw = _load_shared_raw(space)
-        if can_restore:
-            print(f"resuming sweep {root}", file=sys.stderr)
-            quarantine_orphans(root)
-            mend_missing_checkpoints(root)
-            tuner = tune.Tuner.restore(root, trainable=_trainable(space, root, raw), resume_errored=True)
-            # the restored run config holds the callbacks pickled at the first start (this module's
-            # pickle to no-ops): add this process's
-            add_callbacks_on_restore(tuner, [restore_guard(root, known_trials(root)),
-                                             *_driver_callbacks(space, root, verbose),
-                                             _stop_callback(space, stop)])
-        else:   # stopped before Tune saved a trial (or killed before its first state): start it now
-            print(f"{root} holds no trial yet: starting the sweep", file=sys.stderr)
-            storage, name = _split(root)
-            tuner = build_tuner(space, storage, name, raw, [_stop_callback(space, stop)], verbose)
-        grid = _fit(tuner, root)
-        return finish(space, root, grid, stop)
+    print(f"resuming sweep {display(root)}", file=sys.stderr)
+    return _drive(space, root, address, stop, verbose, new=False, write_space=space_file is not None)
+
+
+def _legacy(root: str) -> bool:
+    from ..storage import read_bytes
+    return read_bytes(root, "tuner.pkl") is not None
 
 
 def _fit(tuner, root: str):
@@ -352,21 +349,19 @@ def _split(root: str) -> tuple[str, str]:
 
 def _write_space(space: SearchSpace, root: str) -> None:
     """Store the search space (with its base config inlined) beside the results: resume needs no
-    file outside the sweep folder."""
+    file outside the sweep folder. Written at each session's start (an extension changes it)."""
     from ..config import to_toml
     body = space.text.split("\n")
     text = "\n".join(line for line in body if not line.strip().startswith("base ") and not line.strip().startswith("base="))
     base = "\n".join(f"[base.{line[1:]}" if line.startswith("[") else line for line in to_toml(space.base).split("\n"))
     content = text + "\n\n# the base config as run (the [fixed] overrides applied)\n" + base + "\n"
-    fs, path = filesystem(root)     # a local folder or a URI: one code path
-    fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{SPACE_FILE}") as f:
-        f.write(content.encode())
+    write_text(root, SPACE_FILE, content)
 
 
 def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None) -> dict:
     from ..reader import read_trials
-    code = stop.exit_code() if stop is not None else 0
+    complete = sweep_state(root, expected_trials(space)).complete
+    code = stop.exit_code(complete=complete) if stop is not None else 0
     failed = grid.num_errors if code == 0 else 0
     if code == 0:   # the sweep is complete: one trials file instead of one per trial
         from ..results import compact_trials
@@ -375,7 +370,7 @@ def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None)
     best = None
     try:
         r = grid.get_best_result(metric=space.metric, mode=space.mode, scope="last")
-        best = {"trial_id": r.metrics.get("trial_id"), space.metric: r.metrics.get(space.metric),
+        best = {"trial_id": r.config.get(TRIAL), space.metric: r.metrics.get(space.metric),
                 "config": {k: v for k, v in r.config.items() if k in {d.key for d in space.search}}}
     except Exception:  # noqa: BLE001 - no finished trial reported the metric
         pass

@@ -4,15 +4,16 @@ workers_per_trial = 1: the trial trains in its own process. > 1: the trial runs 
 `TorchTrainer` (DDP: gloo on CPU, NCCL on GPU) with the same loop; rank 0's metrics and checkpoints
 reach Tune through `TuneReportCallback`, and the trial's driver holds no CPU of its own.
 
-Every epoch the trial writes its own Parquet rows under the sweep folder (so a driver crash loses
-nothing the trial finished), then reports the epoch's metrics and its checkpoint to Tune. A trial
-that is retried or resumed restores the newest of Tune's checkpoint and its own folder's.
+Every epoch the trial writes its own Parquet rows and its checkpoint under the sweep folder (so a
+driver crash loses nothing the trial finished), then reports the epoch's metrics to Tune. The trial's
+id is the sweep's (`_trial` in its config, tune/searcher.py), the same in every driver session, so a
+trial that is retried or resumed continues from ROOT/trials/<id>/checkpoints/last.pt. On an object
+store the trial trains in a node-local folder and puts each epoch's `last.pt` there (one PUT, atomic),
+taking it back when it starts on any node. Tune keeps no checkpoint of its own.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,9 @@ from typing import Any
 
 import torch
 
+from .. import storage
 from ..storage import is_remote
-from .space import trial_config
-
-MANIFEST = "checkpoint.json"    # a Tune checkpoint that names the trial folder's last.pt
+from .space import TRIAL, trial_config
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SweepContext:
     Tune's trial config, which holds config keys only."""
     sweep: str                       # the sweep's name (the Parquet `sweep` column)
     root: str                        # the sweep folder (local path or URI)
-    seeds: tuple[int, ...]           # replicate seeds, chosen by Tune's `__trial_index__`
+    seeds: tuple[int, ...]           # replicate seeds, chosen by the trial config's `_replicate`
     workers: int = 1                 # Ray Train workers per trial (> 1: DDP)
     cpus: float = 1.0                # per worker
     gpus: float = 0.0                # per worker
@@ -49,14 +49,11 @@ def train_trial(config: dict[str, Any], sweep: SweepContext, raw=None) -> None:
     """Tune function trainable (`tune.with_parameters(train_trial, sweep=..., raw=...)`)."""
     from ray import tune
     cfg = trial_config(config, sweep.seeds)
-    trial_id = tune.get_context().get_trial_id()
-    from .asha import read_stops
-    if trial_id in read_stops(sweep.root):   # the scheduler stopped it (a restore brought it back)
-        return
+    trial_id = config.get(TRIAL) or tune.get_context().get_trial_id()
     out = trial_dir(sweep, trial_id)
-    _restore_from_tune(tune.get_checkpoint(), out)
+    fetch_checkpoint(sweep, trial_id, out)
     if sweep.workers == 1:
-        _loop(cfg, sweep, trial_id, out, raw, report=tune.report, checkpoint_cls=tune.Checkpoint, rank=0)
+        _loop(cfg, sweep, trial_id, out, raw, report=tune.report, rank=0)
         return
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -81,13 +78,12 @@ def _worker_loop(loop_config: dict) -> None:
     rank = ray.train.get_context().get_world_rank()
     out = Path(loop_config["out"])
     if rank == 0:
-        _restore_from_tune(ray.train.get_checkpoint(), out)
+        fetch_checkpoint(sweep, loop_config["trial_id"], out)
     torch.distributed.barrier()
-    _loop(cfg, sweep, loop_config["trial_id"], out, loop_config["raw"], report=ray.train.report,
-          checkpoint_cls=ray.train.Checkpoint, rank=rank)
+    _loop(cfg, sweep, loop_config["trial_id"], out, loop_config["raw"], report=ray.train.report, rank=rank)
 
 
-def _loop(cfg, sweep: SweepContext, trial_id, out: Path, raw, report, checkpoint_cls, rank: int) -> None:
+def _loop(cfg, sweep: SweepContext, trial_id, out: Path, raw, report, rank: int) -> None:
     import ray
 
     from ..data import build_data
@@ -108,40 +104,19 @@ def _loop(cfg, sweep: SweepContext, trial_id, out: Path, raw, report, checkpoint
     fit = trainer.fit()
     try:
         for rec in fit:
-            metrics = rec.flat()
-            ckpt = None
             if rank == 0:
-                ckpt = checkpoint_cls.from_directory(str(_tune_ckpt_dir(out, rec.epoch, shared=not is_remote(sweep.root))))
+                put_checkpoint(sweep, trial_id, out)
             try:
-                report(metrics, checkpoint=ckpt)
+                report(rec.flat())
             except BaseException:
                 # Tune ends the trial inside report (sys.exit): a scheduler stop or an interrupt. The
-                # driver records which (scheduler-stops.csv, the row's status); the row stays RUNNING here
+                # driver records which (the ledger); the row stays RUNNING here
                 fit.close()
                 raise
+        if rank == 0:
+            put_checkpoint(sweep, trial_id, out, "model.pt")
     finally:   # a trial stopped inside report() frees its folder's lock at once (reused actors live on)
         trainer.close()
-
-
-def _tune_ckpt_dir(out: Path, epoch: int, shared: bool) -> Path:
-    """The folder Tune persists as this epoch's checkpoint.
-
-    Shared storage (the sweep folder is a local or network path): the trial folder's own atomic
-    `last.pt` already lives there, so Tune gets a manifest naming it and its epoch — persisting it
-    costs a few bytes per epoch instead of a copy of the model. Object stores (s3://...): the trial
-    folder is node-local, so Tune gets `last.pt` itself (a hard link, no extra serialization)."""
-    d = out / "tune_checkpoint"
-    d.mkdir(exist_ok=True)
-    for f in d.iterdir():
-        f.unlink()
-    if shared:
-        (d / MANIFEST).write_text(json.dumps({"epoch": epoch, "path": str((out / "checkpoints" / "last.pt").resolve())}))
-        return d
-    try:
-        os.link(out / "checkpoints" / "last.pt", d / "last.pt")
-    except OSError:  # filesystems without hard links
-        shutil.copyfile(out / "checkpoints" / "last.pt", d / "last.pt")
-    return d
 
 
 def trial_dir(sweep: SweepContext, trial_id: str) -> Path:
@@ -152,23 +127,33 @@ def trial_dir(sweep: SweepContext, trial_id: str) -> Path:
     return Path(sweep.root) / "trials" / trial_id
 
 
-def _restore_from_tune(checkpoint, out: Path) -> None:
-    """Take Tune's checkpoint if it is newer than the trial folder's own (or the folder has none)."""
-    if checkpoint is None:
+def _stored(trial_id: str, name: str = "last.pt") -> str:
+    return f"trials/{trial_id}/checkpoints/{name}"
+
+
+def put_checkpoint(sweep: SweepContext, trial_id: str, out: Path, name: str = "last.pt") -> None:
+    """Object store: this epoch's checkpoint to ROOT/trials/<id>/checkpoints/ (a folder is the place)."""
+    src = out / "checkpoints" / name
+    if is_remote(sweep.root) and src.exists():
+        storage.write_bytes(sweep.root, _stored(trial_id, name), src.read_bytes())
+
+
+def fetch_checkpoint(sweep: SweepContext, trial_id: str, out: Path) -> None:
+    """Object store: take the stored checkpoint when it is newer than the node-local one (or there is
+    none here): a retry or a resume on another node, another TMPDIR, continues from the last epoch."""
+    if not is_remote(sweep.root):
         return
-    with checkpoint.as_directory() as d:
-        src = Path(d) / "last.pt"
-        if (Path(d) / MANIFEST).exists():   # shared storage: the trial folder's own file is the checkpoint
-            src = Path(json.loads((Path(d) / MANIFEST).read_text())["path"])
-        if not src.exists() or src.resolve() == (out / "checkpoints" / "last.pt").resolve():
-            return
-        dst = out / "checkpoints" / "last.pt"
-        if dst.exists() and _epoch_of(dst) >= _epoch_of(src):
-            return
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".restore-tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+    data = storage.read_bytes(sweep.root, _stored(trial_id))
+    if data is None:
+        return
+    dst = out / "checkpoints" / "last.pt"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".fetch-tmp")
+    tmp.write_bytes(data)
+    if dst.exists() and _epoch_of(dst) >= _epoch_of(tmp):
+        tmp.unlink()
+        return
+    os.replace(tmp, dst)
 
 
 def _epoch_of(path: Path) -> int:
