@@ -37,9 +37,9 @@ def check_run(cfg: Config, data, device: torch.device | None) -> None:
 
 
 def check_probe_names(names, key: str = "probe.probes") -> None:
-    """Every name is a known probe (rlp_tune.probes.PROBES, or invariance)."""
-    from .probes import PROBES
-    known = [*PROBES, "invariance"]
+    """Every name is a registered probe (rlp_tune.probes.list_probes())."""
+    from .probes import list_probes
+    known = list_probes()
     bad = [p for p in names if p not in known]
     if bad:
         raise ConfigError(f"{key}: unknown probe {bad[0]!r} (known: {', '.join(known)})")

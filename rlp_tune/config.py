@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib
 import math
 import tomllib
 import typing
@@ -114,8 +115,8 @@ class Optim:
 class Probe:
     class_heads: bool = setting(False, doc="detached per-tap class heads (paper fig. 9)")
     every: int = setting(0, lo=0, doc="run probes every k epochs (0 = never)")
-    probes: tuple[str, ...] = setting(("knn",), choices=("knn", "linear", "masc", "ncm", "invariance"),
-                                 doc="probes run every probe.every epochs")
+    probes: tuple[str, ...] = setting(("knn",), doc="registered probes (rlp_tune.probes.list_probes()) run every "
+                                 "probe.every epochs", allowed="registered:probe")
     layers: tuple[str, ...] = setting(("penultimate",), doc="taps to probe ('all', 'input', tap names)",
                                  allowed="all | input | tap names")
     labels: str = setting("clean", choices=("clean", "train"), doc="fit probes on clean or training labels")
@@ -410,14 +411,17 @@ def toml_literal(v: Any) -> str:
     raise TypeError(v)  # pragma: no cover
 
 
+# a key whose values are a registry's names (checked where the registry is loaded: data, model, probe)
+REGISTERED = {"registered:data": (".data", "list_datasets"), "registered:model": (".models", "list_models"),
+              "registered:probe": (".probes", "list_probes")}
+
+
 def allowed(f: dataclasses.Field) -> str:
     """The values a key accepts, in words: 'fixed | reshuffle | unique', '[0, 1]', '> 0', 'true | false'."""
     meta, t = f.metadata, field_type(f)
-    if meta.get("allowed", "").startswith("registered:"):   # the registry's names (imports the package)
-        if meta["allowed"] == "registered:data":
-            from .data import list_datasets as names
-        else:
-            from .models import list_models as names
+    if meta.get("allowed", "") in REGISTERED:   # the registry's names (imports the package)
+        module, fn = REGISTERED[meta["allowed"]]
+        names = getattr(importlib.import_module(module, __package__), fn)
         return " | ".join(n + "<timm name>" if n.endswith(":") else n for n in names())   # "timm:" = a family
     if meta.get("allowed"):
         return meta["allowed"]
