@@ -299,7 +299,7 @@ def test_crafted_cifar_batch_runs_no_code(tmp_path, capsys):
     import numpy as np
 
     from rlp_tune.data.datasets import DatasetError
-    from rlp_tune.data.files import _unpickle
+    from rlp_tune.data.cifar import _unpickle
     marker = tmp_path / "pwned"
     d = tmp_path / "cifar-10-batches-py"
     d.mkdir()
