@@ -39,7 +39,7 @@ from .findings import cell_findings
 from .fit_lambda import fit_logistic, fit_peak
 from .fit_memgen import fit_mem_gen
 from .regime import Check, cell_checks, with_noise
-from .fit_onset import DELTA_GAP, DELTA_RAND, Onset, onset_epochs, onset_summary
+from .fit_onset import DELTA_GAP, DELTA_RAND, fit_onset, onset_epochs
 from .identify import MIN_DISTINCT_LAMBDA
 from .search import SEARCH_DESIGNS, SearchSummary, read_search
 from .tables import Tables, layer_order, load_tables, per_trial, varying_columns
@@ -323,10 +323,9 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
     on = onset_epochs(t.epochs, dict(zip(d.trial_id, d.chance)), delta_rand=delta_rand, delta_gap=delta_gap,
                       rand_col=rand_col)
     all_base, _ = least_regularized(d.lam.to_numpy(float)) if LAM in varying else (np.ones(len(d), bool), None)
-    fits["onset"] = Onset(onset_summary(on, d.trial_id[all_base], n_boot=n_boot, seed=seed, label="base"),
-                          onset_summary(on, d.trial_id, n_boot=n_boot, seed=seed, label="all"),
-                          f"onset: first epoch {rand_col} > chance + {delta_rand}; divergence: first epoch train "
-                          f"acc − test acc > {delta_gap}; lag = onset − divergence")
+    fits["onset"] = fit_onset(on, d.trial_id[all_base], d.trial_id, n_boot=n_boot, seed=seed,
+                              definition=f"onset: first epoch {rand_col} > chance + {delta_rand}; divergence: first "
+                              f"epoch train acc − test acc > {delta_gap}; lag = onset − divergence")
 
     per_layer: dict[str, Any] = {}
     if len(lay):

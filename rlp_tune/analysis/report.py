@@ -29,7 +29,7 @@ from .render import html_img
 from .search import SEARCH_DESIGNS, config_text, search_lines
 from .search_figures import search_figure_infos
 from .tables import load_tables
-from .text import lines_for
+from .fits import fit_lines
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}
@@ -88,7 +88,7 @@ def _df_table(df, cols=None) -> str:
 def _fit_table(named: list[tuple[str, object]]) -> str:
     rows = []
     for name, f in named:
-        lines = lines_for(f, name)
+        lines = fit_lines(f, name)
         lines[0] = lines[0].removeprefix(f"{name}: ").removeprefix(name)   # the name is in column 1
         rows.append([_e(name), "<br>".join(_e(s) for s in lines)])
     return _table(["fit", "result (95% bootstrap CI)"], rows, left=(0, 1))
