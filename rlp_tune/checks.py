@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from .config import Config, ConfigError
+from .config import N_KEY, Config, ConfigError
 
 GIB = 2 ** 30
 
@@ -110,7 +110,7 @@ def _check_memory(cfg: Config, data, device: torch.device, p_model: int, p_heads
     avail = available_bytes(device)
     if avail is None or need <= avail:
         return
-    key = "rlp.n" if p_heads > p_model else "model.width"
+    key = N_KEY if p_heads > p_model else "model.width"
     raise ConfigError(f"{key}: the network needs at least {need / GIB:.1f} GiB for parameters, gradients and "
                       f"optimizer state ({p_model / 1e6:.3g}M model + {p_heads / 1e6:.3g}M RLP-head parameters); "
                       f"{avail / GIB:.1f} GiB is available on {device}")

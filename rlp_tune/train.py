@@ -291,9 +291,9 @@ class Trainer:
                 C = self.cfg.data.random_classes or self.data.num_classes
                 y = torch.where(self.noisy[idx], (u * C).long().clamp_max(C - 1), y)
         mix = None
-        if self.cfg.data.mixup > 0:
-            x, _, lam, perm = mixup(x, None, self.cfg.data.mixup, gen)
-            mix = (perm, lam)
+        if self.cfg.data.mixup_alpha > 0:
+            x, _, weight, perm = mixup(x, None, self.cfg.data.mixup_alpha, gen)
+            mix = (perm, weight)
         return x, y, mix
 
     def probe_rows(self) -> list[dict]:

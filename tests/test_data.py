@@ -513,9 +513,9 @@ def test_fixed_augment_sets_same_view_for_same_sample_and_b():
 def test_mixup_convex_and_seeded():
     x = torch.rand(8, 3, 4, 4, generator=gen(0))
     y = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).float()
-    xm, ym, lam, perm = A.mixup(x, y, 0.4, gen(5))
-    assert 0 <= lam <= 1 and sorted(perm.tolist()) == list(range(8))
-    assert torch.allclose(xm, lam * x + (1 - lam) * x[perm]) and torch.allclose(ym.sum(1), torch.ones(8))
-    xm2, _, lam2, perm2 = A.mixup(x, y, 0.4, gen(5))
-    assert lam2 == lam and torch.equal(perm2, perm) and torch.equal(xm2, xm)
+    xm, ym, weight, perm = A.mixup(x, y, 0.4, gen(5))
+    assert 0 <= weight <= 1 and sorted(perm.tolist()) == list(range(8))
+    assert torch.allclose(xm, weight * x + (1 - weight) * x[perm]) and torch.allclose(ym.sum(1), torch.ones(8))
+    xm2, _, weight2, perm2 = A.mixup(x, y, 0.4, gen(5))
+    assert weight2 == weight and torch.equal(perm2, perm) and torch.equal(xm2, xm)
     assert A.mixup(x, y, 0.0, gen(5))[0] is x

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import N_KEY, NOISE_KEY
 from .bootstrap import boot_mean_ci, rng_for
 from .document import Analysis, FactorCurves
 from .fit_factors import FACTOR_FITS, LOG_FACTORS, FactorCurve, few_levels, lam_text, least_regularized
@@ -263,9 +264,9 @@ def memgen_info(d, fit, cells=None) -> FigureInfo | None:
 
 
 # ---- factor figures (A.3/A.4, A.6, A.8, 7A–C) ------------------------------------------------------
-FACTOR_LABELS = {"rlp.n": "number of random labels n", "model.widen": "widening factor w",
+FACTOR_LABELS = {N_KEY: "number of random labels n", "model.widen": "widening factor w",
                  "model.width": "hidden width", "data.fraction": "dataset fraction",
-                 "data.label_noise": "label noise p", "rlp.hidden": "RLP-head hidden width d_h",
+                 NOISE_KEY: "label noise p", "rlp.hidden": "RLP-head hidden width d_h",
                  "rlp.heads": "number of RLP heads"}
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import N_KEY, NOISE_KEY
 from .bootstrap import boot_mean_ci, ci, finite, rng_for
 from .fits import register_fit
 from .numtext import num, pct, with_ci
@@ -22,9 +23,9 @@ from .identify import NotIdentified
 from .numerics import spearman, spearman_rows
 
 # swept config key → short name of its factor curve (fits.rand_acc_vs_<short>)
-FACTOR_FITS = {"rlp.n": "n", "model.widen": "widen", "model.width": "width", "data.fraction": "fraction",
-               "data.label_noise": "label_noise", "rlp.hidden": "hidden", "rlp.heads": "heads"}
-LOG_FACTORS = {"rlp.n", "model.widen", "model.width", "rlp.hidden", "rlp.heads"}
+FACTOR_FITS = {N_KEY: "n", "model.widen": "widen", "model.width": "width", "data.fraction": "fraction",
+               NOISE_KEY: "label_noise", "rlp.hidden": "hidden", "rlp.heads": "heads"}
+LOG_FACTORS = {N_KEY, "model.widen", "model.width", "rlp.hidden", "rlp.heads"}
 
 
 def quantile_bins(t, k: int) -> np.ndarray:

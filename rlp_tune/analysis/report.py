@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from .. import storage
+from ..config import LAM_KEY
 from .document import Analysis, analyze_tables
 from .findings import cell_findings, factor_findings, run_finding
 from .figures import figure_infos
@@ -180,7 +181,7 @@ def _appendix(a: Analysis, root: str) -> str:
                    "hyperparameters on this).</p>")
     import pandas as pd
     out.append(_df_table(pd.DataFrame(best.get("rows") or [])))
-    cols = ["trial_id", "status", "final_epoch", "complete", "lam"] + [c for c in varying if c != "rlp.lam"] + \
+    cols = ["trial_id", "status", "final_epoch", "complete", "lam"] + [c for c in varying if c != LAM_KEY] + \
         ["rand_acc"] + (["rand_acc_online"] if a.memorization_metric != "rand_acc" else []) + \
         ["rand_acc_audit", "train_acc", "val_acc", "test_acc", "gap"]
     out.append(f"<h3>All trials ({len(d)})</h3>")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import LAM_KEY, N_KEY
 from ..errors import UserError
 
 SECTION_PREFIXES = ("data.", "model.", "rlp.", "optim.", "probe.", "run.")
@@ -218,8 +219,8 @@ def per_trial(t: Tables):
     f = t.final
     out = pd.DataFrame({"trial_id": f["trial_id"].astype(str), "sweep": f.get("sweep")})
     out["status"] = f["status"] if "status" in f.columns else None
-    out["lam"] = numeric_column(f, "rlp.lam")
-    out["chance"] = 1.0 / numeric_column(f, "rlp.n")
+    out["lam"] = numeric_column(f, LAM_KEY)
+    out["chance"] = 1.0 / numeric_column(f, N_KEY)
     out["train_acc"] = numeric_column(f, "train.acc")
     out["test_acc"] = numeric_column(f, "test.acc")
     out["val_acc"] = numeric_column(f, "val.acc")
