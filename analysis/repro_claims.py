@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from rlp_tune.analysis import analyze
+from rlp_tune.analysis.document import analyze
 from rlp_tune.config import LAM_KEY as LAM
 from rlp_tune.config import N_KEY, NOISE_KEY
 from rlp_tune.analysis import regime as rg

@@ -274,7 +274,7 @@ def test_finished_run_rerun_does_not_rewrite_config(ws, capsys):
 
 
 def test_crafted_checkpoint_runs_no_code(ws, tmp_path, capsys):
-    from rlp_tune.train import CheckpointError, read_checkpoint
+    from rlp_tune.checkpoint import CheckpointError, read_checkpoint
     from rlp_tune.tune.trainable import _epoch_of
     marker = tmp_path / "pwned"
     out = tmp_path / "run"

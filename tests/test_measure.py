@@ -15,7 +15,8 @@ from rlp_tune.audit import AuditSettings, standardize_norm, train_fresh_heads
 from rlp_tune.config import Config, ConfigError
 from rlp_tune.reader import read_metrics, read_trials
 from rlp_tune.results import METRIC_KEY
-from rlp_tune.train import Trainer, make_optimizer
+from rlp_tune.optim import make_optimizer
+from rlp_tune.train import Trainer
 
 
 def _converge_cfg(**kw):

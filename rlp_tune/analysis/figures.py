@@ -283,21 +283,6 @@ def _factor_series(f: FactorCurve, label: str, color=None) -> Series:
                   yhi=pct([c[1] if c else m for c, m in zip(f.mean_ci, f.mean)]))
 
 
-def factor_info(fit: FactorCurve) -> FigureInfo | None:
-    """One factor curve (the least-regularized trials): mean ± CI per level, chance, the optimum."""
-    if fit is None or not fit.fitted:
-        return None
-    p = _factor_panel(fit.factor, "Random-label accuracy")
-    p.series.append(_factor_series(fit, "mean ± 95% CI"))
-    if fit.chance:
-        p.series.append(Series("chance 1/n", fit.levels, pct(fit.chance), style=":", color="grey"))
-    if fit.find and fit.interior:
-        p.vlines.append(RefLine(fit.at_level, f"{fit.find} at {fit.at_level:.3g}", style="--", color="tab:red"))
-    note = f"least-regularized trials ({lam_text(fit.lam_range)})" if fit.lam_range else ""
-    return FigureInfo(f"factor_{FACTOR_FITS.get(fit.factor, fit.factor)}", f"Memorization vs {fit.factor}", [p],
-                      note=note)
-
-
 def factor_curves_info(fc: FactorCurves) -> FigureInfo | None:
     """Memorization vs a factor, one series per λ level."""
     ok = [(lv, f) for lv, f in fc.by_lambda if f.fitted]

@@ -1,6 +1,6 @@
 """A self-contained HTML report of a sweep's results (`rlp-tune report ROOT --out DIR`).
 
-    from rlp_tune.analysis import write_report
+    from rlp_tune.analysis.report import write_report
     index = write_report("runs/sweep1", "reports/sweep1")   # → reports/sweep1/index.html
 
 One file that opens offline: inline CSS, figures inlined as PNG data URIs, no scripts, no link to
