@@ -92,9 +92,8 @@ class DataShape:
 
     @classmethod
     def from_meta(cls, meta: dict) -> "DataShape":
-        """From a checkpoint's net_meta; files written before it held `m` store n, which build_net
-        reads back unchanged (n = m for unique labels, else rlp.n)."""
-        return cls(tuple(meta["in_shape"]), int(meta["num_classes"]), int(meta.get("m", meta["n"])))
+        """From a checkpoint's net_meta (checkpoint.check_net_meta: it holds all three)."""
+        return cls(tuple(meta["in_shape"]), int(meta["num_classes"]), int(meta["m"]))
 
 
 def build_net(cfg: Config, data: DataShape) -> tuple[RLPNet, list[str], set[str]]:
