@@ -47,8 +47,10 @@ def check_probe_names(names, key: str = "probe.probes") -> None:
 
 def _check_probes(cfg: Config, m: int) -> None:
     check_probe_names(cfg.probe.probes)
+    from .probes import probe_spec
     n_fit = min(m, cfg.probe.max_train or m)     # probe.max_train = 0: all training samples
-    if cfg.probe.every and "knn" in cfg.probe.probes and cfg.probe.k > n_fit:
+    takes_k = any("k" in probe_spec(n).options.values() for n in cfg.probe.probes)   # a neighbour count
+    if cfg.probe.every and takes_k and cfg.probe.k > n_fit:
         raise ConfigError(f"probe.k: {cfg.probe.k} neighbours, but the probes fit on {n_fit} training samples "
                           f"(the train split, at most probe.max_train)")
 
