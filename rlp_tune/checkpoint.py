@@ -57,6 +57,19 @@ def read_checkpoint(path: str | Path, device="cpu") -> dict:
     return state
 
 
+NET_META = ("in_shape", "num_classes", "m")    # what rebuilding the net needs besides the config (net.DataShape)
+
+
+def check_net_meta(path: str | Path, meta) -> dict:
+    """The net_meta of a checkpoint (or a model.pt's fields); one written before it held NET_META is
+    refused in one line naming its version (rlp_tune.load_run rebuilds the net from it, without data)."""
+    missing = [k for k in NET_META if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint version {CKPT_VERSION} of an older rlp_tune (no net_meta "
+                              f"{', '.join(missing)}: written before 2026-12); load_run needs them: train it again")
+    return meta
+
+
 def check_resumable(path: str | Path, cfg: Config, state: dict) -> None:
     """A checkpoint may resume under `cfg` only if every key outside RESUMABLE_KEYS is equal."""
     mine, theirs = cfg.to_flat(), state["config"]

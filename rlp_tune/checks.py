@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from .config import Config, ConfigError
+from .config import N_KEY, Config, ConfigError
 
 GIB = 2 ** 30
 
@@ -37,9 +37,9 @@ def check_run(cfg: Config, data, device: torch.device | None) -> None:
 
 
 def check_probe_names(names, key: str = "probe.probes") -> None:
-    """Every name is a known probe (rlp_tune.probes.PROBES, or invariance)."""
-    from .probes import PROBES
-    known = [*PROBES, "invariance"]
+    """Every name is a registered probe (rlp_tune.probes.list_probes())."""
+    from .probes import list_probes
+    known = list_probes()
     bad = [p for p in names if p not in known]
     if bad:
         raise ConfigError(f"{key}: unknown probe {bad[0]!r} (known: {', '.join(known)})")
@@ -47,8 +47,10 @@ def check_probe_names(names, key: str = "probe.probes") -> None:
 
 def _check_probes(cfg: Config, m: int) -> None:
     check_probe_names(cfg.probe.probes)
+    from .probes import probe_spec
     n_fit = min(m, cfg.probe.max_train or m)     # probe.max_train = 0: all training samples
-    if cfg.probe.every and "knn" in cfg.probe.probes and cfg.probe.k > n_fit:
+    takes_k = any("k" in probe_spec(n).options.values() for n in cfg.probe.probes)   # a neighbour count
+    if cfg.probe.every and takes_k and cfg.probe.k > n_fit:
         raise ConfigError(f"probe.k: {cfg.probe.k} neighbours, but the probes fit on {n_fit} training samples "
                           f"(the train split, at most probe.max_train)")
 
@@ -110,7 +112,7 @@ def _check_memory(cfg: Config, data, device: torch.device, p_model: int, p_heads
     avail = available_bytes(device)
     if avail is None or need <= avail:
         return
-    key = "rlp.n" if p_heads > p_model else "model.width"
+    key = N_KEY if p_heads > p_model else "model.width"
     raise ConfigError(f"{key}: the network needs at least {need / GIB:.1f} GiB for parameters, gradients and "
                       f"optimizer state ({p_model / 1e6:.3g}M model + {p_heads / 1e6:.3g}M RLP-head parameters); "
                       f"{avail / GIB:.1f} GiB is available on {device}")

@@ -329,7 +329,7 @@ def _dispatch(args) -> int:
         from .tune import cli as tune_cli
         return getattr(tune_cli, f"cmd_{args.cmd}")(args)
     if args.cmd == "query":
-        from .analysis import run_query
+        from .analysis.query import run_query
         print(run_query(args.root, args.sql, args.format))
         return 0
     if args.cmd in ("analyze", "report"):
@@ -338,12 +338,13 @@ def _dispatch(args) -> int:
     if args.cmd == "analyze":
         import json
 
-        from .analysis import analyze, format_analysis
+        from .analysis.document import analyze
+        from .analysis.text import format_analysis
         doc = analyze(args.root, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch)
         print(json.dumps(doc.to_dict(), indent=2) if args.json else format_analysis(doc))
         return 0
     if args.cmd == "report":
-        from .analysis import write_report
+        from .analysis.report import write_report
         from .rundir import check_folder
         check_folder(args.out, "--out")
         print(write_report(args.root, args.out, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch))

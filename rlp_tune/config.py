@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib
 import math
 import tomllib
 import typing
@@ -27,8 +28,25 @@ from .names import NAME_RULE, name_problem
 from .tomlfile import TomlError, read_toml
 
 
+# the dotted keys code names by hand (analysis columns, design factors, checks): each spelled once here
+LAM_KEY = "rlp.lam"                 # the RLP λ (`lam` names only it; mixup's weight comes from data.mixup_alpha)
+N_KEY = "rlp.n"
+NOISE_KEY = "data.label_noise"
+
+
 class ConfigError(UserError, ValueError):
     """A bad config value. `str(err)` is one line that names the dotted key."""
+
+
+# keys that were renamed: an old one is refused with one line naming its new name
+RENAMED = {"data.mixup": "data.mixup_alpha"}
+
+
+def unknown_key(key: str, options, name: str | None = None, prefix: str = "") -> ConfigError:
+    """The one-line error of a key that is not a config key: its new name if renamed, else close matches."""
+    if key in RENAMED:
+        return ConfigError(f"{key}: renamed to {RENAMED[key]}")
+    return ConfigError(f"{key}: unknown config key{_suggest(name or key, options, prefix=prefix)}")
 
 
 def setting(default, *, choices=None, lo=None, hi=None, lo_open=False, doc="", allowed=""):
@@ -53,7 +71,8 @@ class Data:
     augment_sets: int = setting(0, lo=0, doc="B fixed augmentations per sample, drawn once (0 = fresh every step)")
     augment_labels: str = setting("shared", choices=("shared", "independent"),
                              doc="with augment_sets: views share the sample's label, or noisy samples get one per view")
-    mixup: float = setting(0.0, lo=0.0, doc="mixup Beta(α, α) on the class loss (0 = off)")
+    mixup_alpha: float = setting(0.0, lo=0.0, doc="mixup: the mixing weight is drawn from Beta(α, α), on the class loss "
+                                 "(0 = off)")
     random_classes: int = setting(0, lo=0, doc="label noise draws from this many classes (0 = the dataset's)")
     seed: int = setting(-1, lo=-1, doc="data seed (noise, fraction, val split); -1 = run.seed")
     synthetic_size: int = setting(512, lo=8, doc="train samples of the `synthetic` dataset")
@@ -114,8 +133,8 @@ class Optim:
 class Probe:
     class_heads: bool = setting(False, doc="detached per-tap class heads (paper fig. 9)")
     every: int = setting(0, lo=0, doc="run probes every k epochs (0 = never)")
-    probes: tuple[str, ...] = setting(("knn",), choices=("knn", "linear", "masc", "ncm", "invariance"),
-                                 doc="probes run every probe.every epochs")
+    probes: tuple[str, ...] = setting(("knn",), doc="registered probes (rlp_tune.probes.list_probes()) run every "
+                                 "probe.every epochs", allowed="registered:probe")
     layers: tuple[str, ...] = setting(("penultimate",), doc="taps to probe ('all', 'input', tap names)",
                                  allowed="all | input | tap names")
     labels: str = setting("clean", choices=("clean", "train"), doc="fit probes on clean or training labels")
@@ -206,7 +225,7 @@ class Config:
             for name, value in values.items():
                 key = f"{sec}.{name}"
                 if name not in kinds:
-                    raise ConfigError(f"{key}: unknown config key{_suggest(name, kinds, prefix=sec + '.')}")
+                    raise unknown_key(key, kinds, name, prefix=sec + ".")
                 kw[name] = _coerce(key, kinds[name], value)
             parts[sec] = SECTIONS[sec](**kw)
         return cls(**parts)
@@ -216,7 +235,7 @@ class Config:
         flat = self.to_flat()
         for k, v in flat_overrides.items():
             if k not in flat:
-                raise ConfigError(f"{k}: unknown config key{_suggest(k, flat)}")
+                raise unknown_key(k, flat)
             flat[k] = v
         return Config.from_flat(flat)
 
@@ -349,10 +368,10 @@ def _toml_value(key: str, text: str) -> Any:
 def _field_for(key: str) -> dataclasses.Field:
     sec, _, name = key.partition(".")
     if sec not in SECTIONS:
-        raise ConfigError(f"{key}: unknown config key{_suggest(key, all_keys())}")
+        raise unknown_key(key, all_keys())
     fields = {f.name: f for f in dataclasses.fields(SECTIONS[sec])}
     if name not in fields:
-        raise ConfigError(f"{key}: unknown config key{_suggest(key, all_keys())}")
+        raise unknown_key(key, all_keys())
     return fields[name]
 
 
@@ -410,14 +429,17 @@ def toml_literal(v: Any) -> str:
     raise TypeError(v)  # pragma: no cover
 
 
+# a key whose values are a registry's names (checked where the registry is loaded: data, model, probe)
+REGISTERED = {"registered:data": (".data", "list_datasets"), "registered:model": (".models", "list_models"),
+              "registered:probe": (".probes", "list_probes")}
+
+
 def allowed(f: dataclasses.Field) -> str:
     """The values a key accepts, in words: 'fixed | reshuffle | unique', '[0, 1]', '> 0', 'true | false'."""
     meta, t = f.metadata, field_type(f)
-    if meta.get("allowed", "").startswith("registered:"):   # the registry's names (imports the package)
-        if meta["allowed"] == "registered:data":
-            from .data import list_datasets as names
-        else:
-            from .models import list_models as names
+    if meta.get("allowed", "") in REGISTERED:   # the registry's names (imports the package)
+        module, fn = REGISTERED[meta["allowed"]]
+        names = getattr(importlib.import_module(module, __package__), fn)
         return " | ".join(n + "<timm name>" if n.endswith(":") else n for n in names())   # "timm:" = a family
     if meta.get("allowed"):
         return meta["allowed"]

@@ -122,7 +122,7 @@ def _tune_trial_id(folder: Path) -> str | None:
 
 def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
     """Config and net (model + RLP heads + class heads) with the trained weights, in eval mode."""
-    from .checkpoint import CheckpointError, WEIGHTS_FORMAT, read_checkpoint
+    from .checkpoint import CheckpointError, WEIGHTS_FORMAT, check_net_meta, read_checkpoint
     from .net import DataShape, build_net
     path = find_weights(target)
     try:   # model.pt; a full checkpoint (optimizer, RNG states) is not weights-only loadable
@@ -130,10 +130,10 @@ def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
     except Exception:  # noqa: BLE001 - read below as a full checkpoint, whose errors name the file
         state = None
     if isinstance(state, dict) and state.get("format") == WEIGHTS_FORMAT:
-        weights, meta = state["state_dict"], state
+        weights, meta = state["state_dict"], check_net_meta(path, state)
     else:
         state = read_checkpoint(path, "cpu")
-        weights, meta = state["net"], state.get("net_meta") or _meta_from_data(state["config"])
+        weights, meta = state["net"], check_net_meta(path, state.get("net_meta"))
     cfg = Config.from_flat(state["config"])
     torch.manual_seed(cfg.run.seed)   # the init is overwritten; seeding keeps construction deterministic
     net, _, _ = build_net(cfg, DataShape.from_meta(meta))
@@ -143,13 +143,3 @@ def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
         raise CheckpointError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
     net.to(device).eval()
     return LoadedRun(cfg, net, int(state["epoch"]), path, meta.get("mean"), meta.get("std"))
-
-
-def _meta_from_data(flat: dict) -> dict:
-    """Checkpoints written before `net_meta` existed: shapes from the dataset (read locally)."""
-    from .data import build_data
-    from .net import random_label_count
-    cfg = Config.from_flat(flat)
-    data = build_data(cfg)
-    return {"in_shape": list(data.in_shape), "num_classes": data.num_classes, "m": data.m,
-            "n": random_label_count(cfg, data.m), "mean": data.mean, "std": data.std}

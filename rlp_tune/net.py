@@ -43,8 +43,8 @@ class RLPNet(nn.Module):
         logits, feats = self.model(x, taps=self.taps)
         loss_class = class_loss(logits, y, self.class_loss, self.smoothing)
         if mix is not None:   # mixup: the class loss is the same mix of the two samples' losses
-            perm, lam = mix
-            loss_class = lam * loss_class + (1 - lam) * class_loss(logits, y[perm], self.class_loss, self.smoothing)
+            perm, weight = mix
+            loss_class = weight * loss_class + (1 - weight) * class_loss(logits, y[perm], self.class_loss, self.smoothing)
         stats = {"loss_class": loss_class.detach() * len(y), "correct": (logits.argmax(1) == y).sum()}
         loss = loss_class
         for tap, head in self.heads.items():
@@ -92,9 +92,8 @@ class DataShape:
 
     @classmethod
     def from_meta(cls, meta: dict) -> "DataShape":
-        """From a checkpoint's net_meta; files written before it held `m` store n, which build_net
-        reads back unchanged (n = m for unique labels, else rlp.n)."""
-        return cls(tuple(meta["in_shape"]), int(meta["num_classes"]), int(meta.get("m", meta["n"])))
+        """From a checkpoint's net_meta (checkpoint.check_net_meta: it holds all three)."""
+        return cls(tuple(meta["in_shape"]), int(meta["num_classes"]), int(meta["m"]))
 
 
 def build_net(cfg: Config, data: DataShape) -> tuple[RLPNet, list[str], set[str]]:

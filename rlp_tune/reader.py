@@ -47,7 +47,8 @@ from typing import Any
 
 from . import storage
 from .errors import ResultsWarning, UserError
-from .results import METRIC_KEY, METRIC_SCHEMA, ResultsError, conform_metrics, dedup_table, merged_trials
+from .results import (METRIC_KEY, METRIC_SCHEMA, ResultsError, check_trial_files, check_version, conform_metrics,
+                      dedup_table, merged_trials)
 
 EXTRA_KINDS = ("offline_epoch_", "probe_epoch_")   # rows added after training (results.ResultWriter kinds)
 VIEWS = ("metrics", "trials")
@@ -138,17 +139,20 @@ def _fname(info) -> str:
 
 
 # ---- checking files ------------------------------------------------------------------------
-_NEED_METRICS = {f.name: f.type for f in METRIC_SCHEMA if f.name != "protocol"}   # v1 files: no protocol
-
-
 def _metrics_problem(schema) -> str | None:
-    missing = [n for n in _NEED_METRICS if n not in schema.names]
+    missing = [n for n in METRIC_SCHEMA.names if n not in schema.names]
     if missing:
         return f"not an rlp_tune metrics file (no column {', '.join(missing)})"
-    bad = [f"{n} is {schema.field(n).type}, not {t}" for n, t in _NEED_METRICS.items() if schema.field(n).type != t]
-    if "protocol" in schema.names and schema.field("protocol").type != METRIC_SCHEMA.field("protocol").type:
-        bad.append(f"protocol is {schema.field('protocol').type}, not string")
+    bad = [f"{f.name} is {schema.field(f.name).type}, not {f.type}" for f in METRIC_SCHEMA
+           if schema.field(f.name).type != f.type]
     return f"not an rlp_tune metrics file ({'; '.join(bad)})" if bad else None
+
+
+def _problem_or_old(state: _Views, path: str, schema) -> str | None:
+    """A file of another results schema version is refused (ResultsError, one line); another file that is
+    not an rlp_tune metrics file is a problem (named and left out)."""
+    check_version(_shown_path(state, path), schema)
+    return _metrics_problem(schema)
 
 
 def _check(state: _Views, infos: list) -> list:
@@ -163,9 +167,11 @@ def _check(state: _Views, infos: list) -> list:
 
     def problem(i) -> str | None:
         try:
-            return _metrics_problem(pq.read_schema(i.path, filesystem=state.fs))
+            return _problem_or_old(state, i.path, pq.read_schema(i.path, filesystem=state.fs))
         except FileNotFoundError:
             return None            # vanished: the scan's retry relists
+        except ResultsError:
+            raise                  # another schema version: refused (check_version)
         except (pa.ArrowException, OSError, ValueError) as e:
             return f"not a readable Parquet file ({one_line(e)})"
 
@@ -213,7 +219,7 @@ def _read_tables(state: _Views, infos: list, problem=None) -> dict:
             t = pq.read_table(pa.BufferReader(data))
         except (pa.ArrowException, OSError, ValueError) as e:
             return None, f"not a readable Parquet file ({one_line(e)})"
-        return t, (problem(t) if problem else None)
+        return t, (problem(t, i.path) if problem else None)
 
     if not infos:
         return {}
@@ -241,7 +247,7 @@ def _metrics_source(con, state: _Views, infos: list) -> str:
     import pyarrow.dataset as ds
 
     if state.remote:
-        got = _read_tables(state, infos, lambda t: _metrics_problem(t.schema))
+        got = _read_tables(state, infos, lambda t, path: _problem_or_old(state, path, t.schema))
         infos = [i for i in infos if i.path in got]
     else:
         infos = _check(state, infos)
@@ -263,8 +269,7 @@ def _metrics_source(con, state: _Views, infos: list) -> str:
     elif plain:
         con.register("_metrics_plain", ds.dataset([i.path for i in plain], schema=METRIC_SCHEMA,
                                                   format="parquet", filesystem=state.fs))
-        cols = ", ".join("coalesce(protocol, '') AS protocol" if c == "protocol" else c for c in METRIC_SCHEMA.names)
-        parts.append(f"SELECT {cols} FROM _metrics_plain")
+        parts.append("SELECT * FROM _metrics_plain")
     if dup:
         def tables_of(files):
             return [got[f.path] for f in files] if state.remote else list(_read_tables(state, files).values())
@@ -281,7 +286,9 @@ def _metrics_source(con, state: _Views, infos: list) -> str:
 def _trials_source(con, state: _Views, infos: list) -> str:
     import pyarrow as pa
 
-    def problem(t) -> str | None:
+    check_trial_files(state.shown, [_fname(i) for i in infos])
+
+    def problem(t, path) -> str | None:
         missing = [c for c in _TRIAL_MIN if c not in t.column_names]
         return f"not an rlp_tune trials file (no column {', '.join(missing)})" if missing else None
 

@@ -5,6 +5,9 @@
     def mlp(cfg, in_shape, num_classes): ...
     MODELS.create("mlp", cfg, in_shape=(1, 8, 8), num_classes=10)
 
+An entry may be any object (a typed spec, not only a factory): `REG.add(name, spec)`. `remove(name)`
+takes one out again (a test that registers a toy entry cleans up after itself).
+
 A key ending in ":" registers a family of names: `@MODELS.register("timm:")` serves every
 "timm:<anything>"; the factory reads the rest of the name itself. An unknown name raises
 `RegistryError` listing the closest registered names.
@@ -30,12 +33,18 @@ class Registry:
 
     def register(self, name: str | None = None) -> Callable:
         def deco(fn):
-            key = name or fn.__name__
-            if key in self._items:
-                raise ValueError(f"{self.kind} {key!r} registered twice")
-            self._items[key] = fn
+            self.add(name or fn.__name__, fn)
             return fn
         return deco
+
+    def add(self, name: str, entry: Any) -> Any:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self._items[name] = entry
+        return entry
+
+    def remove(self, name: str) -> None:
+        self._items.pop(name, None)
 
     def get(self, name: str) -> Callable[..., Any]:
         key = self._key(name)

@@ -46,15 +46,32 @@ METRIC_SCHEMA = pa.schema([
 ], metadata={"rlp_tune.schema_version": str(SCHEMA_VERSION)})
 # layer "" = not per-layer; head -1 = not per-head, or the mean over a tap's heads; protocol "" = the
 # settings in the trial's row (probe rows name theirs: "labels=train;k=5", docs/results-schema.md).
-# Version 1 files have no protocol column: readers read it as "".
 _DEFAULTS = {"layer": "", "head": -1, "protocol": ""}
 
 
 def conform_metrics(table: pa.Table) -> pa.Table:
-    """A metrics table of any schema version → METRIC_SCHEMA (a missing protocol column reads as "")."""
-    if "protocol" not in table.column_names:
-        table = table.append_column("protocol", pa.array([""] * table.num_rows, pa.string()))
+    """A metrics table → METRIC_SCHEMA (its column order, types and metadata)."""
     return table.select(METRIC_SCHEMA.names).cast(METRIC_SCHEMA)
+
+
+def metrics_version(schema: pa.Schema) -> int | None:
+    """The results schema version a metrics file was written with: its footer's, or 1 for a file with
+    the version-1 columns (no protocol); None when it is no rlp_tune metrics file at all."""
+    meta = schema.metadata or {}
+    raw = meta.get(b"rlp_tune.schema_version")
+    if raw is not None and raw.decode(errors="replace").isdigit():
+        return int(raw)
+    return 1 if set(METRIC_SCHEMA.names) - {"protocol"} <= set(schema.names) and "protocol" not in schema.names \
+        else None
+
+
+def check_version(shown: str, schema: pa.Schema) -> None:
+    """A metrics file of another schema version is refused: one ResultsError naming it and its version."""
+    v = metrics_version(schema)
+    if v is not None and v != SCHEMA_VERSION:
+        raise ResultsError(f"{shown}: results schema version {v}; this rlp_tune reads version {SCHEMA_VERSION} "
+                           f"only ({'no protocol column' if v == 1 else 'written by another rlp_tune'}; "
+                           "docs/results-schema.md)")
 TRIAL_STATUSES = ("RUNNING", "TERMINATED", "STOPPED", "ERROR")
 
 
@@ -263,11 +280,19 @@ def metric_parts(metric: str) -> tuple[str, str, str]:
 
 
 # parquet/trials/all-trials.parquet: a finished sweep's trials in one file. Its name must not start
-# with "_" or "." (pyarrow, pandas and polars skip such files) and cannot be a Tune trial id;
-# "_all.parquet" is the name older versions wrote (still read, replaced by the next compaction).
+# with "_" or "." (pyarrow, pandas and polars skip such files) and cannot be a Tune trial id.
 TRIALS_COMPACT = "all-trials.parquet"
-TRIALS_COMPACT_OLD = "_all.parquet"
-COMPACTED = (TRIALS_COMPACT, TRIALS_COMPACT_OLD)
+COMPACTED = (TRIALS_COMPACT,)
+# trial files of an older layout: refused, naming what to do (check_trial_files)
+OLD_TRIAL_FILES = {"_all.parquet": "the compacted trials under their name before all-trials.parquet; "
+                                   "rename it to all-trials.parquet"}
+
+
+def check_trial_files(shown: str, names) -> None:
+    """A trials folder holding a file of an older layout is refused: one ResultsError naming it."""
+    old = sorted(set(names) & set(OLD_TRIAL_FILES))
+    if old:
+        raise ResultsError(f"{shown}/parquet/trials/{old[0]}: {OLD_TRIAL_FILES[old[0]]}")
 
 
 def _trial_files(fs, base: str) -> list[str]:
@@ -297,6 +322,7 @@ def compact_trials(root: str | Path) -> int:
     fs, base = storage.filesystem(root)
     base = base.rstrip("/")
     every = _trial_files(fs, base)
+    check_trial_files(storage.display(root), [f.rpartition("/")[2] for f in every])
     files = [f for f in every if f.rpartition("/")[2] != TRIALS_COMPACT]
     if not files:
         return 0

@@ -29,16 +29,15 @@ import torch.distributed as dist
 from torch import nn
 
 from .audit import audit_rows, rand_eval_rows
-from .checkpoint import (CKPT_VERSION, RESUMABLE_KEYS, WEIGHTS_FORMAT, CheckpointError,  # noqa: F401
-                         check_resumable, read_checkpoint)
+from .checkpoint import CKPT_VERSION, WEIGHTS_FORMAT, CheckpointError, check_resumable, read_checkpoint
 from .checks import check_run
 from .config import Config, ConfigError
 from .data import DataBundle, build_data
 from .data.augment import FixedAugmentSets, make_augment, mixup
 from .data.labels import derive_seed, random_label_table
 from .names import default_trial_id
-from .net import RLPNet, build_net, class_loss, random_label_count, resolve_device, resolve_threads  # noqa: F401
-from .optim import lr_lambda, make_optimizer, rlp_head_settings  # noqa: F401  (public here too)
+from .net import build_net, random_label_count, resolve_device, resolve_threads
+from .optim import lr_lambda, make_optimizer
 from .provenance import provenance
 from .results import ResultWriter
 from .rundir import RunLock
@@ -291,9 +290,9 @@ class Trainer:
                 C = self.cfg.data.random_classes or self.data.num_classes
                 y = torch.where(self.noisy[idx], (u * C).long().clamp_max(C - 1), y)
         mix = None
-        if self.cfg.data.mixup > 0:
-            x, _, lam, perm = mixup(x, None, self.cfg.data.mixup, gen)
-            mix = (perm, lam)
+        if self.cfg.data.mixup_alpha > 0:
+            x, _, weight, perm = mixup(x, None, self.cfg.data.mixup_alpha, gen)
+            mix = (perm, weight)
         return x, y, mix
 
     def probe_rows(self) -> list[dict]:

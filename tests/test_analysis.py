@@ -16,7 +16,10 @@ import pandas as pd
 import pytest
 
 from rlp_tune import reader
-from rlp_tune.analysis import analyze, format_analysis, run_query, write_report
+from rlp_tune.analysis.document import analyze
+from rlp_tune.analysis.query import run_query
+from rlp_tune.analysis.report import write_report
+from rlp_tune.analysis.text import format_analysis
 from rlp_tune.analysis import document, figures, fit_factors, fit_lambda, fit_memgen, numerics, query, render, tables
 from rlp_tune.analysis.text import format_fit
 from rlp_tune.config import Config
@@ -193,7 +196,7 @@ def test_corrupt_parquet_is_named_and_the_rest_analyzed(tmp_path, which):
 
 def test_views_follow_files_changing_while_a_sweep_runs(tmp_path, monkeypatch):
     _small_sweep(tmp_path)                                       # s1 still has per-epoch files
-    con = query.connect(tmp_path, final=False)
+    con = reader.connect(tmp_path)
     count = "SELECT count(*) FROM metrics"
     assert reader.fetch(con, count, "rows")[0][0] == 3 * EPOCHS * ROWS_PER_EPOCH
     ResultWriter(tmp_path, "syn", "s1").compact()                # epoch files vanish, final.parquet appears
@@ -349,12 +352,11 @@ def test_factor_curve_minimum_over_n_and_not_fitted_printing(n_sweep):
     assert f["chance"] == pytest.approx([0.1, 1 / 30, 0.01, 1 / 300, 0.001, 1 / 3000])
     assert d["fits"]["memorization_vs_lambda"]["fitted"] is False     # λ not swept
     assert "memorization_vs_lambda: not fitted: too few points" in format_analysis(a)
-    info = figures.factor_info(a.fits["rand_acc_vs_n"])
+    info = figures.factor_curves_info(document.FactorCurves("rlp.n", [(None, a.fits["rand_acc_vs_n"])]))
     p = info.panels[0]
     assert info.name == "factor_n" and p.xscale == "log" and "(%)" in p.ylabel
-    chance = next(s for s in p.series if s.label.startswith("chance"))
-    assert chance.y == pytest.approx([10.0, 100 / 30, 1.0, 100 / 300, 0.1, 100 / 3000])
-    assert [v.value for v in p.vlines] == [100]       # the level of the minimum only
+    assert p.series[0].x == [10, 30, 100, 300, 1000, 3000]
+    assert p.series[0].y == pytest.approx([100 * v for v in f["rand_acc_mean"]])
 
 
 # ---- figures -------------------------------------------------------------------------------------

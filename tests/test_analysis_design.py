@@ -11,7 +11,9 @@ import re
 import numpy as np
 import pytest
 
-from rlp_tune.analysis import analyze, format_analysis, load_tables
+from rlp_tune.analysis.document import analyze
+from rlp_tune.analysis.tables import load_tables
+from rlp_tune.analysis.text import format_analysis
 from rlp_tune.analysis import document, figures, fit_lambda, numerics, render
 from rlp_tune.analysis.findings import cell_findings
 from rlp_tune.config import Config
@@ -333,7 +335,7 @@ def test_empty_folder_has_no_findings_and_a_report(tmp_path):
     a = analyze(tmp_path, n_boot=10)
     assert a.design.kind == "empty" and a.cells == []
     assert "findings: none (no complete trial with metrics)" in format_analysis(a)
-    from rlp_tune.analysis import write_report
+    from rlp_tune.analysis.report import write_report
     html = write_report(tmp_path, tmp_path / "rep", n_boot=10).read_text()
     assert "none: no complete trial with metrics" in html and "<img" not in html
 

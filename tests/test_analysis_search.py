@@ -16,7 +16,9 @@ import shutil
 import numpy as np
 import pytest
 
-from rlp_tune.analysis import analyze, format_analysis, write_report
+from rlp_tune.analysis.document import analyze
+from rlp_tune.analysis.report import write_report
+from rlp_tune.analysis.text import format_analysis
 from rlp_tune.analysis import render
 from rlp_tune.analysis.search import JOURNAL, ROUGH_BELOW, open_study
 from rlp_tune.analysis.search_figures import best_so_far, curves_info, history_info, importance_info, slice_info
@@ -248,7 +250,8 @@ def test_cells_with_enough_lambda_show_their_fits_beside_the_search(big):
     text = format_analysis(a)
     assert text.index("search:") < text.index(f"[{want[0]}]") and text.count("design cells hold fewer") == 1
     assert "memorization_vs_lambda" in a.shown_cells[0].fits
-    from rlp_tune.analysis import figures, load_tables
+    from rlp_tune.analysis import figures
+    from rlp_tune.analysis.tables import load_tables
     lam = next(i for i in figures.figure_infos(load_tables(big[0]), a) if i.name == "lambda")
     assert len(lam.panels) == 3 * len(want) and all(p.title.endswith(f"\n{k}") for k, p in zip(
         [k for k in want for _ in range(3)], lam.panels))                  # one row per shown cell, its trials

@@ -274,7 +274,7 @@ def test_finished_run_rerun_does_not_rewrite_config(ws, capsys):
 
 
 def test_crafted_checkpoint_runs_no_code(ws, tmp_path, capsys):
-    from rlp_tune.train import CheckpointError, read_checkpoint
+    from rlp_tune.checkpoint import CheckpointError, read_checkpoint
     from rlp_tune.tune.trainable import _epoch_of
     marker = tmp_path / "pwned"
     out = tmp_path / "run"
@@ -299,7 +299,7 @@ def test_crafted_cifar_batch_runs_no_code(tmp_path, capsys):
     import numpy as np
 
     from rlp_tune.data.datasets import DatasetError
-    from rlp_tune.data.files import _unpickle
+    from rlp_tune.data.cifar import _unpickle
     marker = tmp_path / "pwned"
     d = tmp_path / "cifar-10-batches-py"
     d.mkdir()

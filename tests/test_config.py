@@ -80,3 +80,19 @@ def test_cli_bad_key_exits_2_with_one_line():
 def test_parse_overrides_requires_equals():
     with pytest.raises(ConfigError, match="^rlp.lam: override must look like key=value"):
         parse_overrides(["rlp.lam"])
+
+
+def test_renamed_key_is_one_line_naming_the_new_one(tmp_path):
+    """data.mixup (mixup's α) became data.mixup_alpha, so `lam` names only the RLP λ."""
+    for make in (lambda: load_config(overrides=["data.mixup=0.2"]),
+                 lambda: Config().replace(**{"data.mixup": 0.2}),
+                 lambda: Config.from_dict({"data": {"mixup": 0.2}})):
+        with pytest.raises(ConfigError) as e:
+            make()
+        assert str(e.value) == "data.mixup: renamed to data.mixup_alpha"
+    assert load_config(overrides=["data.mixup_alpha=0.2"]).data.mixup_alpha == 0.2
+
+
+def test_key_constants_are_config_keys():
+    from rlp_tune.config import LAM_KEY, N_KEY, NOISE_KEY, all_keys
+    assert {LAM_KEY, N_KEY, NOISE_KEY} <= set(all_keys())

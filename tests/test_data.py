@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from rlp_tune.config import Config
-from rlp_tune.data import DATASETS, DatasetError, build_data
+from rlp_tune.data import DatasetError, build_data, dataset_spec
 from rlp_tune.data import augment as A
 from rlp_tune.data import color as C
-from rlp_tune.data import files as FL
+from rlp_tune.data import folders as FL
+from rlp_tune.data import shipped as SH
 
 
 def cfg_for(**kw) -> Config:
@@ -70,7 +71,7 @@ def fake_mnist(d: Path, n_train=15, n_test=7, gz=False):
 def test_cifar10_reads_pickles_parent_and_inner_folder(tmp_path):
     x, y, xt, yt = fake_cifar10(tmp_path)
     for root in (tmp_path, tmp_path / "cifar-10-batches-py"):
-        raw = DATASETS.create("cifar10", cfg_for(name="cifar10", root=str(root)).data)
+        raw = dataset_spec("cifar10").load(cfg_for(name="cifar10", root=str(root)).data)
         assert raw.x_train.shape == (60, 3, 32, 32) and raw.x_train.dtype == torch.uint8
         assert raw.x_test.shape == (9, 3, 32, 32)
         assert raw.y_train.dtype == torch.int64 and raw.num_classes == 10
@@ -99,21 +100,21 @@ def test_cifar100_via_build_data(tmp_path):
 
 def test_cifar_errors_name_expected_paths(tmp_path):
     with pytest.raises(DatasetError, match="data.root is empty"):
-        DATASETS.create("cifar100", cfg_for(name="cifar100", root="").data)
+        dataset_spec("cifar100").load(cfg_for(name="cifar100", root="").data)
     with pytest.raises(DatasetError, match=r"cifar-100-python/train under .*never downloads"):
-        DATASETS.create("cifar100", cfg_for(name="cifar100", root=str(tmp_path)).data)
+        dataset_spec("cifar100").load(cfg_for(name="cifar100", root=str(tmp_path)).data)
     with pytest.raises(DatasetError, match="not a folder"):
-        DATASETS.create("cifar10", cfg_for(name="cifar10", root=str(tmp_path / "nope")).data)
+        dataset_spec("cifar10").load(cfg_for(name="cifar10", root=str(tmp_path / "nope")).data)
     fake_cifar10(tmp_path)
     d = tmp_path / "cifar-10-batches-py"
     (d / "data_batch_3").unlink()
     with pytest.raises(DatasetError, match="data_batch_3"):
-        DATASETS.create("cifar10", cfg_for(name="cifar10", root=str(tmp_path)).data)
+        dataset_spec("cifar10").load(cfg_for(name="cifar10", root=str(tmp_path)).data)
     fake_cifar10(tmp_path / "t")
     p = tmp_path / "t" / "cifar-10-batches-py" / "data_batch_2"
     p.write_bytes(p.read_bytes()[:500])  # truncated pickle
     with pytest.raises(DatasetError, match=r"data_batch_2: cannot read CIFAR pickle"):
-        DATASETS.create("cifar10", cfg_for(name="cifar10", root=str(tmp_path / "t")).data)
+        dataset_spec("cifar10").load(cfg_for(name="cifar10", root=str(tmp_path / "t")).data)
 
 
 # ---- MNIST IDX ------------------------------------------------------------------------------------
@@ -121,13 +122,13 @@ def test_cifar_errors_name_expected_paths(tmp_path):
 def test_mnist_idx_layouts(tmp_path, gz):
     ref = fake_mnist(tmp_path / "MNIST" / "raw", gz=gz)
     for root in (tmp_path, tmp_path / "MNIST" / "raw"):
-        raw = DATASETS.create("mnist", cfg_for(name="mnist", root=str(root)).data)
+        raw = dataset_spec("mnist").load(cfg_for(name="mnist", root=str(root)).data)
         assert raw.x_train.shape == (15, 1, 28, 28) and raw.x_train.dtype == torch.uint8
         assert raw.x_test.shape == (7, 1, 28, 28) and raw.num_classes == 10
         assert torch.equal(raw.x_train[:, 0], torch.from_numpy(ref["train"][0]))
         assert torch.equal(raw.y_test, torch.from_numpy(ref["t10k"][1].astype(np.int64)))
     with pytest.raises(DatasetError, match="FashionMNIST/raw/train-images-idx3-ubyte"):
-        DATASETS.create("fashion_mnist", cfg_for(name="fashion_mnist", root=str(tmp_path)).data)
+        dataset_spec("fashion_mnist").load(cfg_for(name="fashion_mnist", root=str(tmp_path)).data)
 
 
 def test_fashion_mnist_via_build_data_and_idx_errors(tmp_path):
@@ -137,15 +138,15 @@ def test_fashion_mnist_via_build_data_and_idx_errors(tmp_path):
     bad = tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte"
     write_idx(bad, np.zeros(7, np.uint8), magic=2051)
     with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte: wrong IDX magic 2051"):
-        DATASETS.create("fashion_mnist", cfg_for(name="fashion_mnist", root=str(tmp_path)).data)
+        dataset_spec("fashion_mnist").load(cfg_for(name="fashion_mnist", root=str(tmp_path)).data)
     bad.write_bytes(bad.read_bytes()[:-3])
     write_idx(bad, np.zeros(7, np.uint8))
     bad.write_bytes(bad.read_bytes()[:-2])  # payload shorter than the header says
     with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte: IDX payload"):
-        DATASETS.create("fashion_mnist", cfg_for(name="fashion_mnist", root=str(tmp_path)).data)
+        dataset_spec("fashion_mnist").load(cfg_for(name="fashion_mnist", root=str(tmp_path)).data)
     (tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").unlink()
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte"):
-        DATASETS.create("fashion_mnist", cfg_for(name="fashion_mnist", root=str(tmp_path)).data)
+        dataset_spec("fashion_mnist").load(cfg_for(name="fashion_mnist", root=str(tmp_path)).data)
 
 
 # ---- streamed image folders -----------------------------------------------------------------------
@@ -253,13 +254,13 @@ def test_tinyimagenet_layout_and_errors(tmp_path):
         check_alignment(b, "train", xb, yb, idx, ["n01", "n02"])
     (tmp_path / "val" / "images" / "val_7.JPEG").unlink()
     with pytest.raises(DatasetError, match="val_7.JPEG"):
-        DATASETS.create("tinyimagenet", cfg_for(name="tinyimagenet", root=str(tmp_path)).data)
+        dataset_spec("tinyimagenet").load(cfg_for(name="tinyimagenet", root=str(tmp_path)).data)
     with pytest.raises(DatasetError, match=r"train/<wnid>/images"):
-        DATASETS.create("tinyimagenet", cfg_for(name="tinyimagenet", root=str(tmp_path / "val")).data)
+        dataset_spec("tinyimagenet").load(cfg_for(name="tinyimagenet", root=str(tmp_path / "val")).data)
     import shutil
     shutil.rmtree(tmp_path / "val")
     with pytest.raises(DatasetError, match=r"imagenet: expected .*val/<wnid>"):
-        DATASETS.create("imagenet", cfg_for(name="imagenet", root=str(tmp_path)).data)
+        dataset_spec("imagenet").load(cfg_for(name="imagenet", root=str(tmp_path)).data)
 
 
 def test_corrupt_jpeg_names_file(tmp_path):
@@ -297,21 +298,21 @@ def test_digits_split_matches_sklearn():
 def test_mnist1d_shapes_and_rng_untouched():
     state = np.random.get_state()
     pystate = random.getstate()
-    raw = DATASETS.create("mnist1d", cfg_for(name="mnist1d").data)
+    raw = dataset_spec("mnist1d").load(cfg_for(name="mnist1d").data)
     assert raw.x_train.shape == (4000, 40) and raw.x_test.shape == (1000, 40)
     assert raw.x_train.dtype == torch.float32 and raw.num_classes == 10
     assert set(raw.y_train.unique().tolist()) == set(range(10))
     assert abs(float(raw.x_train.std()) - 1) < 0.1            # the package standardizes
     assert np.array_equal(np.random.get_state()[1], state[1]) and random.getstate() == pystate
     raw.x_train.zero_()                                          # callers get copies, not the cache
-    assert DATASETS.create("mnist1d", cfg_for(name="mnist1d").data).x_train.abs().sum() > 0
+    assert dataset_spec("mnist1d").load(cfg_for(name="mnist1d").data).x_train.abs().sum() > 0
 
 
 @pytest.mark.slow
 def test_mnist1d_regenerates_identically():
-    a = FL._mnist1d_arrays()
-    FL._mnist1d_arrays.cache_clear()
-    b = FL._mnist1d_arrays()
+    a = SH._mnist1d_arrays()
+    SH._mnist1d_arrays.cache_clear()
+    b = SH._mnist1d_arrays()
     assert all(torch.equal(u, v) for u, v in zip(a, b))
 
 
@@ -512,9 +513,9 @@ def test_fixed_augment_sets_same_view_for_same_sample_and_b():
 def test_mixup_convex_and_seeded():
     x = torch.rand(8, 3, 4, 4, generator=gen(0))
     y = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).float()
-    xm, ym, lam, perm = A.mixup(x, y, 0.4, gen(5))
-    assert 0 <= lam <= 1 and sorted(perm.tolist()) == list(range(8))
-    assert torch.allclose(xm, lam * x + (1 - lam) * x[perm]) and torch.allclose(ym.sum(1), torch.ones(8))
-    xm2, _, lam2, perm2 = A.mixup(x, y, 0.4, gen(5))
-    assert lam2 == lam and torch.equal(perm2, perm) and torch.equal(xm2, xm)
+    xm, ym, weight, perm = A.mixup(x, y, 0.4, gen(5))
+    assert 0 <= weight <= 1 and sorted(perm.tolist()) == list(range(8))
+    assert torch.allclose(xm, weight * x + (1 - weight) * x[perm]) and torch.allclose(ym.sum(1), torch.ones(8))
+    xm2, _, weight2, perm2 = A.mixup(x, y, 0.4, gen(5))
+    assert weight2 == weight and torch.equal(perm2, perm) and torch.equal(xm2, xm)
     assert A.mixup(x, y, 0.0, gen(5))[0] is x

@@ -118,22 +118,21 @@ def test_git_state_of_a_work_tree(tmp_path):
     assert o["prov.command"] == "rlp-tune train rlp.lam=1"
 
 
-def test_weights_files_without_m_rebuild_the_same_net(trained, tmp_path):
-    """model.pt files written before net_meta held the training-set size m (only n) load the same
-    net: DataShape.from_meta gives build_net an m whose random-label count is the stored n."""
-    from rlp_tune.net import DataShape, build_net
-    tr, out, _ = trained
+def test_weights_files_without_net_meta_are_refused_in_one_line(trained, tmp_path):
+    """model.pt and last.pt written before net_meta held the training-set size m: load_run names the
+    file and its version in one line (a CheckpointError: exit 2) instead of rebuilding from the data."""
+    from rlp_tune.checkpoint import CheckpointError
+    _, out, _ = trained
     state = torch.load(out / "checkpoints" / "model.pt", weights_only=True)
-    assert state["m"] == tr.data.m and state["n"] == tr.n
     del state["m"]
     old = tmp_path / "model.pt"
     torch.save(state, old)
-    run = rlp_tune.load_run(old)
-    x = tr.data.prepare(tr.data.x["test"][:16])
-    with torch.no_grad():
-        tr.net.eval()
-        assert torch.equal(run.net.model(x)[0], tr.net.model(x)[0])
-    for labels in ("fixed", "unique"):      # n = m for unique labels, rlp.n otherwise, as the Trainer draws
-        cfg = tr.cfg.replace(**{"rlp.labels": labels})
-        net, _, _ = build_net(cfg, DataShape.from_meta({"in_shape": list(tr.data.in_shape), "num_classes": 10, "n": 123}))
-        assert next(iter(net.heads.values())).n == (123 if labels == "unique" else cfg.rlp.n)
+    with pytest.raises(CheckpointError) as e:
+        rlp_tune.load_run(old)
+    assert str(e.value) == (f"{old}: checkpoint version 1 of an older rlp_tune (no net_meta m: written before "
+                            "2026-12); load_run needs them: train it again")
+    full = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    del full["net_meta"]
+    torch.save(full, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="no net_meta in_shape, num_classes, m"):
+        rlp_tune.load_run(tmp_path / "last.pt")

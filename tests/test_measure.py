@@ -5,6 +5,9 @@ the RLP-head param group, 004's adam20 linear probe, and probe rows that carry t
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,7 +18,8 @@ from rlp_tune.audit import AuditSettings, standardize_norm, train_fresh_heads
 from rlp_tune.config import Config, ConfigError
 from rlp_tune.reader import read_metrics, read_trials
 from rlp_tune.results import METRIC_KEY
-from rlp_tune.train import Trainer, make_optimizer
+from rlp_tune.optim import make_optimizer
+from rlp_tune.train import Trainer
 
 
 def _converge_cfg(**kw):
@@ -194,18 +198,20 @@ def test_probe_rows_of_different_label_sets_coexist_and_are_queryable(tiny_cfg, 
     assert knn.set_index("protocol").value["labels=clean;k=20"] != knn.set_index("protocol").value["labels=train;k=20"]
 
 
-def test_version1_files_read_as_protocol_empty(tmp_path):
-    """Metrics files written before the protocol column (schema 1) read with protocol ''."""
-    from rlp_tune.analysis.query import run_query
+def test_version1_files_are_refused_in_one_line(tmp_path):
+    """Metrics files written before the protocol column (schema 1): `rlp-tune query` names the file and
+    its version in one line and exits 2."""
     d = tmp_path / "parquet" / "metrics" / "old"
     d.mkdir(parents=True)
     v1 = pa.table({"sweep": ["s"], "trial_id": ["old"], "epoch": pa.array([1], pa.int32()), "split": ["test"],
                    "layer": ["penultimate"], "head": pa.array([-1], pa.int32()), "metric": ["knn_acc"],
                    "value": [0.5], "wall_s": [1.0]})
     pq.write_table(v1, d / "final.parquet")
-    assert read_metrics(tmp_path).protocol.tolist() == [""]
-    assert run_query(tmp_path, "SELECT protocol, value FROM metrics", fmt="csv").splitlines()[1] == ",0.5"
-    assert run_query(tmp_path, 'SELECT "test.knn_acc" FROM final', fmt="csv").splitlines()[1] == "0.5"
+    r = subprocess.run([sys.executable, "-m", "rlp_tune.cli", "query", str(tmp_path), "SELECT * FROM metrics"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{d / 'final.parquet'}: results schema version 1" in r.stderr
+
 
 
 # ---------------------------------------------------------------- bad input, old checkpoints

@@ -49,8 +49,8 @@ def _trial(root: Path, tid: str, epochs: int, compact: bool, status: str = "TERM
 def folder(tmp_path):
     """t1 compacted; t1-b (a name that sorts after t1 as a folder, before it as a string) with a crash
     leftover (final.parquet + epoch files 2, 3); t2 still running (epoch files); t3 compacted with a
-    probe file whose row replaces the trainer's row of the same key; t4 a schema-1 file (no
-    protocol column); trials compacted, then t2 rewrites its own row (newer) as a resumed trial does."""
+    probe file whose row replaces the trainer's row of the same key; t4 a one-row file written by
+    hand (pyarrow, not the writer); trials compacted, then t2 rewrites its own row (newer) as a resumed trial does."""
     root = tmp_path / "sweep"
     _trial(root, "t1", 3, compact=True)
     _trial(root, "t1-b", 3, compact=True)
@@ -63,11 +63,11 @@ def folder(tmp_path):
     w.write_epoch(2, [{"split": "test", "metric": "acc", "value": 0.77},
                       {"split": "test", "metric": "knn_acc", "protocol": "labels=clean;k=5", "value": NAN}],
                   kind="probe")
-    v1 = pa.table({"sweep": ["s"], "trial_id": ["t4"], "epoch": pa.array([1], pa.int32()), "split": ["test"],
-                   "layer": [""], "head": pa.array([-1], pa.int32()), "metric": ["acc"], "value": [0.4],
-                   "wall_s": [1.0]})
+    one = pa.table({"sweep": ["s"], "trial_id": ["t4"], "epoch": pa.array([1], pa.int32()), "split": ["test"],
+                    "layer": [""], "head": pa.array([-1], pa.int32()), "metric": ["acc"], "protocol": [""],
+                    "value": [0.4], "wall_s": [1.0]})
     (root / "parquet/metrics/t4").mkdir()
-    pq.write_table(v1, root / "parquet/metrics/t4/final.parquet")
+    pq.write_table(one, root / "parquet/metrics/t4/final.parquet")
     compact_trials(root)
     ResultWriter(root, "s", "t2").write_trial({"run.seed": 0, "rlp.lam": 0.5}, "TERMINATED", 2)
     return root
@@ -92,7 +92,7 @@ def test_metrics_equal_the_writers_dedup_rows_order_and_dtypes(folder):
     assert math.isnan(t3.set_index("metric").value["knn_acc"])
     nan = m[(m.split == "train") & (m.metric == "acc") & (m.epoch == 2)]
     assert len(nan) == 4 and nan.value.isna().all()             # NaN stays NaN
-    assert m[m.trial_id == "t4"].protocol.tolist() == [""]      # schema 1 reads as protocol ""
+    assert m[m.trial_id == "t4"].value.tolist() == [0.4]
     assert read_metrics_table(folder).schema == METRIC_SCHEMA
 
 
@@ -200,6 +200,25 @@ def test_a_file_of_another_schema_is_named_not_dropped_silently(folder):
     msgs = sorted(str(w.message) for w in rec)
     assert len(msgs) == 2 and "t4/final.parquet: not an rlp_tune metrics file (value is string, not double)" in msgs[1]
     assert "t4" not in set(got.trial_id)
+
+
+def test_files_of_an_older_layout_are_refused_naming_the_version(folder):
+    """A schema-1 metrics file (no protocol column) and a compacted trials file under its old name
+    (_all.parquet): one ResultsError (a UserError: exit 2) naming the file and what it is."""
+    v1 = folder / "parquet/metrics/t4/final.parquet"
+    t = pq.read_table(v1).drop_columns(["protocol"])
+    pq.write_table(t.replace_schema_metadata({"rlp_tune.schema_version": "1"}), v1)
+    for read in (read_metrics, lambda root: read_trial_metrics(root, "t4")):
+        with pytest.raises(ResultsError) as e:
+            read(folder)
+        assert str(e.value) == (f"{v1}: results schema version 1; this rlp_tune reads version 2 only "
+                                "(no protocol column; docs/results-schema.md)")
+    v1.unlink()
+    (folder / "parquet/trials/all-trials.parquet").rename(folder / "parquet/trials/_all.parquet")
+    for call in (read_trials, compact_trials):
+        with pytest.raises(ResultsError, match=r"parquet/trials/_all.parquet: the compacted trials under their "
+                                               r"name before all-trials.parquet; rename it to all-trials.parquet$"):
+            call(folder)
 
 
 def test_a_folder_name_with_glob_characters(tmp_path):

@@ -7,7 +7,9 @@ peaking at λ = 1 (or, for the edge case, rising to the largest λ), 40% label n
 import numpy as np
 import pytest
 
-from rlp_tune.analysis import analyze, format_analysis, write_report
+from rlp_tune.analysis.document import analyze
+from rlp_tune.analysis.report import write_report
+from rlp_tune.analysis.text import format_analysis
 from rlp_tune.analysis import regime
 from rlp_tune.analysis.fit_lambda import fit_peak
 from rlp_tune.analysis.findings import cell_findings

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import storage
+from ..config import LAM_KEY
 from .tables import IDENTITY_KEYS
 
-LAM = "rlp.lam"
 CELL_MAX_LEVELS = 8
 CELL_MIN_TRIALS = 3
 GRID_DESIGNS = ("grid", "adaptive")
@@ -35,7 +35,7 @@ class Design:
 
     @property
     def lam_swept(self) -> bool:
-        return LAM in self.searched
+        return LAM_KEY in self.searched
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "searched": self.searched, "cell_factors": self.cell_factors,
@@ -62,7 +62,7 @@ def read_design(root: str | Path, d, varying: list[str]) -> Design:
         searched, source = [k for k in varying if k not in IDENTITY_KEYS], "trials"
     cells, pooled = [], []
     for k in searched:
-        if k == LAM or k not in d.columns:
+        if k == LAM_KEY or k not in d.columns:
             continue
         counts = d[k].astype(str).value_counts()
         grid_like = 2 <= len(counts) <= CELL_MAX_LEVELS and counts.min() >= CELL_MIN_TRIALS

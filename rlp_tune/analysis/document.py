@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from .. import storage
-from .design import LAM, Design, read_design
+from ..config import LAM_KEY, N_KEY
+from .design import Design, read_design
 from .evasion import Evasion, check_evasion
 from .fit_factors import (FACTOR_FITS, LOG_FACTORS, factor_curve, factor_lambda_levels, lam_text,
                           layer_profile, least_regularized)
@@ -39,7 +40,7 @@ from .findings import cell_findings
 from .fit_lambda import fit_logistic, fit_peak
 from .fit_memgen import fit_mem_gen
 from .regime import Check, cell_checks, with_noise
-from .fit_onset import DELTA_GAP, DELTA_RAND, Onset, onset_epochs, onset_summary
+from .fit_onset import DELTA_GAP, DELTA_RAND, fit_onset, onset_epochs
 from .identify import MIN_DISTINCT_LAMBDA
 from .search import SEARCH_DESIGNS, SearchSummary, read_search
 from .tables import Tables, layer_order, load_tables, per_trial, varying_columns
@@ -259,7 +260,7 @@ def _factor_curves(dc, design: Design, varying: list[str], n_boot: int, seed: in
             m = (lev == lv) if lv is not None else np.ones(len(dc), bool)
             rows.append((None if lv is None else float(lv), factor_curve(
                 dc[c][m].astype(float), y[m], factor=c, n_boot=n_boot, seed=seed, log=c in LOG_FACTORS,
-                find="min" if c == "rlp.n" else None, y_name=y_name, name=f"fc:{c}@{lv}")))
+                find="min" if c == N_KEY else None, y_name=y_name, name=f"fc:{c}@{lv}")))
         out.append(FactorCurves(c, rows))
     return out
 
@@ -295,7 +296,7 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
     fits: dict[str, Any] = lam_fits(dc, n_boot, seed, metric=metric)
     fits["memorization_vs_generalization"] = fit_mem_gen(dc.rand_acc, dc.test_acc, dc.gap, n_boot=n_boot, seed=seed)
     # the least-regularized trials when λ is swept: the legacy factor fits and 2A use them
-    base_mask, lam_range = least_regularized(dc.lam.to_numpy(float)) if LAM in varying else \
+    base_mask, lam_range = least_regularized(dc.lam.to_numpy(float)) if LAM_KEY in varying else \
         (np.ones(len(dc), bool), None)
     for c, short in FACTOR_FITS.items():
         if c == "model.widen" and "model.width" not in varying:
@@ -303,8 +304,8 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
         if c in varying and c in dc.columns:
             b = dc[base_mask]
             f = factor_curve(b[c].astype(float), b.rand_acc, factor=c, n_boot=n_boot, seed=seed,
-                             find="min" if c == "rlp.n" else None, log=c in LOG_FACTORS,
-                             chance=(lambda lv: 1.0 / np.asarray(lv, float)) if c == "rlp.n" else None)
+                             find="min" if c == N_KEY else None, log=c in LOG_FACTORS,
+                             chance=(lambda lv: 1.0 / np.asarray(lv, float)) if c == N_KEY else None)
             if lam_range is not None:
                 f.lam_range = lam_range
                 if not f.fitted:
@@ -322,11 +323,10 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
     rand_col = f"train.{t.memorization_metric}"
     on = onset_epochs(t.epochs, dict(zip(d.trial_id, d.chance)), delta_rand=delta_rand, delta_gap=delta_gap,
                       rand_col=rand_col)
-    all_base, _ = least_regularized(d.lam.to_numpy(float)) if LAM in varying else (np.ones(len(d), bool), None)
-    fits["onset"] = Onset(onset_summary(on, d.trial_id[all_base], n_boot=n_boot, seed=seed, label="base"),
-                          onset_summary(on, d.trial_id, n_boot=n_boot, seed=seed, label="all"),
-                          f"onset: first epoch {rand_col} > chance + {delta_rand}; divergence: first epoch train "
-                          f"acc − test acc > {delta_gap}; lag = onset − divergence")
+    all_base, _ = least_regularized(d.lam.to_numpy(float)) if LAM_KEY in varying else (np.ones(len(d), bool), None)
+    fits["onset"] = fit_onset(on, d.trial_id[all_base], d.trial_id, n_boot=n_boot, seed=seed,
+                              definition=f"onset: first epoch {rand_col} > chance + {delta_rand}; divergence: first "
+                              f"epoch train acc − test acc > {delta_gap}; lag = onset − divergence")
 
     per_layer: dict[str, Any] = {}
     if len(lay):
@@ -358,7 +358,7 @@ def analyze_tables(t: Tables, *, n_boot: int = 200, seed: int = 0, delta_rand: f
     by = "val_acc" if d.val_acc.notna().any() else "test_acc"
     top = d[d[by].notna()].sort_values(by, ascending=False).head(10)
     cols = ["trial_id", "lam", "rand_acc", "train_acc", "val_acc", "test_acc", "gap", "status"] + \
-        [c for c in varying if c in d.columns and c != LAM]
+        [c for c in varying if c in d.columns and c != LAM_KEY]
     cell_of = {tid: c.key for c in cells for tid in c.trial_ids} if design.cell_factors else {}
     return Analysis(
         root=storage.display(t.root), sweeps=sorted(map(str, d.sweep.dropna().unique())) if "sweep" in d else [],

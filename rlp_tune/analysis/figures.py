@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import N_KEY, NOISE_KEY
 from .bootstrap import boot_mean_ci, rng_for
 from .document import Analysis, FactorCurves
 from .fit_factors import FACTOR_FITS, LOG_FACTORS, FactorCurve, few_levels, lam_text, least_regularized
@@ -263,9 +264,9 @@ def memgen_info(d, fit, cells=None) -> FigureInfo | None:
 
 
 # ---- factor figures (A.3/A.4, A.6, A.8, 7A–C) ------------------------------------------------------
-FACTOR_LABELS = {"rlp.n": "number of random labels n", "model.widen": "widening factor w",
+FACTOR_LABELS = {N_KEY: "number of random labels n", "model.widen": "widening factor w",
                  "model.width": "hidden width", "data.fraction": "dataset fraction",
-                 "data.label_noise": "label noise p", "rlp.hidden": "RLP-head hidden width d_h",
+                 NOISE_KEY: "label noise p", "rlp.hidden": "RLP-head hidden width d_h",
                  "rlp.heads": "number of RLP heads"}
 
 
@@ -280,21 +281,6 @@ def _factor_series(f: FactorCurve, label: str, color=None) -> Series:
     return Series(label, f.levels, pct(f.mean), kind="errorbar", style="-o", color=color,
                   ylo=pct([c[0] if c else m for c, m in zip(f.mean_ci, f.mean)]),
                   yhi=pct([c[1] if c else m for c, m in zip(f.mean_ci, f.mean)]))
-
-
-def factor_info(fit: FactorCurve) -> FigureInfo | None:
-    """One factor curve (the least-regularized trials): mean ± CI per level, chance, the optimum."""
-    if fit is None or not fit.fitted:
-        return None
-    p = _factor_panel(fit.factor, "Random-label accuracy")
-    p.series.append(_factor_series(fit, "mean ± 95% CI"))
-    if fit.chance:
-        p.series.append(Series("chance 1/n", fit.levels, pct(fit.chance), style=":", color="grey"))
-    if fit.find and fit.interior:
-        p.vlines.append(RefLine(fit.at_level, f"{fit.find} at {fit.at_level:.3g}", style="--", color="tab:red"))
-    note = f"least-regularized trials ({lam_text(fit.lam_range)})" if fit.lam_range else ""
-    return FigureInfo(f"factor_{FACTOR_FITS.get(fit.factor, fit.factor)}", f"Memorization vs {fit.factor}", [p],
-                      note=note)
 
 
 def factor_curves_info(fc: FactorCurves) -> FigureInfo | None:

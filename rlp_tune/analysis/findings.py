@@ -3,15 +3,14 @@
     for f in cell_findings(cell): print(f.text)
     # RLP regularization suppresses memorization: λ50 = 10^1.50 [10^1.45, 10^1.55] ...
 
-A fit that is not identified is said in words with its reason and no number.
+A fit that is not identified (`fitted` false: identify.NotIdentified) is said in words with its
+reason and no number.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fit_factors import FactorCurve
-from .fit_lambda import LogisticFit, PeakFit, memorization_fit
-from .fit_memgen import MemGenFit
+from .fit_lambda import memorization_fit
 from .regime import EDGE, FITS, MEMORIZES
 
 
@@ -35,7 +34,7 @@ def _ci_points(ci) -> str:
 
 
 def memorization_finding(f) -> Finding:
-    if not isinstance(f, LogisticFit):
+    if not f.fitted:
         return Finding("memorization", f"Memorization vs λ: not identified: {f.reason}.", False)
     what = "chance-normalized memorization" if f.y else "memorization"
     verb = "suppresses" if f.direction == "decreasing" else "does not suppress (it rises with λ)"
@@ -46,7 +45,7 @@ def memorization_finding(f) -> Finding:
 
 
 def generalization_finding(f) -> Finding:
-    if not isinstance(f, PeakFit):
+    if not f.fitted:
         return Finding("generalization", f"Test accuracy vs λ: not identified: {f.reason}.", False)
     ref = "the λ = 0 trials" if f.baseline_kind == "lambda=0" else "the least-regularized trials"
     gain_ci = f.ci.get(f.change_key)
@@ -61,7 +60,7 @@ def generalization_finding(f) -> Finding:
 
 
 def memgen_finding(f) -> Finding:
-    if not isinstance(f, MemGenFit):
+    if not f.fitted:
         return Finding("memgen", f"Memorization vs generalization: not identified: {f.reason}.", False)
     rho_ci = f.ci.get("spearman_rho")
     effect = {"helped": "suppressing memorization helped", "hurt": "suppressing memorization hurt",
@@ -120,7 +119,7 @@ def factor_findings(a) -> list[Finding]:
     for fc in a.factor_curves:
         lv, f = fc.by_lambda[0]
         at = "" if lv is None else f" at λ = {lv:.3g}"
-        if not isinstance(f, FactorCurve):
+        if not f.fitted:
             out.append(Finding("factor", f"Memorization vs {fc.factor}{at}: not identified: {f.reason}.", False))
             continue
         rho = f" [{f.rho_ci[0]:.2f}, {f.rho_ci[1]:.2f}]" if f.rho_ci else " [no CI]"

@@ -15,14 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import N_KEY, NOISE_KEY
 from .bootstrap import boot_mean_ci, ci, finite, rng_for
+from .fits import register_fit
+from .numtext import num, pct, with_ci
 from .identify import NotIdentified
 from .numerics import spearman, spearman_rows
 
 # swept config key → short name of its factor curve (fits.rand_acc_vs_<short>)
-FACTOR_FITS = {"rlp.n": "n", "model.widen": "widen", "model.width": "width", "data.fraction": "fraction",
-               "data.label_noise": "label_noise", "rlp.hidden": "hidden", "rlp.heads": "heads"}
-LOG_FACTORS = {"rlp.n", "model.widen", "model.width", "rlp.hidden", "rlp.heads"}
+FACTOR_FITS = {N_KEY: "n", "model.widen": "widen", "model.width": "width", "data.fraction": "fraction",
+               NOISE_KEY: "label_noise", "rlp.hidden": "hidden", "rlp.heads": "heads"}
+LOG_FACTORS = {N_KEY, "model.widen", "model.width", "rlp.hidden", "rlp.heads"}
 
 
 def quantile_bins(t, k: int) -> np.ndarray:
@@ -231,3 +234,25 @@ def layer_profile(layers, lam_by_trial: dict, *, metric: str = "rand_acc", split
         finite_ = [(m, ln) for m, ln in zip(means, names) if m is not None]
         rows.append(LayerRow(float(lv), means, cis, counts, max(finite_)[1] if finite_ else None))
     return LayerProfile(metric=f"{split}.{metric}", layers=list(names), by_lambda=rows)
+
+
+# ---- text and registration ------------------------------------------------------------------
+def factor_curve_lines(fit: FactorCurve, name: str) -> list[str]:
+    lv = ", ".join(f"{num(a)}: {pct(b)}" for a, b in zip(fit.levels, fit.mean))
+    extra = ""
+    if fit.find:
+        extra = (f"; {fit.find} at {fit.short} = {with_ci(fit.at_level, fit.at_ci)}"
+                 f"{'' if fit.interior else ' (at the edge)'}, {fit.y} there {pct(fit.at_value)}")
+    tail = f"; least-regularized trials: {lam_text(fit.lam_range)}" if fit.lam_range else ""
+    return [f"{name} ({fit.factor}): ρ = {with_ci(fit.rho, fit.rho_ci)}{extra}{tail}", f"  {lv}"]
+
+
+def layer_profile_lines(fit: LayerProfile, name: str) -> list[str]:
+    lines = [f"{name} ({fit.metric}), layers {', '.join(fit.layers)}:"]
+    for r in fit.by_lambda:
+        lines.append(f"  λ = {num(r.lam)}: " + " ".join(pct(m) for m in r.mean) + f"  (max at {r.argmax_layer})")
+    return lines
+
+
+register_fit("factor_curve", fit=factor_curve, result=FactorCurve, lines=factor_curve_lines)
+register_fit("layer_profile", fit=layer_profile, result=LayerProfile, lines=layer_profile_lines)

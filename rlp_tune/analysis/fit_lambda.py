@@ -26,6 +26,8 @@ from typing import Callable
 import numpy as np
 
 from .bootstrap import Baseline, baseline, ci, finite, rng_for
+from .fits import register_fit
+from .numtext import num, pct, with_ci
 from .identify import (CI_RANGE_FRACTION, FLAT_TOL, MIN_DISTINCT_LAMBDA, R2_MIN, SLOPE_MAX,
                        NotIdentified)
 from .numerics import PSpline, boot_counts, column_percentiles, fit4, fit4_weighted, logistic4
@@ -279,3 +281,36 @@ def fit_peak(lam, y, *, mode: str = "max", n_boot: int = 200, seed: int = 0, nam
 def memorization_fit(fits: dict):
     """The primary memorization fit of a set of λ fits: the chance-normalized one when n varies."""
     return fits.get("memorization_vs_lambda_normalized") or fits["memorization_vs_lambda"]
+
+
+# ---- text and registration ------------------------------------------------------------------
+def logistic_lines(fit: LogisticFit, name: str) -> list[str]:
+    c = fit.ci
+    lines = [f"{name}: λ50 = {with_ci(fit.lambda50, c.get('lambda50'))}; rand_acc "
+             f"{with_ci(fit.high, c.get('rand_acc_high'), pct)} → {with_ci(fit.low, c.get('rand_acc_low'), pct)}; "
+             f"slope {num(fit.slope)}/decade; chance {pct(fit.chance)}; R² {num(fit.r2)}; n = {fit.n_points}"]
+    if fit.y:
+        lines[0] += f"  [y = {fit.y}]"
+    if fit.metric:
+        lines[0] += f"  [{fit.metric}]"
+    if fit.baseline:
+        lines.append(f"  baseline (λ = 0, {fit.baseline.n} trials): rand_acc {pct(fit.baseline.mean)}")
+    if fit.note:
+        lines.append(f"  note: {fit.note}")
+    return lines
+
+
+def peak_lines(fit: PeakFit, name: str) -> list[str]:
+    c = fit.ci
+    if fit.mode == "max":
+        return [f"{name}: λ* = {with_ci(fit.lam_star, c.get(fit.lam_key))}"
+                f"{' (at the edge of the λ range)' if fit.at_boundary else ''}; test acc "
+                f"{with_ci(fit.star, c.get(f'{fit.prefix}_star'), pct)}; gain over {fit.baseline_kind} "
+                f"{with_ci(fit.change, c.get(fit.change_key), pct)}"]
+    return [f"{name}: min gap at λ = {with_ci(fit.lam_star, c.get(fit.lam_key))}{' (edge)' if fit.at_boundary else ''}; "
+            f"gap {with_ci(fit.star, c.get(f'{fit.prefix}_star'), pct)} vs {pct(fit.baseline_value)} baseline; "
+            f"gap at the test-optimal λ {pct(fit.extra.get('gap_at_test_lambda_star'))}"]
+
+
+register_fit("logistic", fit=fit_logistic, result=LogisticFit, lines=logistic_lines)
+register_fit("peak", fit=fit_peak, result=PeakFit, lines=peak_lines)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bootstrap import ci, rng_for
+from .fits import register_fit
+from .numtext import pct, with_ci
 from .identify import FLAT_TOL, NotIdentified
 from .numerics import polyfit_rows, polyval_rows, spearman, spearman_rows
 
@@ -127,3 +129,16 @@ def fit_mem_gen(rand, test, gap, *, n_boot: int = 500, seed: int = 0,
         gap_verdict=_verdict(cis["delta_gap"], "widened", "narrowed") if has_gap else "inconclusive",
         curve_x=xs.tolist(), curve_test=np.polyval(c, xs).tolist(),
         curve_gap=np.polyval(gc, xs).tolist() if gc is not None else None)
+
+
+def memgen_lines(fit: MemGenFit, name: str) -> list[str]:
+    c = fit.ci
+    return [f"{name}: Spearman ρ(rand_acc, test acc) = {with_ci(fit.rho, c.get('spearman_rho'))}; "
+            f"Δ test acc (low − high memorization) {with_ci(fit.delta_test_acc, c.get('delta_test_acc'), pct)} → "
+            f"suppressing memorization {fit.verdict.upper()}",
+            f"  gap: ρ = {with_ci(fit.gap_rho, c.get('gap_spearman_rho'))}; Δ gap "
+            f"{with_ci(fit.delta_gap, c.get('delta_gap'), pct)} → gap {fit.gap_verdict}; polynomial of degree "
+            f"{fit.degree} (AIC), n = {fit.n_points}"]
+
+
+register_fit("memgen", fit=fit_mem_gen, result=MemGenFit, lines=memgen_lines)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bootstrap import ci, rng_for
+from .fits import fit_lines, register_fit
+from .numtext import num, pct, with_ci
 from .identify import NotIdentified
 
 DELTA_RAND = 0.05   # onset: rand_acc above chance by this much (accuracy fraction)
@@ -99,5 +101,34 @@ class Onset:
     all: OnsetSummary | NotIdentified
     definition: str
 
+    @property
+    def fitted(self) -> bool:
+        return bool(self.baseline.fitted or self.all.fitted)
+
     def to_dict(self) -> dict:
         return {"baseline": self.baseline.to_dict(), "all": self.all.to_dict(), "definition": self.definition}
+
+
+def fit_onset(on, base_ids, all_ids, *, n_boot: int = 200, seed: int = 0, definition: str = "") -> Onset:
+    """The onset summaries of the least-regularized trials (base_ids) and of all trials (all_ids)."""
+    return Onset(onset_summary(on, base_ids, n_boot=n_boot, seed=seed, label="base"),
+                 onset_summary(on, all_ids, n_boot=n_boot, seed=seed, label="all"), definition)
+
+
+# ---- text and registration ------------------------------------------------------------------
+def summary_lines(fit: OnsetSummary | NotIdentified, name: str) -> list[str]:
+    if isinstance(fit, NotIdentified):
+        return fit_lines(fit, name)
+    if not fit.n_onset:
+        return [f"{name}, {fit.n_trials} trials: rand_acc never rose above chance + the onset margin in any trial; "
+                f"train/test diverge at epoch {num(fit.divergence_median)} (median, {fit.n_divergence} trials)"]
+    return [f"{name}, {fit.n_trials} trials: rand_acc rises at epoch {num(fit.onset_median)} (median), train/test "
+            f"diverge at {num(fit.divergence_median)}; lag {with_ci(fit.lag_median, fit.ci.get('lag_median'))} "
+            f"epochs; onset first in {pct(fit.frac_onset_before_divergence)} of {fit.n_both}"]
+
+
+def onset_lines(fit: Onset, name: str) -> list[str]:
+    return summary_lines(fit.baseline, "onset (baseline)") + summary_lines(fit.all, "onset (all)")
+
+
+register_fit("onset", fit=fit_onset, result=Onset, lines=onset_lines)

@@ -1,7 +1,7 @@
 """`rlp-tune query` and the `final` view: the one reader's DuckDB views (rlp_tune/reader.py) plus
 the per-trial pivot the analysis and the query command use.
 
-    con = connect("runs/sweep1")                       # views: metrics, trials, final
+    con = add_final_view(reader.connect("runs/sweep1"))   # views: metrics, trials, final
     con.sql('SELECT "rlp.lam", "test.acc" FROM final ORDER BY 1').show()
     print(run_query("runs/sweep1", "SELECT count(*) FROM metrics", fmt="csv"))
 
@@ -119,18 +119,11 @@ def final_sql(names: list[tuple[str, ...]], src: str = "metrics", trials: str | 
             f"FULL JOIN ({piv}) p ON t.sweep = p.sweep AND t.trial_id = p.trial_id")
 
 
-def connect(root: str | Path, *, final: bool = True, live: bool = True):
-    """A DuckDB connection with the views `metrics`, `trials` (rlp_tune.reader.connect: sandboxed,
-    settings locked) and, if `final`, `final`.
-
-    live: re-list the files before each query and remake the views when the layout changed — for a
-    sweep that is still running; one-shot readers (load_tables) pass False and rely on the retry alone.
-    """
-    con = reader.connect(root, live=live)
-    if final:
-        names = final_metric_names(con)
-        multi = multi_head_groups(con)
-        fetch(con, lambda: f"CREATE OR REPLACE VIEW final AS {final_sql(names, multi=multi)}", "none")
+def add_final_view(con):
+    """Add the `final` view to a connection of `rlp_tune.reader.connect` (views `metrics`, `trials`)."""
+    names = final_metric_names(con)
+    multi = multi_head_groups(con)
+    fetch(con, lambda: f"CREATE OR REPLACE VIEW final AS {final_sql(names, multi=multi)}", "none")
     return con
 
 
@@ -139,7 +132,9 @@ def query_df(root: str | Path, sql: str):
     """Run `sql` over ROOT's views and return a pandas DataFrame (empty for statements without rows)."""
     import pandas as pd
 
-    con = connect(root, final=bool(re.search(r"\bfinal\b", sql, re.IGNORECASE)))
+    con = reader.connect(root)
+    if re.search(r"\bfinal\b", sql, re.IGNORECASE):
+        add_final_view(con)
     try:
         check_select(con, sql)
         df = fetch(con, sql, "df")

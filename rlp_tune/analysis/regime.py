@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import NOISE_KEY
 from .bootstrap import boot_mean_ci, finite, rng_for
 from .fit_lambda import LogisticFit, PeakFit, fit_logistic, fit_peak
 from .identify import FLAT_TOL
@@ -165,7 +166,7 @@ def cell_checks(d, fits: dict | None = None, *, n_boot: int = 200, seed: int = 0
     fits = fits or {}
     zero = d[d.lam == 0]
     if len(zero):
-        noise = zero["data.label_noise"].astype(float) if "data.label_noise" in zero else None
+        noise = zero[NOISE_KEY].astype(float) if NOISE_KEY in zero else None
         if noise is not None and (noise > 0).all():
             out.append(fits_labels(zero.train_acc, float(noise.mean()) if noise.nunique() == 1 else None))
         out.append(memorizes(zero.rand_acc, zero.chance, n_boot=n_boot, seed=seed))
@@ -177,7 +178,7 @@ def cell_checks(d, fits: dict | None = None, *, n_boot: int = 200, seed: int = 0
 def with_noise(d, final):
     """d (per_trial rows) with a `data.label_noise` column also where the sweep held it fixed (per_trial keeps
     only the swept config columns); read from the `final` frame by trial_id."""
-    if "data.label_noise" in d.columns or "data.label_noise" not in final.columns:
+    if NOISE_KEY in d.columns or NOISE_KEY not in final.columns:
         return d
-    noise = dict(zip(final["trial_id"].astype(str), final["data.label_noise"]))
-    return d.assign(**{"data.label_noise": d.trial_id.astype(str).map(noise).astype(float)})
+    noise = dict(zip(final["trial_id"].astype(str), final[NOISE_KEY]))
+    return d.assign(**{NOISE_KEY: d.trial_id.astype(str).map(noise).astype(float)})

@@ -1,6 +1,6 @@
 """A self-contained HTML report of a sweep's results (`rlp-tune report ROOT --out DIR`).
 
-    from rlp_tune.analysis import write_report
+    from rlp_tune.analysis.report import write_report
     index = write_report("runs/sweep1", "reports/sweep1")   # → reports/sweep1/index.html
 
 One file that opens offline: inline CSS, figures inlined as PNG data URIs, no scripts, no link to
@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from .. import storage
+from ..config import LAM_KEY
 from .document import Analysis, analyze_tables
 from .findings import cell_findings, factor_findings, run_finding
 from .figures import figure_infos
@@ -29,7 +30,7 @@ from .render import html_img
 from .search import SEARCH_DESIGNS, config_text, search_lines
 from .search_figures import search_figure_infos
 from .tables import load_tables
-from .text import lines_for
+from .fits import fit_lines
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}
@@ -88,7 +89,7 @@ def _df_table(df, cols=None) -> str:
 def _fit_table(named: list[tuple[str, object]]) -> str:
     rows = []
     for name, f in named:
-        lines = lines_for(f, name)
+        lines = fit_lines(f, name)
         lines[0] = lines[0].removeprefix(f"{name}: ").removeprefix(name)   # the name is in column 1
         rows.append([_e(name), "<br>".join(_e(s) for s in lines)])
     return _table(["fit", "result (95% bootstrap CI)"], rows, left=(0, 1))
@@ -180,7 +181,7 @@ def _appendix(a: Analysis, root: str) -> str:
                    "hyperparameters on this).</p>")
     import pandas as pd
     out.append(_df_table(pd.DataFrame(best.get("rows") or [])))
-    cols = ["trial_id", "status", "final_epoch", "complete", "lam"] + [c for c in varying if c != "rlp.lam"] + \
+    cols = ["trial_id", "status", "final_epoch", "complete", "lam"] + [c for c in varying if c != LAM_KEY] + \
         ["rand_acc"] + (["rand_acc_online"] if a.memorization_metric != "rand_acc" else []) + \
         ["rand_acc_audit", "train_acc", "val_acc", "test_acc", "gap"]
     out.append(f"<h3>All trials ({len(d)})</h3>")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import storage
+from ..config import LAM_KEY
 from .tables import Tables, numeric_column
 
 SEARCH_DESIGNS = ("tpe", "random", "qmc")
@@ -249,8 +250,8 @@ def summarize(t: Tables, d, design, space: dict, study, note: str) -> SearchSumm
         else:
             state = "running"
         params = {p: _param(r[p]) for p in design.searched if p in rows.columns}
-        if "rlp.lam" in design.searched:
-            params["rlp.lam"] = _value(r.lam)
+        if LAM_KEY in design.searched:
+            params[LAM_KEY] = _value(r.lam)
         epochs = int(r.final_epoch) if r.final_epoch == r.final_epoch else 0
         target = int(r.target_epochs) if r.target_epochs == r.target_epochs else epochs
         trials.append(SearchTrial(tid, st.number if st is not None else k, params, _value(val.get(tid)),

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import LAM_KEY, N_KEY
 from ..errors import UserError
 
 SECTION_PREFIXES = ("data.", "model.", "rlp.", "optim.", "probe.", "run.")
@@ -102,13 +103,13 @@ def load_tables(root: str | Path, at_epoch: int | None = None) -> Tables:
     """Read ROOT's Parquet results once (DuckDB) into the frames of `Tables`: two scans of the metrics
     (last values; per-epoch curves) and one read of the trials. at_epoch: see `Tables`; no trial
     with metrics at that epoch: AtEpochError (a UserError naming the longest run)."""
-    from ..reader import fetch, sql_literal
-    from .query import connect, final_sql, headmean_expr
+    from ..reader import connect, fetch, sql_literal
+    from .query import final_sql, headmean_expr
 
     if at_epoch is not None and (isinstance(at_epoch, bool) or not isinstance(at_epoch, int) or at_epoch < 0):
         raise AtEpochError(f"at_epoch must be an epoch number ≥ 0, got {at_epoch!r}")
     src = "metrics" if at_epoch is None else f"(SELECT * FROM metrics WHERE epoch <= {int(at_epoch)})"
-    con = connect(root, final=False, live=False)
+    con = connect(root, live=False)     # one-shot: no re-listing before each query, the retry alone
     try:
         # fetched results are registered back as relations (zero-copy Arrow): DuckDB temp tables of
         # wide rows are slow to build, and every relation below is small
@@ -218,8 +219,8 @@ def per_trial(t: Tables):
     f = t.final
     out = pd.DataFrame({"trial_id": f["trial_id"].astype(str), "sweep": f.get("sweep")})
     out["status"] = f["status"] if "status" in f.columns else None
-    out["lam"] = numeric_column(f, "rlp.lam")
-    out["chance"] = 1.0 / numeric_column(f, "rlp.n")
+    out["lam"] = numeric_column(f, LAM_KEY)
+    out["chance"] = 1.0 / numeric_column(f, N_KEY)
     out["train_acc"] = numeric_column(f, "train.acc")
     out["test_acc"] = numeric_column(f, "test.acc")
     out["val_acc"] = numeric_column(f, "val.acc")

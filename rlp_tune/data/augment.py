@@ -309,18 +309,18 @@ def make_augment(name_or_cfg, in_shape: Sequence[int], mean=None, std=None, stre
 
 # ---- mixup -----------------------------------------------------------------------------------
 def mixup(x: torch.Tensor, y_onehot: torch.Tensor | None, alpha: float, gen: torch.Generator | None = None):
-    """Mixup (Zhang et al. 2018): one λ ~ Beta(α, α) per batch, partner = a seeded permutation.
-    Returns (x_mixed, y_mixed or None, lam, perm): mix any other per-sample targets (random-label
-    one-hots) the same way, t_mixed = lam · t + (1 - lam) · t[perm]."""
+    """Mixup (Zhang et al. 2018): one mixing weight ~ Beta(α, α) per batch (data.mixup_alpha = α), partner = a seeded permutation.
+    Returns (x_mixed, y_mixed or None, weight, perm): mix any other per-sample targets (random-label
+    one-hots) the same way, t_mixed = weight · t + (1 - weight) · t[perm]."""
     if alpha <= 0:
         return x, y_onehot, 1.0, torch.arange(x.shape[0], device=x.device)
     dev = gen.device if gen is not None else torch.device("cpu")
     seed = int(torch.randint(0, 2 ** 62, (1,), generator=gen, device=dev).item())
-    lam = float(np.random.default_rng(seed).beta(alpha, alpha))    # torch's Beta takes no generator
+    weight = float(np.random.default_rng(seed).beta(alpha, alpha))    # torch's Beta takes no generator
     perm = torch.randperm(x.shape[0], generator=gen, device=dev).to(x.device)
-    xm = lam * x + (1 - lam) * x[perm]
-    ym = None if y_onehot is None else lam * y_onehot + (1 - lam) * y_onehot[perm]
-    return xm, ym, lam, perm
+    xm = weight * x + (1 - weight) * x[perm]
+    ym = None if y_onehot is None else weight * y_onehot + (1 - weight) * y_onehot[perm]
+    return xm, ym, weight, perm
 
 
 # ---- fixed-B augmentation sets ---------------------------------------------------------------

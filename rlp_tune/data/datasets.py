@@ -9,14 +9,19 @@ slice, moved to the device once (`bundle.to(device)`), and normalized on the dev
 carries the global sample indices `idx` (positions in the final training set), which index the
 random-label tables. Loaders read only local files; nothing is ever downloaded.
 
-A loader is registered with `@register_dataset(name)` and returns a `RawData` from a `Data` config.
+A dataset is one loader in the file of its family (shipped.py, cifar.py, idx.py, folders.py),
+registered with what it yields: `@register_dataset(name, in_shape=..., dtype=..., num_classes=...)`
+returns a `RawData` from a `Data` config section. Its entry (`DatasetSpec`) documents one sample's
+shape and dtype at the defaults, the sample counts where fixed, and the `data.*` options it reads
+beyond the common ones (fraction, noise, split, seed), e.g. `image_size` (the side of a square
+image, default its in_shape's) or `synthetic_size`. Adding a dataset: its loader in a family file
+(or a new file imported in data/__init__.py); tests/test_dataset_registry.py checks every entry.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
-import numpy as np
 import torch
 
 from ..errors import UserError
@@ -24,8 +29,44 @@ from ..registry import Registry
 from . import labels as L
 
 DATASETS = Registry("dataset")
-register_dataset = DATASETS.register
 list_datasets = DATASETS.list
+# the data.* keys every dataset goes through build_data with (a loader's own are on its entry)
+COMMON_OPTIONS = ("name", "label_noise", "fraction", "val_fraction", "random_classes", "seed")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    load: Callable[..., "RawData"]           # (Data section) → RawData
+    in_shape: tuple[int, ...]               # one sample at the defaults; with option image_size: (C, s, s)
+    dtype: torch.dtype                      # uint8 images (0..255, normalized on the device) or float32
+    num_classes: int | None                 # None: one per class folder found
+    sizes: tuple[int, int] | None = None    # (train, test) samples where fixed; None: as the files hold
+    options: tuple[str, ...] = ()           # data.* keys it reads beyond COMMON_OPTIONS ("root": needs files)
+
+    def image_size(self, dcfg) -> int:
+        """The image side: data.image_size, or the dataset's own (0 = native)."""
+        return dcfg.image_size or self.in_shape[-1]
+
+    def shape(self, dcfg) -> tuple[int, ...]:
+        """One sample's shape under this Data section."""
+        if "image_size" in self.options:
+            return (self.in_shape[0], self.image_size(dcfg), self.image_size(dcfg))
+        return self.in_shape
+
+
+def register_dataset(name: str, *, in_shape: tuple[int, ...], dtype: torch.dtype, num_classes: int | None,
+                     sizes: tuple[int, int] | None = None, options: tuple[str, ...] = ()) -> Callable:
+    """Decorator: register a loader `fn(data_cfg) -> RawData` as dataset `name` (module doc)."""
+    def deco(fn):
+        DATASETS.add(name, DatasetSpec(name, fn, tuple(in_shape), dtype, num_classes, sizes, tuple(options)))
+        return fn
+    return deco
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registered dataset `name`; an unknown name is a one-line RegistryError listing close ones."""
+    return DATASETS.get(name)
 
 
 class DatasetError(UserError, ValueError):
@@ -42,7 +83,7 @@ class RawData:
     num_classes: int
     mean: tuple[float, ...] | None = None   # per-channel, applied after uint8 → [0, 1]
     std: tuple[float, ...] | None = None
-    streamed: object | None = None   # a StreamedData for image folders too large to hold (see files.py)
+    streamed: object | None = None   # a StreamedData for image folders too large to hold (folders.py)
 
 
 @dataclass
@@ -122,7 +163,7 @@ def shard(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
 
 def load_raw(cfg) -> RawData:
     """The registered loader's RawData for `data.name` (what a sweep loads once and shares)."""
-    return DATASETS.create(cfg.data.name, cfg.data)
+    return dataset_spec(cfg.data.name).load(cfg.data)
 
 
 def build_data(cfg, raw: RawData | None = None) -> DataBundle:
@@ -153,35 +194,3 @@ def build_data(cfg, raw: RawData | None = None) -> DataBundle:
 
 def _take(x: torch.Tensor, idx: torch.Tensor, streamed) -> torch.Tensor:
     return x if streamed is not None else x[idx]
-
-
-# ---- small datasets that ship or are generated offline ---------------------------------------
-@register_dataset("digits")
-def digits(dcfg) -> RawData:
-    """scikit-learn's 8×8 digits (ships in the wheel): pixels / 16, the fixed 360-sample test split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=360, stratify=y, random_state=0)
-    t = torch.from_numpy
-    return RawData(t(Xtr), t(ytr).long(), t(Xte), t(yte).long(), 10)
-
-
-@register_dataset("synthetic")
-def synthetic(dcfg) -> RawData:
-    """Tiny generated 3×16×16 uint8 images in 10 classes (class-dependent colour blobs plus noise),
-    `data.synthetic_size` train and a quarter as many test samples; deterministic."""
-    size = dcfg.image_size or 16
-    g = torch.Generator().manual_seed(1234)
-    n_tr, n_te, c = dcfg.synthetic_size, max(dcfg.synthetic_size // 4, 10), 10
-    protos = torch.rand(c, 3, size, size, generator=g)
-
-    def make(n):
-        y = torch.arange(n) % c
-        x = 0.6 * protos[y] + 0.4 * torch.rand(n, 3, size, size, generator=g)
-        return (x * 255).round().clamp(0, 255).to(torch.uint8), y
-
-    xtr, ytr = make(n_tr)
-    xte, yte = make(n_te)
-    return RawData(xtr, ytr, xte, yte, c, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))

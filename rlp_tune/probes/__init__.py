@@ -4,19 +4,21 @@ normalized invariance measure (003 eq. 2).
     feats = extract_features(model, bundle.eval_batches("train", 512), taps=["input", "penultimate"], device=dev)
     tfeats = extract_features(model, bundle.eval_batches("test", 512), taps=["input", "penultimate"], device=dev)
     accs = run_probes(["knn", "masc"], feats["penultimate"], y_train, tfeats["penultimate"], y_test,
-                      num_classes=10, k=20, masc_threshold=0.99)   # {"knn_acc": ..., "masc_acc": ...}
+                      num_classes=10, probe_cfg=cfg.probe)   # {"knn_acc": ..., "masc_acc": ...}
 
-Every probe is a pure function of feature tensors that runs on their device. `PROBES[name]` has one
-signature: (train_feats, train_labels, test_feats, test_labels, num_classes, **opts) -> accuracy.
-"invariance" is not a feature probe (it needs the feature function and an augmentation): call
-`rlp_tune.probes.invariance.invariance` directly.
+Every probe is a pure function of feature tensors that runs on their device, registered by its own
+file in `PROBES` (base.py: the entry's signature, its options and the protocol they name).
+"invariance" is registered too but is not a feature probe (it needs the feature function and an
+augmentation): probes/layers.py runs it, or call `rlp_tune.probes.invariance.invariance` directly.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 
+from .base import PROBES, ProbeSpec, list_probes, probe_spec, register_probe
+# each import registers its probe (base.py); a new probe is one file and its line here
 from .invariance import invariance, invariance_per_sample
 from .knn import knn_accuracy, knn_neighbors, knn_predict
 from .linear import adam_probe, fit_adam_probe, fit_logreg, linear_predict, linear_probe
@@ -24,46 +26,23 @@ from .masc import MASC, explained_variance_k, masc_accuracy, masc_fit
 from .ncm import ncm_accuracy, ncm_predict
 
 
-def _knn(trf, trl, tef, tel, num_classes, k=20, **_):
-    return knn_accuracy(trf, trl, tef, tel, k=k, num_classes=num_classes)
-
-
-def _linear(trf, trl, tef, tel, num_classes, linear="l2", linear_C=1.0, linear_max_iter=200, seed=0, **_):
-    if linear == "adam20":
-        return adam_probe(trf, trl, tef, tel, num_classes=num_classes, seed=seed)
-    if linear != "l2":
-        raise ValueError(f"linear probe variant {linear!r}: expected 'l2' or 'adam20'")
-    return linear_probe(trf, trl, tef, tel, C=linear_C, max_iter=linear_max_iter, num_classes=num_classes)
-
-
-def _masc(trf, trl, tef, tel, num_classes, masc_threshold=0.99, **_):
-    return masc_accuracy(trf, trl, tef, tel, num_classes=num_classes, threshold=masc_threshold)
-
-
-def _ncm(trf, trl, tef, tel, num_classes, **_):
-    return ncm_accuracy(trf, trl, tef, tel, num_classes=num_classes)
-
-
-PROBES: dict[str, Callable[..., float]] = {"knn": _knn, "linear": _linear, "masc": _masc, "ncm": _ncm}
-
-
 def run_probes(names: Iterable[str], train_feats: torch.Tensor, train_labels: torch.Tensor,
-               test_feats: torch.Tensor, test_labels: torch.Tensor, num_classes: int, k: int = 20,
-               masc_threshold: float = 0.99, linear_C: float = 1.0, linear_max_iter: int = 200,
-               linear: str = "l2", seed: int = 0) -> dict[str, float]:
-    """Run the named probes on one layer's features → {"knn_acc": ..., "linear_acc": ..., ...}
-    (metric names as they go into the Parquet rows). linear: "l2" | "adam20" (seed: adam20's init
-    and batch order)."""
-    names = list(names)
-    bad = [n for n in names if n not in PROBES]
+               test_feats: torch.Tensor, test_labels: torch.Tensor, num_classes: int, probe_cfg=None,
+               seed: int = 0) -> dict[str, float]:
+    """Run the named feature probes on one layer's features → {"knn_acc": ..., "linear_acc": ..., ...}
+    (metric names as they go into the Parquet rows). Each probe's options come from `probe_cfg` (a
+    `[probe]` section, default `rlp_tune.config.Probe()`) as its registry entry says; seed: the
+    probes that draw (adam20's init and batch order)."""
+    if probe_cfg is None:
+        from ..config import Probe
+        probe_cfg = Probe()
+    specs = [probe_spec(n) for n in names]
+    bad = [s.name for s in specs if not s.features]
     if bad:
-        hint = (" ('invariance' needs a model and augmentation: use rlp_tune.probes.invariance)"
-                if "invariance" in bad else "")
-        raise ValueError(f"unknown probe(s) {', '.join(bad)} (known: {', '.join(PROBES)}){hint}")
-    opts = dict(k=k, masc_threshold=masc_threshold, linear_C=linear_C, linear_max_iter=linear_max_iter,
-                linear=linear, seed=seed)
-    return {f"{n}_acc": PROBES[n](train_feats, train_labels, test_feats, test_labels, num_classes, **opts)
-            for n in names}
+        raise ValueError(f"{', '.join(bad)}: not a feature probe (it needs a model and augmentation: "
+                         "rlp_tune.probes.layers.probe_rows runs it)")
+    return {f"{s.name}_acc": s.fn(train_feats, train_labels, test_feats, test_labels, num_classes, seed,
+                                  **s.kwargs(probe_cfg)) for s in specs}
 
 
 def extract_features(model, batches: Iterable, taps: Iterable[str], device=None, out_device=None,
@@ -111,6 +90,6 @@ def extract_features(model, batches: Iterable, taps: Iterable[str], device=None,
     return (out, torch.cat(ys)[order].long()) if with_labels else out
 
 
-__all__ = ["PROBES", "run_probes", "extract_features", "knn_predict", "knn_accuracy", "knn_neighbors",
+__all__ = ["PROBES", "ProbeSpec", "list_probes", "probe_spec", "register_probe", "run_probes", "extract_features", "knn_predict", "knn_accuracy", "knn_neighbors",
            "linear_probe", "fit_logreg", "linear_predict", "adam_probe", "fit_adam_probe", "MASC", "masc_fit", "masc_accuracy",
            "explained_variance_k", "ncm_predict", "ncm_accuracy", "invariance", "invariance_per_sample"]

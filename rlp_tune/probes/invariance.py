@@ -28,6 +28,8 @@ from typing import Callable
 
 import torch
 
+from .base import register_probe
+
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -59,3 +61,7 @@ def invariance(feature_fn: FeatureFn, x: torch.Tensor, augment: AugmentFn, n_vie
                generator: torch.Generator | None = None) -> float:
     """Batch mean of I(x; q, T) (003 eq. 2); 0 = invariant, larger = less invariant."""
     return float(invariance_per_sample(feature_fn, x, augment, n_views, generator).mean())
+
+
+# not a feature probe: probes/layers.py runs it on each tap with the run's augmentation
+register_probe("invariance", features=False)(invariance)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .base import register_probe
+
 _SIM_BLOCK_ELEMS = 1 << 25    # default cap on chunk × train_chunk similarities
 
 
@@ -110,3 +112,9 @@ def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int = 20
     pred = knn_predict(train_feats, train_labels, test_feats, k=k, num_classes=num_classes, chunk=chunk,
                        train_chunk=train_chunk)
     return float((pred == test_labels.to(pred.device).long()).double().mean()) if len(pred) else float("nan")
+
+
+@register_probe("knn", options={"k": "k"})
+def knn_probe(train_feats, train_labels, test_feats, test_labels, num_classes, seed, k):
+    """The registered k-NN probe (003: k = 20; 004: 5)."""
+    return knn_accuracy(train_feats, train_labels, test_feats, test_labels, k=k, num_classes=num_classes)

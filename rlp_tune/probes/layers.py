@@ -3,8 +3,8 @@ each probe, the test split scores it; plus 003's invariance of each tap under th
 
     rows = probe_rows(model, bundle, cfg)     # Parquet rows: split "test", layer = tap, metric = knn_acc, ...
 
-Every row names its protocol (`probe_protocol`): the label set the probe was fitted on, and the
-settings that change its number — k-NN "labels=clean;k=20", MASC "labels=train;threshold=0.99",
+Every row names its protocol (`ProbeSpec.protocol`, from the probe's registry entry): the label set
+the probe was fitted on, and the settings that change its number — k-NN "labels=clean;k=20", MASC "labels=train;threshold=0.99",
 linear "labels=clean;linear=adam20", NCM "labels=clean", plus ";max_train=N" when a subset of N
 training samples was used (probe.max_train > 0 and smaller than the training set). Probes are fitted
 on the whole training split by default (probe.max_train = 0), as 003 and 004 do; memory stays
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from . import extract_features, invariance, run_probes
+from . import extract_features, invariance, probe_spec, run_probes
 
 
 def probe_taps(model, names) -> list[str]:
@@ -32,20 +32,6 @@ def probe_taps(model, names) -> list[str]:
         raise ModelInputError(f"probe.layers: unknown tap(s) {', '.join(bad)} "
                               f"(taps: input, {', '.join(model.tap_names)})")
     return names
-
-
-def probe_protocol(name: str, labels: str, probe_cfg, n_subset: int = 0) -> str:
-    """The protocol string of a probe's rows (module doc); n_subset > 0: fitted on that many samples."""
-    parts = [f"labels={labels}"]
-    if name == "knn":
-        parts.append(f"k={probe_cfg.k}")
-    elif name == "masc":
-        parts.append(f"threshold={probe_cfg.masc_threshold:g}")
-    elif name == "linear":
-        parts.append(f"linear={probe_cfg.linear}")
-    if n_subset:
-        parts.append(f"max_train={n_subset}")
-    return ";".join(parts)
 
 
 def probe_rows(model, data, cfg, probes=None, layers=None, labels=None, augment=None) -> list[dict]:
@@ -67,16 +53,16 @@ def probe_rows(model, data, cfg, probes=None, layers=None, labels=None, augment=
     y_tr = (data.y_clean if labels == "clean" else data.y["train"])
     y_tr = y_tr if keep is None else y_tr[keep.to(y_tr.device)]
     y_te = data.y["test"]
-    feature_probes = [n for n in probes if n != "invariance"]
+    feature_probes = [n for n in probes if probe_spec(n).features]
     n_subset = 0 if keep is None else len(keep)
     rows = []
     for tap in taps:
         if feature_probes:
             f_tr, f_te = tr.pop(tap).to(data.device), te.pop(tap).to(data.device)   # one tap on the device
-            accs = run_probes(feature_probes, f_tr, y_tr, f_te, y_te, data.num_classes, k=p.k,
-                              masc_threshold=p.masc_threshold, linear=p.linear, seed=cfg.run.seed)
+            accs = run_probes(feature_probes, f_tr, y_tr, f_te, y_te, data.num_classes, probe_cfg=p,
+                              seed=cfg.run.seed)
             rows += [dict(split="test", layer=tap, head=-1, metric=f"{n}_acc", value=float(accs[f"{n}_acc"]),
-                          protocol=probe_protocol(n, labels, p, n_subset)) for n in feature_probes]
+                          protocol=probe_spec(n).protocol(labels, p, n_subset)) for n in feature_probes]
             del f_tr, f_te
     if "invariance" in probes and augment is not None:
         x, _, _ = next(iter(data.eval_batches("train", min(256, m))))

@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .base import register_probe
+
 
 def _standardize_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = x.mean(0)
@@ -122,3 +124,13 @@ def adam_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats
     pred = torch.cat([(test_feats[i:i + 8192].to(W) @ W.T + b).argmax(1) for i in range(0, len(test_feats), 8192)]) \
         if len(test_feats) else torch.empty(0, dtype=torch.long)
     return float((pred == test_labels.to(pred.device).long()).double().mean()) if len(pred) else float("nan")
+
+
+@register_probe("linear", options={"linear": "linear"})
+def linear_probe_entry(train_feats, train_labels, test_feats, test_labels, num_classes, seed, linear):
+    """The registered linear probe: `linear` = "l2" (linear_probe, C = 1) or "adam20" (004's, seeded)."""
+    if linear == "adam20":
+        return adam_probe(train_feats, train_labels, test_feats, test_labels, num_classes=num_classes, seed=seed)
+    if linear != "l2":
+        raise ValueError(f"linear probe variant {linear!r}: expected 'l2' or 'adam20'")
+    return linear_probe(train_feats, train_labels, test_feats, test_labels, num_classes=num_classes)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .base import register_probe
+
 
 def explained_variance_k(eigvals_desc: torch.Tensor, threshold: float) -> int:
     """Number of components kept for a spectrum sorted in descending order: the count of leading
@@ -123,3 +125,9 @@ def masc_accuracy(train_feats, train_labels, test_feats, test_labels, num_classe
 
 
 __all__ = ["MASC", "masc_fit", "masc_accuracy", "explained_variance_k"]
+
+
+@register_probe("masc", options={"threshold": "masc_threshold"})
+def masc_probe(train_feats, train_labels, test_feats, test_labels, num_classes, seed, threshold):
+    """The registered MASC probe (004: threshold 0.99)."""
+    return masc_accuracy(train_feats, train_labels, test_feats, test_labels, num_classes, threshold=threshold)

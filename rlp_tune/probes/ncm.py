@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .base import register_probe
+
 
 def class_means(train_feats: torch.Tensor, train_labels: torch.Tensor,
                 num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,3 +51,9 @@ def ncm_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
 def ncm_accuracy(train_feats, train_labels, test_feats, test_labels, num_classes: int | None = None) -> float:
     pred = ncm_predict(train_feats, train_labels, test_feats, num_classes)
     return float((pred == test_labels.to(pred.device).long()).double().mean()) if len(pred) else float("nan")
+
+
+@register_probe("ncm")
+def ncm_probe(train_feats, train_labels, test_feats, test_labels, num_classes, seed):
+    """The registered nearest-class-mean probe (004)."""
+    return ncm_accuracy(train_feats, train_labels, test_feats, test_labels, num_classes)
