@@ -108,7 +108,7 @@ def ws(tmp_path_factory):
     (d / "space_name.toml").write_text(SPACE.format(**ok).replace('name = "s"', 'name = "../victim"'))
     # a folder that already holds a sweep
     (d / "st" / "s").mkdir(parents=True)
-    (d / "st" / "s" / "tuner.pkl").write_bytes(b"")
+    (d / "st" / "s" / "space.toml").write_text("# a sweep's stored space\n")
     yield d
     (d / "ro").chmod(0o755)
 

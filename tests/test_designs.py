@@ -98,6 +98,8 @@ def test_designs_defaults(tmp_path):
 SPACES = {   # a small space per design; a design registered later runs with the LAM_RANGE one
     "grid": (GRID, 'seeds = [0, 1]'),
     "adaptive": (LAM_RANGE, 'num_samples = 10\nseeds = [0, 1]\ntarget_ci_decades = 0.01'),
+    # past TPE's 10 random start-up trials: the replay must restore the model's draws too
+    "tpe": (LAM_RANGE + '\n"rlp.heads" = { dist = "int", low = 1, high = 2 }', 'num_samples = 13\nseeds = [0]'),
 }
 
 
@@ -186,7 +188,7 @@ def design(request):
         yield request.param
 
 
-@pytest.mark.parametrize("stop", [(3, "record"), (3, "rows"), (4, "clean")])
+@pytest.mark.parametrize("stop", [(3, "record"), (3, "rows"), (4, "clean"), (11, "record")])
 def test_every_design_runs_each_point_and_seed_once_and_resumes_to_the_same_sweep(tmp_path, design, stop):
     """The contract of a design: run uninterrupted, it ends with every point under every seed once;
     stopped or killed at one of three moments and resumed (a new ledger reader, a new searcher),
@@ -268,7 +270,7 @@ def test_optuna_designs_use_their_seeded_sampler_and_export_the_study(tmp_path, 
     assert type(d.sampler()).__name__ == sampler
     study = optuna.load_study(study_name="c", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal"))))
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * space.num_samples
     want, _ = _ran(root)
     assert [tuple(sorted(t.params.items())) for t in study.trials] == [c for c, r, _ in want if r == 0]
 
@@ -350,7 +352,7 @@ def test_adaptive_stops_at_the_budget_and_replicates_each_point(tmp_path):
 def test_adaptive_expected_variance_prefers_the_transition():
     """The candidate score: one more point at the steep part lowers var(x50) most; at a flat end
     it adds almost nothing."""
-    from rlp_tune.tune.adaptive import expected_x50_variance
+    from rlp_tune.tune.designs.adaptive import expected_x50_variance
     have = np.linspace(-2, 3, 5)
     cand = np.linspace(-2, 3, 51)
     v = expected_x50_variance(have, cand, (0.5, 0.02, 1.2, 4.0), [1.2])

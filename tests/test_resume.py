@@ -66,19 +66,25 @@ def test_results_folders_read_by_every_reader_at_every_moment(tmp_path):
     assert sorted(read_trials(tmp_path).trial_id) == ["a1", "b2", "c3"]
 
 
-def test_legacy_compacted_file_is_read_and_replaced(tmp_path):
-    _trial(tmp_path, "a1", [0.5], "TERMINATED")
-    compact_trials(tmp_path)
-    d = tmp_path / "parquet" / "trials"
-    (d / "all-trials.parquet").rename(d / "_all.parquet")       # what older versions wrote
-    _trial(tmp_path, "b2", [0.6], "TERMINATED")
-    assert sorted(read_trials(tmp_path).trial_id) == ["a1", "b2"]
-    compact_trials(tmp_path)
-    assert [p.name for p in d.iterdir()] == ["all-trials.parquet"]
-    assert sorted(read_trials(tmp_path).trial_id) == ["a1", "b2"]
+# ---- the ledger, and the ASHA rungs rebuilt from it ---------------------------------------------------
+def _ledger(root, trials):
+    """A ledger as a driver writes it: per trial (id, its end status or None, the rung epochs it
+    passed, the epoch the scheduler stopped it at or None), with its rows' val.acc as rung values."""
+    from rlp_tune.reader import read_trial_metrics
+    from rlp_tune.tune.ledger import Ledger, TrialRecord
+    led = Ledger(str(root))
+    led.read()
+    for i, (tid, status, rungs, stop) in enumerate(trials):
+        led.add_trial(TrialRecord(tid, {"rlp.lam": 0.1 * (i + 1)}, 0, i))
+        m = read_trial_metrics(str(root), tid)
+        vals = dict(zip(m.epoch, m.value))
+        for e in rungs:
+            led.add_rung(tid, e, vals[e], e == stop)
+        if status:
+            led.add_end(tid, status, stop or max(vals), {int(e): v for e, v in vals.items()}, {})
+    return led
 
 
-# ---- ASHA rungs rebuilt from the Parquet rows -------------------------------------------------------
 def test_rung_epochs():
     from rlp_tune.tune.asha import rung_epochs
     assert rung_epochs(30, 3, 2) == [3, 6, 12, 24]
@@ -87,105 +93,62 @@ def test_rung_epochs():
     assert rung_epochs(10, 1, 1.5) == [1, 2, 3, 4, 6, 8]
 
 
-def test_rungs_rebuilt_as_decided_and_lost_decision_taken_again(tmp_path):
-    """Trials in creation order through rungs 1, 2, 4 (rf 2): the rebuild records what ASHA recorded,
-    keeps earlier stops, and stops a trial whose rung-epoch decision a driver kill lost."""
-    from rlp_tune.tune.asha import Rungs, rebuild, rung_epochs, write_stops
+def test_rungs_rebuilt_from_the_ledger_and_a_lost_decision_taken_from_the_rows(tmp_path):
+    """Trials through rungs 1, 2, 4 (rf 2): a new scheduler holds what the ledger recorded, in its
+    order, keeps earlier stops, and at a driver's start stops a trial whose rung-epoch decision a
+    kill lost (its rows hold the value); the next trial is judged as in the uninterrupted run."""
+    from rlp_tune.tune.asha import RungScheduler
+    from rlp_tune.tune.ledger import Ledger
     _trial(tmp_path, "t1", [0.5, 0.6, 0.7, 0.8], "TERMINATED")
-    _trial(tmp_path, "t2", [0.4], "RUNNING")          # stopped at rung 1 (0.4 < 0.5): in scheduler-stops.csv
+    _trial(tmp_path, "t2", [0.4], "RUNNING")          # stopped at rung 1 (0.4 < 0.5)
     _trial(tmp_path, "t3", [0.7, 0.65], "RUNNING")    # cut at epoch 2 (rung 2: 0.65 > 0.6 continues)
-    _trial(tmp_path, "t4", [0.9, 0.1], "RUNNING")     # wrote rung 2, driver died before deciding: stop
-    write_stops(str(tmp_path), {"t2": 1})
-    rungs = Rungs(rung_epochs(4, 1, 2), 2, 1.0)
-    stops = rebuild(str(tmp_path), "val.acc", rungs, 4)
-    assert stops == {"t2": 1, "t4": 2}
-    assert rungs.recorded == {1: {"t1": 0.5, "t2": 0.4, "t3": 0.7, "t4": 0.9},
-                              2: {"t1": 0.6, "t3": 0.65, "t4": 0.1}, 4: {"t1": 0.8}}
-    # the next trial is judged against the same rung values as in the uninterrupted run
-    assert rungs.cutoff(1) == pytest.approx(0.6) and rungs.decide("t5", 1, 0.55) is True
-    assert rungs.decide("t6", 3, -1.0) is False and 3 not in rungs.recorded   # never off a rung
+    _trial(tmp_path, "t4", [0.9, 0.1], "RUNNING")     # wrote rung 2, the driver died before deciding
+    _ledger(tmp_path, [("t1", "TERMINATED", [1, 2, 4], None), ("t2", "STOPPED", [1], 1),
+                       ("t3", None, [1, 2], None), ("t4", None, [1], None)])
+    led = Ledger(str(tmp_path))
+    led.read()
+    sched = RungScheduler(led, "val.acc", "max", max_t=4, grace_period=1, reduction_factor=2)
+    assert sched.rungs.recorded == {1: {"t1": 0.5, "t2": 0.4, "t3": 0.7, "t4": 0.9}, 2: {"t1": 0.6, "t3": 0.65},
+                                    4: {"t1": 0.8}}
+    sched.catch_up(["t3", "t4"])
+    assert led.state.stops == {"t2": 1, "t4": 2} and sched.rungs.recorded[2]["t4"] == 0.1
+    assert Ledger(str(tmp_path)).read().stops == {"t2": 1, "t4": 2}     # written before it takes effect
+    assert sched.rungs.cutoff(1) == pytest.approx(0.6) and sched.rungs.decide("t5", 1, 0.55) is True
+    assert sched.rungs.decide("t6", 3, -1.0) is False and 3 not in sched.rungs.recorded   # never off a rung
+    trial = types.SimpleNamespace(config={"_trial": "t2"}, trial_id="x")
+    assert sched.on_trial_result(None, trial, {"epoch": 2, "val.acc": 1.0}) == "STOP"   # stopped stays stopped
 
 
-def test_min_mode_rebuild(tmp_path):
-    from rlp_tune.tune.asha import Rungs, rebuild
+def test_min_mode_rungs(tmp_path):
+    from rlp_tune.tune.asha import RungScheduler
     _trial(tmp_path, "t1", [1.0, 0.5], "TERMINATED")
     _trial(tmp_path, "t2", [2.0], "RUNNING")
-    rungs = Rungs([1, 2], 2, -1.0)
-    assert rebuild(str(tmp_path), "val.acc", rungs, 2) == {"t2": 1}
+    led = _ledger(tmp_path, [("t1", "TERMINATED", [1, 2], None), ("t2", None, [], None)])
+    RungScheduler(led, "val.acc", "min", max_t=2, grace_period=1, reduction_factor=2).catch_up(["t2"])
+    assert led.state.stops == {"t2": 1}
 
 
-# ---- the Optuna study: journal in the folder, deterministic replay ----------------------------------
-def _tune_state(root: Path, ids: list[str]) -> None:
-    """What Tune's saved experiment state says about its trials (only the ids are read)."""
-    state = {"trial_data": [[json.dumps({"trial_id": t}), "{}"] for t in ids], "runner_data": {}, "stats": {}}
-    (root / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+def test_ledger_events_survive_as_written_and_a_foreign_object_is_named(tmp_path, monkeypatch):
+    """Snapshots hold every event so far (a reader needs a few requests however long the sweep
+    ran); a temporary file a kill left is not an event; an object that is not one is named."""
+    from rlp_tune.tune import ledger as L
+    monkeypatch.setattr(L, "SNAPSHOT_EVERY", 5)
+    led = L.Ledger(str(tmp_path))
+    for i in range(12):
+        led.add_trial(L.TrialRecord(f"t{i}", {"rlp.lam": float(i)}, i % 2, i // 2))
+    led.add_end("t3", "TERMINATED", 2, {1: 0.5, 2: float("nan")}, {"train.rand_acc.penultimate": 0.3})
+    names = sorted(p.name for p in (tmp_path / "ledger").iterdir())
+    assert len(names) < 6 and any(n.endswith("-snapshot.json") for n in names)
+    (tmp_path / "ledger" / "00000099-trial.json.tmp-1234").write_text("{cut")
+    st = L.Ledger(str(tmp_path)).read()
+    assert list(st.trials) == [f"t{i}" for i in range(12)] and st.trials["t3"].done
+    assert st.trials["t3"].values == {"train.rand_acc.penultimate": 0.3} and math.isnan(st.trials["t3"].series[2])
+    (tmp_path / "ledger" / "00000100-end.json").write_text('{"kind": "end", "trial": "nobody"}')
+    with pytest.raises(L.LedgerError, match="00000100-end.json: not a ledger event"):
+        L.Ledger(str(tmp_path)).read()
 
 
-def _searcher(root: Path, design: str = "tpe"):
-    from functools import partial
-
-    from optuna.distributions import FloatDistribution, IntDistribution
-
-    from rlp_tune.tune.study import StudySearcher
-    space = {"rlp.lam": FloatDistribution(1e-2, 1e2, log=True), "rlp.n": IntDistribution(8, 64, log=True)}
-    from rlp_tune.tune.designs import optuna_sampler
-    seeded = types.SimpleNamespace(design=design, base=types.SimpleNamespace(run=types.SimpleNamespace(seed=0)))
-    return StudySearcher(str(root), root.name, space, "val.acc", "max", partial(optuna_sampler, seeded), max_epochs=3)
-
-
-def _play(s, root: Path, tid: str, outcome: str, n_epochs: int):
-    """One trial through the searcher as Tune drives it; its rows written as the trial writes them."""
-    from rlp_tune.tune.asha import read_stops, write_stops
-    cfg = s.suggest(tid)
-    vals = [round(0.3 + 0.1 * e + 0.01 * math.log(cfg["rlp.lam"]), 6) for e in range(1, n_epochs + 1)]
-    _trial(root, tid, vals, "TERMINATED" if outcome == "done" else "RUNNING")
-    for e, v in enumerate(vals, 1):
-        s.on_trial_result(tid, {"epoch": e, "val.acc": v})
-    if outcome == "pruned":
-        write_stops(str(root), {**read_stops(str(root)), tid: n_epochs})
-    if outcome in ("done", "pruned", "interrupted"):
-        s.on_trial_complete(tid, {"epoch": n_epochs, "val.acc": vals[-1]})
-    return cfg
-
-
-@pytest.mark.parametrize("design", ["tpe", "random", "qmc"])
-def test_study_replay_reproduces_the_uninterrupted_sampler(tmp_path, design):
-    """Searcher A runs 14 trials (past TPE's 10 random start-up trials). Searcher B, unpickled as
-    Tune restores it after a kill when A had made 7 trials (the 7th unknown to Tune's saved state),
-    replays the journal and draws what A drew for trials 7..14 (TPE, random and QMC samplers); the study lists every trial with
-    its state (PRUNED for scheduler stops, RUNNING for one cut by an interrupt)."""
-    import pickle
-
-    import optuna
-    ref, cut = tmp_path / "ref", tmp_path / "cut"
-    plan = [("done", 3), ("pruned", 1), ("done", 3), ("pruned", 2), ("done", 3), ("done", 3)] + [("done", 3)] * 8
-    a = _searcher(ref, design)
-    want = [_play(a, ref, f"t{i}", *p) for i, p in enumerate(plan)]
-
-    b = _searcher(cut, design)
-    got = [_play(b, cut, f"t{i}", *p) for i, p in enumerate(plan[:6])]
-    _play(b, cut, "orphan", "running", 1)   # created after Tune's last save: never continued
-    _tune_state(cut, [f"t{i}" for i in range(6)])
-    b = pickle.loads(pickle.dumps(b))
-    got += [_play(b, cut, f"t{i}", *p) for i, p in list(enumerate(plan))[6:]]
-    assert got == want
-
-    st = optuna.load_study(study_name="cut", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(cut / "optuna.journal"))))
-    states = {t.user_attrs["trial_id"]: t.state.name for t in st.trials}
-    assert states == {f"t{i}": "PRUNED" if p[0] == "pruned" else "COMPLETE" for i, p in enumerate(plan)}
-    t3 = next(t for t in st.trials if t.user_attrs["trial_id"] == "t3")
-    assert t3.value == t3.intermediate_values[2] and sorted(t3.intermediate_values) == [1, 2]
-
-    # an interrupted trial stays RUNNING, and the next replay keeps it so
-    _play(b, cut, "t_int", "interrupted", 1)
-    _tune_state(cut, [f"t{i}" for i in range(len(plan))] + ["t_int"])
-    c = pickle.loads(pickle.dumps(b))
-    c.on_trial_result("t_int", {"epoch": 2, "val.acc": 0.9})
-    assert c.study().trials[-1].state.name == "RUNNING" and c.study().trials[-1].intermediate_values == {1: pytest.approx(0.4 + 0.01 * math.log(c.study().trials[-1].params["rlp.lam"])), 2: 0.9}
-
-
-# ---- resume of a finished sweep, orphans, status ------------------------------------------------------
+# ---- resume of a finished sweep, status -------------------------------------------------------------
 def _sweep_folder(tmp_path, samples=2):
     from rlp_tune.tune.space import load_space
     from rlp_tune.tune.sweep import _write_space
@@ -201,42 +164,31 @@ def test_resume_of_a_finished_sweep_is_a_no_op(tmp_path):
     _, root = _sweep_folder(tmp_path)
     _trial(root, "a1", [0.5, 0.6], "TERMINATED")
     _trial(root, "b2", [0.4], "RUNNING")
-    from rlp_tune.tune.asha import write_stops
-    write_stops(str(root), {"b2": 1})
-    _tune_state(root, [])            # a state that knows no trial: nothing may be taken for an orphan
+    _ledger(root, [("a1", "TERMINATED", [1, 2], None), ("b2", "STOPPED", [1], 1)])
     compact_trials(root)
     before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     r = subprocess.run(CLI + ["resume", str(root)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "is complete (2 of 2 trials done); nothing to resume" in r.stderr, r.stderr
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
     assert sorted(read_trials(root).trial_id) == ["a1", "b2"]
-    # a study that was not told a trial's end (a kill after its last epoch): not complete yet
-    from rlp_tune.tune.study import running_in_study
-    s = _searcher(root)
-    s.suggest("a1")
-    assert running_in_study(str(root)) == 1
 
 
-def test_orphans_never_include_the_compacted_file(tmp_path):
-    from rlp_tune.tune.restore import quarantine_orphans
-    root = tmp_path / "sw"
-    _trial(root, "known", [0.5], "TERMINATED")
-    compact_trials(root)
-    _trial(root, "orphan", [0.1])
-    _tune_state(root, ["known"])
-    assert quarantine_orphans(str(root)) == ["orphan"]
-    assert read_trials(root).trial_id.tolist() == ["known"]
-    assert (root / "parquet" / "trials" / "all-trials.parquet").exists()
+def test_a_sweep_of_an_older_version_is_named_not_resumed(tmp_path):
+    _, root = _sweep_folder(tmp_path)
+    _trial(root, "a1", [0.5], "RUNNING")
+    (root / "tuner.pkl").write_bytes(b"not read")
+    r = subprocess.run(CLI + ["resume", str(root)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "older rlp_tune (Tune's state, no ledger/)" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
 
 
 def test_status_tells_interrupted_from_running_and_finished(tmp_path):
-    from rlp_tune.tune.asha import write_stops
     from rlp_tune.tune.state import DRIVER_FILE
     _, root = _sweep_folder(tmp_path, samples=4)
     _trial(root, "a1", [0.5, 0.6], "TERMINATED")
     _trial(root, "b2", [0.4], "RUNNING")
     _trial(root, "c3", [0.7], "RUNNING")
-    write_stops(str(root), {"b2": 1})
+    _ledger(root, [("a1", "TERMINATED", [1, 2], None), ("b2", "STOPPED", [1], 1), ("c3", None, [1], None)])
     dead = subprocess.Popen(["true"])
     dead.wait()
     (root / DRIVER_FILE).write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
@@ -255,11 +207,13 @@ def test_status_tells_interrupted_from_running_and_finished(tmp_path):
 def test_dashboard_command(tmp_path, monkeypatch):
     """Not installed: one line, exit 2. Installed: optuna-dashboard serves the sweep's journal on
     127.0.0.1 (a stand-in module records the call)."""
-    import types
+    import optuna
 
     from rlp_tune.cli import main
-    s = _searcher(tmp_path / "sw")
-    _play(s, tmp_path / "sw", "t0", "done", 3)
+    (tmp_path / "sw").mkdir()
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "sw" / "optuna.journal")))
+    st = optuna.create_study(study_name="sw", storage=journal)
+    st.tell(st.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)    # as if not installed: import fails
     assert main(["dashboard", str(tmp_path / "sw")]) == 2
     calls = []
@@ -267,7 +221,6 @@ def test_dashboard_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna_dashboard", fake)
     assert main(["dashboard", str(tmp_path / "sw"), "--port", "8123"]) == 0
     (storage, host, port), = calls
-    import optuna
     assert (host, port) == ("127.0.0.1", 8123)
     assert [t.state.name for t in optuna.load_study(study_name="sw", storage=storage).trials] == ["COMPLETE"]
     assert main(["dashboard", str(tmp_path)]) == 2      # no study there
@@ -391,8 +344,10 @@ def test_interrupted_and_killed_sweep_resumes_to_the_uninterrupted_one(tmp_path,
         finally:
             shutil.rmtree(fresh, ignore_errors=True)
         assert _outcome(uri) == want
-        from rlp_tune.tune.study import load_study
-        study = load_study(uri, "r")
+        from rlp_tune.storage import read_bytes
+        (tmp_path / "from-bucket.journal").write_bytes(read_bytes(uri, "optuna.journal"))
+        study = optuna.load_study(study_name="r", storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "from-bucket.journal"))))
         assert [t.state.name for t in study.trials] == ["PRUNED" if w[1] == "STOPPED" else "COMPLETE" for w in want]
         assert [round(t.params["rlp.lam"], 10) for t in study.trials] == [w[0][0] for w in want]
         st = subprocess.run(CLI + ["status", uri], env=env, capture_output=True, text=True, timeout=120)
@@ -409,24 +364,27 @@ def test_progress_line_and_verbose_lines(tmp_path):
     log file when a trial ends; --verbose prints a line per trial epoch. The driver writes only what
     it alone knows: a finished trial keeps the Trainer's TERMINATED, a scheduler stop becomes STOPPED."""
     import io
-    import types
 
-    from rlp_tune.tune.asha import write_stops
+    from rlp_tune.tune.ledger import Ledger
     from rlp_tune.tune.progress import ProgressPrinter
     space, root = _sweep_folder(tmp_path, samples=3)
     out = {}
     for verbose in (False, True):
         stream = io.StringIO()
-        p = ProgressPrinter(space, str(root), verbose=verbose, stream=stream)
+        led = Ledger(str(root))
+        led.read()
+        p = ProgressPrinter(space, led, verbose=verbose, stream=stream)
         p.setup()
-        tr = types.SimpleNamespace(trial_id=f"a{int(verbose)}", config={"rlp.lam": 0.5}, last_result={})
+        tid = f"a{int(verbose)}"
+        tr = types.SimpleNamespace(trial_id="tune-id", config={"rlp.lam": 0.5, "_trial": tid}, last_result={})
         for e, v in [(1, 0.5), (2, 0.75)]:
-            _trial(root, tr.trial_id, [0.5, 0.75][:e], "TERMINATED" if e == 2 else "RUNNING")   # as the Trainer
-            tr.last_result = {"epoch": e, "val.acc": v}
-            p.on_trial_result(0, [], tr, tr.last_result)
+            _trial(root, tid, [0.5, 0.75][:e], "TERMINATED" if e == 2 else "RUNNING")   # as the Trainer
+            p.on_trial_result(0, [], tr, {"epoch": e, "val.acc": v})
+        _ledger(root, [(tid, "TERMINATED", [], None)])     # the searcher records the end before the callbacks
+        led.read()
         p.on_trial_complete(0, [], tr)
         out[verbose] = stream.getvalue().splitlines()
-        assert read_trials(root).set_index("trial_id").loc[tr.trial_id, "status"] == "TERMINATED"
+        assert read_trials(root).set_index("trial_id").loc[tid, "status"] == "TERMINATED"
     compact, verbose = out[False], out[True]
     assert len(compact) == 2 and "0/3 trials done | running a0 1/2 | best val.acc 0.5 (a0) | ETA -" in compact[0]
     assert "1/3 trials done | running - | best val.acc 0.75 (a0) | ETA " in compact[1]
@@ -435,29 +393,30 @@ def test_progress_line_and_verbose_lines(tmp_path):
 
     stopped = types.SimpleNamespace(trial_id="b0", config={"rlp.lam": 2.0}, last_result={"epoch": 1, "val.acc": 0.1})
     _trial(root, "b0", [0.1], "RUNNING")
-    write_stops(str(root), {"b0": 1})
+    _ledger(root, [("b0", "STOPPED", [1], 1)])
+    led.read()
     p.on_trial_complete(0, [], stopped)
     assert read_trials(root).set_index("trial_id").loc["b0", "status"] == "STOPPED"
     assert stream.getvalue().splitlines()[-1].split("] ")[1] == "b0 stopped by the scheduler at epoch 1"
 
 
 def test_progress_counts_each_trial_once_and_a_refused_status_write_is_one_line(tmp_path, monkeypatch):
-    """A trial done before a stop that Tune's restore runs again ends twice: counted once (was
+    """A trial that ends twice (its end a stop kept out of the ledger, run again) is counted once (was
     "4/3 trials done"). The driver's own status write refused by the disk (ENOSPC) is one warning
     line and the row stays RUNNING (was an exception through Tune: the driver crashed)."""
     import errno
     import io
-    import types
 
     from rlp_tune.results import ResultWriter as RW
     from rlp_tune.tune.progress import ProgressPrinter
     space, root = _sweep_folder(tmp_path, samples=3)
     for tid in ("a", "b"):
         _trial(root, tid, [0.5, 0.75], "TERMINATED")
+    led = _ledger(root, [("a", "TERMINATED", [], None), ("b", "TERMINATED", [], None)])
     stream = io.StringIO()
-    p = ProgressPrinter(space, str(root), stream=stream)
+    p = ProgressPrinter(space, led, stream=stream)
     p.setup()
-    for tid in ("a", "b"):    # restored and ended again
+    for tid in ("a", "b"):    # ended again
         p.on_trial_complete(0, [], types.SimpleNamespace(trial_id=tid, config={}, last_result={"epoch": 2}))
     _trial(root, "c", [0.5], "RUNNING")
 
@@ -519,87 +478,6 @@ def test_writer_has_one_code_path_for_paths_and_uris(tmp_path):
         assert m.value.tolist() == [0.5, 0.25] and m.epoch.tolist() == [1, 2]
         assert sorted(p.name for p in (tmp_path / sub / "parquet" / "metrics" / "t1").iterdir()) == ["final.parquet"]
         assert read_trials(tmp_path / sub).status.tolist() == ["STOPPED"]
-
-
-def test_resume_sets_aside_tune_state_cut_by_a_kill(tmp_path, capsys):
-    """Ray copies its saved state into the sweep folder without an atomic rename: a driver killed
-    during the copy leaves a truncated experiment state, or a new one beside an older session's
-    searcher state. Tune would fail to restore and start afresh; resume moves that session's files to
-    broken-state/ and restores from the session before. A run Tune restarted anyway is stopped."""
-    import ray.cloudpickle as cloudpickle
-
-    from rlp_tune.tune import _ray_compat as compat
-    from rlp_tune.tune.restore import COPIES, RestoreError, restore_guard, set_aside_unrestorable
-
-    def state(trials):
-        return json.dumps({"trial_data": [[json.dumps({"trial_id": t, "config": {}, "status": "RUNNING"}), "{}"]
-                                          for t in trials]})
-
-    def session(root, name, trials, searcher=True):
-        Path(root, f"experiment_state-{name}.json").write_text(state(trials))
-        if searcher:
-            Path(root, f"search_gen_state-{name}.json").write_bytes(cloudpickle.dumps({"counter": len(trials)}))
-            Path(root, f"searcher-state-{name}.pkl").write_bytes(cloudpickle.dumps({"cfg": {}}))
-
-    root = tmp_path / "r"
-    root.mkdir()
-    session(root, "2026-01-01_00-00-00", ["t1"])
-    session(root, "2026-01-02_00-00-00", ["t1", "t2"])
-    assert set_aside_unrestorable(str(root)) == [] and len(compat.state_sessions(root)) == 2
-
-    good = Path(root, "experiment_state-2026-01-02_00-00-00.json").read_text()
-    session(root, "2026-01-03_00-00-00", ["t1", "t2", "t3"])
-    Path(root, "experiment_state-2026-01-03_00-00-00.json").write_text(good[: len(good) // 2])   # cut copy
-    session(root, "2026-01-04_00-00-00", ["t1", "t2", "t3", "t4"], searcher=False)   # searcher not copied yet
-    assert compat.session_problem(root, "2026-01-04_00-00-00") == \
-        "search_gen_state-2026-01-04_00-00-00.json is missing (an earlier session saved one)"
-    assert "2026-01-03_00-00-00.json holds no trial" in compat.session_problem(root, "2026-01-03_00-00-00")
-    assert set_aside_unrestorable(str(root)) == ["2026-01-04_00-00-00", "2026-01-03_00-00-00"]
-    assert compat.state_sessions(root) == ["2026-01-01_00-00-00", "2026-01-02_00-00-00"]
-    assert sorted(p.name for p in (root / "broken-state" / "2026-01-03_00-00-00").iterdir()) == [
-        "experiment_state-2026-01-03_00-00-00.json", "search_gen_state-2026-01-03_00-00-00.json",
-        "searcher-state-2026-01-03_00-00-00.pkl"]
-    assert "cannot be restored" in capsys.readouterr().err
-
-    Path(root, "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(b"\x80\x05trunc")          # a cut pickle
-    assert "searcher-state-2026-01-02_00-00-00.pkl cannot be loaded (ValueError" in \
-        compat.session_problem(root, "2026-01-02_00-00-00")
-    Path(root, "search_gen_state-2026-01-01_00-00-00.json").write_bytes(b"")                   # a 0-byte one
-    assert compat.session_problem(root, "2026-01-01_00-00-00") == \
-        "search_gen_state-2026-01-01_00-00-00.json cannot be loaded (empty)"
-
-    # a crafted sweep folder: a whole pickle that runs code when loaded. Deciding whether a session
-    # can be restored reads its opcodes and loads nothing: the marker is never written
-    marker = tmp_path / "ran"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    Path(root, "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(cloudpickle.dumps(Evil()))
-    assert compat.session_problem(root, "2026-01-02_00-00-00") is None
-    assert set_aside_unrestorable(str(root)) == [] and not marker.exists()
-
-    # the kill seen in CI: Ray re-copies every earlier session's files on each save of a restored run,
-    # so one SIGKILL cut the killed driver's searcher state to 0 bytes and the experiment state of the
-    # session it was restored from in half. That session comes back from its whole copy, kept when a
-    # resume first restored from it
-    copy = root / COPIES / "2026-01-02_00-00-00"
-    session(root, "2026-01-05_00-00-00", ["t1", "t2", "t3"])
-    Path(root, "searcher-state-2026-01-05_00-00-00.pkl").write_bytes(b"")
-    exp = Path(root, "experiment_state-2026-01-02_00-00-00.json")
-    exp.write_text(exp.read_text()[:20])
-    capsys.readouterr()
-    assert set_aside_unrestorable(str(root)) == ["2026-01-05_00-00-00"]
-    assert exp.read_text() == (copy / exp.name).read_text() == good
-    assert compat.session_problem(root, "2026-01-02_00-00-00") is None
-    assert "put back from" in capsys.readouterr().err
-
-    guard = restore_guard(str(root), {"t1", "t2"})
-    guard.on_step_begin(0, [types.SimpleNamespace(trial_id="t2")])         # restored: runs on
-    fresh = restore_guard(str(root), {"t1", "t2"})
-    with pytest.raises(RestoreError, match="could not restore the sweep state"):
-        fresh.on_step_begin(0, [types.SimpleNamespace(trial_id="x9")])      # Tune started afresh
 
 
 def test_one_driver_per_sweep_folder(tmp_path):

@@ -252,31 +252,11 @@ def test_kill_driver_then_resume(tmp_path):
         _kill_marked(marker)
 
 
-def test_orphan_trials_are_moved_out_of_the_results(tmp_path):
-    """A trial created after Tune's last saved state (driver killed in between) is not continued on
-    resume; its partial rows must not stay in the results as an extra trial."""
-    import json
-
-    from rlp_tune.results import ResultWriter
-    from rlp_tune.tune.restore import quarantine_orphans
-    root = tmp_path / "sw"
-    for tid in ["known1", "orphan"]:
-        w = ResultWriter(root, "sw", tid)
-        w.write_epoch(1, [dict(split="train", metric="acc", value=0.5)])
-        w.write_trial({"run.seed": 0}, "RUNNING", 1)
-    state = {"trial_data": [[json.dumps({"trial_id": "known1"}), "{}"]], "runner_data": {}, "stats": {}}
-    (root / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
-    assert quarantine_orphans(str(root)) == ["orphan"]
-    assert read_trials(root).trial_id.tolist() == ["known1"]
-    assert set(read_metrics(root).trial_id) == {"known1"}
-    assert (root / "orphans" / "orphan" / "orphan.parquet").exists()
-
-
 def test_trials_compaction_keeps_one_newest_row_per_trial(tmp_path):
     """A finished sweep merges its one-row trials files; a later per-trial rewrite wins."""
     import time as _t
 
-    from rlp_tune.analysis import run_query
+    from rlp_tune.analysis.query import run_query
     from rlp_tune.results import ResultWriter, compact_trials
     for tid in ["a", "b", "c"]:
         w = ResultWriter(tmp_path, "s", tid)

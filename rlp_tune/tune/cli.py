@@ -54,7 +54,7 @@ def cmd_dashboard(args) -> int:
     from optuna.storages.journal import JournalFileBackend
 
     from ..errors import UserError
-    from .study import JOURNAL
+    from .designs.study import JOURNAL
     if is_remote(args.target):
         raise UserError(f"{args.target}: optuna-dashboard reads a local journal; copy {JOURNAL} from there first")
     path = Path(args.target) / JOURNAL

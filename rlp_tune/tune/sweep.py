@@ -224,9 +224,9 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     name = check_name("--name", name or space.name)    # a folder under --storage, never a path out of it
     storage = resolve(storage)
     root = _join(storage, name)
-    _refuse_existing(root)
     if not is_remote(storage):
         check_folder(storage, "--storage")
+    _refuse_existing(root)
     return _drive(space, root, address, stop, verbose, new=True, write_space=True)
 
 

@@ -34,10 +34,10 @@ import math
 
 import numpy as np
 
-from .cells import cell_key
-from .designs import DESIGNS, FINISHED, Design
-from .ledger import LedgerState, TrialRecord
-from .space import ADAPTIVE_KEY
+from .grid import cell_key
+from .base import DESIGNS, FINISHED, Design
+from ..ledger import LedgerState, TrialRecord
+from ..space import ADAPTIVE_KEY
 
 N_CANDIDATES = 61      # log-spaced candidate λ per cell
 N_SPREAD = 5           # λ50 values across the CI the expected variance is averaged over
@@ -49,7 +49,7 @@ MIN_POINTS_TO_STOP = 8
 def _analysis():
     """The analysis modules the searcher uses — its λ fits and the name of the memorization metric —
     the one import of rlp_tune.analysis in the tune package: repoint it here when they move."""
-    from ..analysis import fit_lambda, tables
+    from ...analysis import fit_lambda, tables
     return fit_lambda, tables
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from .designs import DESIGNS, FINISHED, Design
-from .ledger import LedgerState
+from .base import DESIGNS, FINISHED, Design
+from ..ledger import LedgerState
 
 
 def norm_value(v: Any) -> Any:

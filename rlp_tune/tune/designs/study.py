@@ -26,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import storage
-from .designs import DESIGNS, Design
-from .ledger import LedgerState, TrialRecord
+from ... import storage
+from .base import DESIGNS, Design
+from ..ledger import LedgerState, TrialRecord
 
 JOURNAL = "optuna.journal"
 TRIAL_ATTR = "trial_id"     # user attribute: the first trial of the point (= the Parquet trial_id)
@@ -57,7 +57,9 @@ class OptunaDesign(Design):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
-        self.path = Path(tempfile.mkdtemp(prefix="rlp_tune_study_")) / JOURNAL   # the driver's working copy
+        # the driver's working copy (removed with this object): exported whole after every change
+        self._tmp = tempfile.TemporaryDirectory(prefix="rlp_tune_sweep_study_")
+        self.path = Path(self._tmp.name) / JOURNAL
         return optuna.create_study(study_name=storage.name(self.root),
                                    storage=JournalStorage(JournalFileBackend(str(self.path))),
                                    sampler=self.sampler(), direction="maximize" if self.space.mode == "max" else "minimize")

@@ -5,19 +5,19 @@
     design.next(state, live)            # a new point's searched values, None (wait) or FINISHED
     design.ended(state, rec)            # a trial of a point ended (its record holds the outcome)
 
-    grid      tune/cells.py      the full factorial, every cell once (per seed)
-    adaptive  tune/adaptive.py   λ placed where it narrows the CI of λ50
-    tpe, random, qmc  tune/study.py   Optuna's samplers, seeded
+    grid              designs/grid.py       the full factorial, every cell once (per seed)
+    adaptive          designs/adaptive.py   λ placed where it narrows the CI of λ50
+    tpe, random, qmc  designs/study.py      Optuna's samplers, seeded
 
 A design proposes points; the searcher (tune/searcher.py) runs each point under every replicate
 seed, records each trial in the ledger before it starts, and rebuilds the design from the ledger on
 resume. A new design is one file: a `Design` subclass registered with `@DESIGNS.register("name")`,
-imported in `_load()` below; tests/test_designs.py's contract test runs every registered design.
+imported in designs/__init__.py; tests/test_designs.py's contract test runs every registered design.
 """
 from __future__ import annotations
 
-from ..registry import Registry
-from .ledger import LedgerState, TrialRecord
+from ...registry import Registry
+from ..ledger import LedgerState, TrialRecord
 
 DESIGNS = Registry("design")
 FINISHED = "FINISHED"     # next(): the design has proposed every point it will
@@ -43,17 +43,3 @@ class Design:
         """Result keys ("split.metric.layer") whose final values the design learns from: the ledger
         keeps them with each trial's end."""
         return []
-
-
-def _load() -> None:
-    from . import adaptive, cells, study   # noqa: F401  (each registers its designs)
-
-
-def make_design(space, root: str) -> Design:
-    _load()
-    return DESIGNS.create(space.design, space, root)
-
-
-def design_names() -> list[str]:
-    _load()
-    return DESIGNS.list()
