@@ -101,8 +101,8 @@ def test_exit_code_when_complete_or_not_asked():
     assert stop.exit_code(complete=True) == 0       # a signal after the last trial ended changes nothing
 
 
-def test_callback_tracks_completion_and_pickles_to_a_noop():
-    from ray.tune import Callback
+def test_callback_tracks_completion_and_pickles_without_the_request():
+    import ray.cloudpickle as cloudpickle
     from ray.tune.experiment import Trial
 
     class T:   # the only Trial API the callback uses
@@ -119,8 +119,13 @@ def test_callback_tracks_completion_and_pickles_to_a_noop():
     assert stop.complete is False
     cb.on_step_end(iteration=3, trials=[T("TERMINATED"), T("ERROR")])
     assert stop.complete is True
-    back = pickle.loads(pickle.dumps(cb))          # Tune pickles the run config into tuner.pkl
-    assert type(back) is Callback
+    stop.install()                                 # holds signal handlers now: the callback does not
+    try:
+        back = cloudpickle.loads(cloudpickle.dumps(cb))    # Tune pickles the run config into tuner.pkl
+        assert type(back) is type(cb) and back.key == cb.key and vars(back).keys() == vars(cb).keys()
+        assert len(cloudpickle.dumps(cb)) < 400                  # a number and the budget, nothing else
+    finally:
+        stop.uninstall()
 
 
 def test_space_of_a_uri_sweep_folder(tmp_path):

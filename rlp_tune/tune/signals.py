@@ -135,35 +135,13 @@ class StopRequest:
 
     def callback(self, expected_trials: int, time_budget: float = 0.0):
         """A Tune callback: attaches this request when the experiment starts, and records after every
-        control-loop step whether the sweep is complete (all `expected_trials` exist and have ended).
-        Read `complete` from that step, not from the results: on a stop, Tune marks the trials it
-        stops TERMINATED in memory (the saved state keeps them RUNNING, so a restore resumes them).
-        `time_budget` (seconds, 0 = none): once Tune has run this long in this driver, the same clean
-        stop as SIGUSR1 (exit 3, resumable; a resume gets the budget afresh)."""
-        import time
-
-        from ray.tune import Callback
-
-        stop = self
-        stop.complete = False
-
-        class _StopCallback(Callback):
-            deadline = None
-
-            def setup(self, **info):
-                stop.attach_to_tune()
-                self.deadline = time.monotonic() + time_budget if time_budget else None
-
-            def on_step_end(self, iteration, trials, **info):
-                stop.complete = len(trials) >= expected_trials and all(t.is_finished() for t in trials)
-                if self.deadline is not None and not stop.complete and time.monotonic() >= self.deadline:
-                    self.deadline = None
-                    stop.request(TIME_BUDGET, f"sweep.time_budget of {time_budget:g} s spent")
-
-            def __reduce__(self):   # Tune pickles its run config (tuner.pkl): a restore gets a no-op
-                return (Callback, ())
-
-        return _StopCallback()
+        control-loop step whether the sweep is complete (all `expected_trials` exist and have ended;
+        0: the caller tells exit_code instead). `time_budget` (seconds, 0 = none): once Tune has run
+        this long in this driver, the same clean stop as SIGUSR1 (exit 3, resumable; a resume gets the
+        budget afresh)."""
+        from .stop_callback import StopCallback
+        REQUESTS[id(self)] = self
+        return StopCallback(id(self), expected_trials, time_budget)
 
     def exit_code(self, complete: bool | None = None) -> int:
         """0 when the sweep is complete (a late signal changes nothing) or no stop was asked for, else
@@ -172,3 +150,9 @@ class StopRequest:
         if complete or not self.requested:
             return 0
         return INTERRUPTED_EXIT if self.signame == "SIGINT" else RESUME_EXIT
+
+
+# the StopRequest of each callback, by id: Tune pickles its run config (tuner.pkl) and a callback
+# that held the request itself would pickle the signal handlers; this one holds a number
+REQUESTS: dict[int, StopRequest] = {}
+
