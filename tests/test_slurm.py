@@ -1,23 +1,27 @@
-"""cluster/slurm/sweep.sbatch on a one-node SLURM that this test brings up (marked `slurm`).
+"""The SLURM recipes of cluster/slurm/ on a one-node SLURM that this test brings up (marked `slurm`).
 
-A tiny digits sweep (8 trials x 50 epochs, ~1 min of training) is submitted with a 2-minute wall time
-and SIGUSR1 60 s before it, so it needs several allocations: each stops cleanly on the warning,
-requeues itself, and the next resumes. SLURM 22.05 checks time limits every 30 s and sends the
-warning at the last check before "limit - 60 s", i.e. 30-60 s after the start (a one-minute limit
-left too little time after Ray's ~12 s start-up); the time limit's SIGTERM is >= 60 s later.
-Checked: the job completes once (exit 0, at least one requeue), the sweep is complete (every trial,
-every epoch), its Parquet files hold no duplicate row, no finished trial ran twice, and nothing the
-test started is left running.
+Two tiny digits sweeps (`run.device = "cpu"`, 40 epochs per trial) are submitted at once to the one
+node, each with a 2-minute wall time and SIGUSR1 60 s before it: `shared` through the shared-cluster
+recipe (head.sbatch: the driver and a Ray head without CPUs, plus one worker job per allocation that
+joins it; the worker asks for one CPU, `RLP_WORKER_SBATCH`, where a real one asks for
+`--gres=gpu:1`) and `onenode` through sweep.sbatch (the driver's own Ray). SLURM 22.05 checks time
+limits every 30 s and sends the warning at the last check before "limit - 60 s", i.e. 30-60 s after
+the start, so each sweep stops cleanly in its first allocation and requeues itself; the test then
+raises the requeued job's time limit, and the second allocation resumes the sweep and runs it to the
+end. Checked for each: the job completes once (exit 0, one requeue), the sweep is complete (every
+trial, every epoch), its Parquet files hold no duplicate row, no finished trial ran twice; for the
+head job, each allocation's worker joined and left and its job completed; nothing the test started
+is left running.
 
 Needs root, SLURM (slurmctld, slurmd, sbatch, ...), munge and unshare (.ci/run installs slurm-wlm
 and munge with apt-get); skips with the reason otherwise. Isolation on a shared machine:
-* munged, slurmctld and slurmd use their own socket, ports, state and spool folders under tmp;
+* munged, slurmctld and slurmd use their own socket, ports, state and spool folders under tmp; every
+  job's Ray temp folder is below one folder of the test's;
 * slurmd (and so every job, and every Ray process of a job) runs in its own PID namespace, under a
   small reaping init: `ray symmetric-run` ends with `ray stop`, which stops every Ray process it can
-  see, and refuses to start when it sees another Ray; in the namespace it sees only the job's own;
+  see, and refuses to start when it sees another Ray; in the namespace it sees only the jobs' own;
 * teardown ends the namespace (all of it) and the two daemons outside it, by pid.
-Takes ~2-4 minutes; measured on a shared 2-core machine: 2 allocations and 108 s from sbatch to the
-end at load ~1.5, 3 and 171 s at ~2, 4 and 232 s at ~3.
+Takes ~2-5 minutes: 225 s from sbatch to both COMPLETED on a shared 2-core machine at load ~7.
 """
 import os
 import re

@@ -81,9 +81,10 @@ rlp_driver_cmd() {
 
 # rlp_traps: SIGUSR1 (the wall-time warning, --signal=B:USR1@N) and SIGTERM (scancel) are passed to the
 # driver once it runs, which stops cleanly (rlp_tune/tune/signals.py); before that they are kept in
-# the stop file, which the driver reads when it starts. Sets RUN_DIR STOP_SIG STEP.
+# the stop file, which the driver reads when it starts (both files in RUN_DIR, below the sweep
+# folder). Sets RUN_DIR STOP_SIG STEP.
 rlp_traps() {
-    RUN_DIR=${TMPDIR:-/tmp}/rlp_tune.$SLURM_JOB_ID.$RESTART
+    RUN_DIR=$SWEEP/.slurm/driver.$SLURM_JOB_ID.$RESTART    # the sweep's: unique even where job ids repeat
     mkdir -p "$RUN_DIR" || exit 2
     export RLP_TUNE_PIDFILE=$RUN_DIR/driver.pid RLP_TUNE_STOPFILE=$RUN_DIR/stop
     STOP_SIG="" STEP=""
