@@ -21,7 +21,7 @@ and munge with apt-get); skips with the reason otherwise. Isolation on a shared 
   small reaping init: `ray symmetric-run` ends with `ray stop`, which stops every Ray process it can
   see, and refuses to start when it sees another Ray; in the namespace it sees only the jobs' own;
 * teardown ends the namespace (all of it) and the two daemons outside it, by pid.
-Takes ~2-5 minutes: 225 s from sbatch to both COMPLETED on a shared 2-core machine at load ~7.
+Takes ~2-5 minutes: 225-241 s from sbatch to both COMPLETED on a shared 2-core machine at load ~4-7.
 """
 import os
 import re

@@ -64,7 +64,8 @@ rlp_token() {
 
 # rlp_driver_cmd SPACE [--address ADDR] -- ARGS...: `rlp-tune sweep` the first time, `rlp-tune resume`
 # once the sweep folder holds space.toml. --verbose: a job log is a file, not a terminal (a line per
-# trial epoch and per trial end, not the live progress line). Sets MODE CMD.
+# trial epoch and per trial end, not the live progress line). Sets MODE CMD. (An empty array is
+# written ${a[@]+"${a[@]}"}: bash before 4.4 calls "${a[@]}" unbound under `set -u`.)
 rlp_driver_cmd() {
     local space=$1 at=()
     shift
@@ -72,10 +73,10 @@ rlp_driver_cmd() {
     shift                                         # --
     if [ -f "$SWEEP/space.toml" ]; then
         MODE=resume
-        CMD=(rlp-tune resume "$SWEEP" "${at[@]}" --verbose)
+        CMD=(rlp-tune resume "$SWEEP" ${at[@]+"${at[@]}"} --verbose)
     else
         MODE=sweep
-        CMD=(rlp-tune sweep "$space" --storage "$STORAGE" --name "$NAME" "${at[@]}" --verbose "$@")
+        CMD=(rlp-tune sweep "$space" --storage "$STORAGE" --name "$NAME" ${at[@]+"${at[@]}"} --verbose "$@")
     fi
 }
 
