@@ -280,33 +280,79 @@ def test_dockerfile_uses_the_projects_ray():
     assert re.search(rf"^FROM rayproject/ray:{re.escape(ray.__version__)}-py3\d+", text, re.M)
 
 
-# ---- slurm: the script, statically and its input checks --------------------------------------------
-SBATCH = CLUSTER / "slurm" / "sweep.sbatch"
+# ---- slurm: the scripts, statically and their input checks -----------------------------------------
+SLURM = CLUSTER / "slurm"
+SBATCH = SLURM / "sweep.sbatch"
+CHAINS = ["sweep.sbatch", "head.sbatch"]          # the jobs that requeue themselves
 
 
-def test_sbatch_script_syntax_and_defaults():
-    assert subprocess.run(["bash", "-n", str(SBATCH)]).returncode == 0
-    opts = dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(\S+))?", SBATCH.read_text(), re.M))
+def _opts(script: Path) -> dict:
+    return dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(\S+))?", script.read_text(), re.M))
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_sbatch_script_syntax_and_defaults(name):
+    assert subprocess.run(["bash", "-n", str(SLURM / name)]).returncode == 0
+    opts = _opts(SLURM / name)
     assert re.fullmatch(r"B:USR1@\d+", opts["signal"])      # the warning goes to the script (B:)
     assert "requeue" in opts and opts["open-mode"] == "append"
 
 
-def _run_script(args, **env):
+def test_worker_script_syntax_and_defaults():
+    for f in ("worker.sbatch", "common.sh"):
+        assert subprocess.run(["bash", "-n", str(SLURM / f)]).returncode == 0, f
+    opts = _opts(SLURM / "worker.sbatch")
+    assert "no-requeue" in opts and "requeue" not in opts and "signal" not in opts   # it leaves with its head
+    assert "gres" not in opts        # the GPU request is head.sbatch's RLP_WORKER_SBATCH (tests override it)
+
+
+def test_shared_recipe_never_runs_ray_stop():
+    """`ray stop` ends every Ray of the user on the node, other jobs' too: the shared-cluster recipe ends
+    its own Ray by pid only."""
+    for f in ("head.sbatch", "worker.sbatch", "common.sh"):
+        code = [re.sub(r"(^|\s)#.*$", "", line) for line in (SLURM / f).read_text().splitlines()]
+        assert not [c for c in code if re.search(r"\bray\s+stop\b", c)], f
+        assert not [c for c in code if re.search(r"\b(pkill|killall)\b", c)], f
+
+
+def _run_script(args, script=SBATCH, **env):
     base = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    return subprocess.run(["bash", str(SBATCH), *args], env={**base, **env}, capture_output=True, text=True,
+    return subprocess.run(["bash", str(script), *args], env={**base, **env}, capture_output=True, text=True,
                           cwd=ROOT)
 
 
-def test_sbatch_script_input_checks(tmp_path):
-    r = _run_script(["search_spaces/demo.toml"])
+@pytest.mark.parametrize("name", CHAINS)
+def test_sbatch_script_input_checks(tmp_path, name):
+    script = SLURM / name
+    r = _run_script(["search_spaces/demo.toml"], script)
     assert r.returncode != 0 and "runs under SLURM" in r.stderr          # not inside a job
-    r = _run_script([], SLURM_JOB_ID="1")
-    assert r.returncode == 2 and r.stderr.startswith("usage: sbatch cluster/slurm/sweep.sbatch")
-    r = _run_script(["search_spaces/demo.toml", "--storage", "/x"], SLURM_JOB_ID="1")
+    r = _run_script([], script, SLURM_JOB_ID="1")
+    assert r.returncode == 2 and r.stderr.startswith(f"usage: sbatch cluster/slurm/{name}")
+    r = _run_script(["search_spaces/demo.toml", "--storage", "/x"], script, SLURM_JOB_ID="1")
     assert r.returncode == 2 and "RLP_STORAGE" in r.stderr
-    r = _run_script(["search_spaces/demo.toml"], SLURM_JOB_ID="1", RLP_VENV=str(tmp_path))
+    r = _run_script(["search_spaces/demo.toml"], script, SLURM_JOB_ID="1", RLP_VENV=str(tmp_path))
     assert r.returncode == 2 and "has no rlp-tune or ray" in r.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text('[search]\n"rlp.lamda" = { dist = "uniform", low = 0, high = 1 }\n')
-    r = _run_script([str(bad)], SLURM_JOB_ID="1", RLP_VENV=sys.prefix, RLP_STORAGE=str(tmp_path / "res"))
-    assert r.returncode == 2 and "rlp.lamda" in r.stderr and not (tmp_path / "res").exists()
+    r = _run_script([str(bad)], script, SLURM_JOB_ID="1", RLP_VENV=sys.prefix, RLP_STORAGE=str(tmp_path / "res"))
+    assert r.returncode == 2 and "rlp.lamda" in r.stderr and r.stderr.startswith(f"{name}: ")
+    assert not (tmp_path / "res").exists()                              # nothing made, nothing submitted
+
+
+def test_head_script_checks_its_workers_setting(tmp_path):
+    r = _run_script(["search_spaces/demo.toml"], SLURM / "head.sbatch", SLURM_JOB_ID="1", RLP_WORKERS="0",
+                    RLP_VENV=sys.prefix, RLP_STORAGE=str(tmp_path / "res"))
+    assert r.returncode == 2 and "RLP_WORKERS=0" in r.stderr and not (tmp_path / "res").exists()
+
+
+def test_worker_script_input_checks(tmp_path):
+    worker = SLURM / "worker.sbatch"
+    r = _run_script([], worker, SLURM_JOB_ID="7")
+    assert r.returncode == 2 and r.stderr.startswith("usage: sbatch cluster/slurm/worker.sbatch")
+    gen = tmp_path / "sweep" / ".slurm" / "5.0"
+    gen.mkdir(parents=True)
+    (gen / "done").touch()                  # its head finished before this worker started: nothing to do
+    r = _run_script([str(gen)], worker, SLURM_JOB_ID="7", RLP_VENV=sys.prefix)
+    assert r.returncode == 0, r.stderr
+    assert "job=7 restart=0 worker of head 5.0: its sweep had ended" in (tmp_path / "sweep" / "slurm_jobs.log").read_text()
+    assert not list(gen.glob("joined.*"))
