@@ -18,7 +18,7 @@ Both designs use the same fit and stopping rule: the analysis' logistic fit with
             checked after every trial, in design order, and the first trial count that reaches
             the target counts (an optimistic reading for the grid: a real grid fixes its size first);
             like the adaptive design, not before MIN_POINTS_TO_STOP trials
-  adaptive  rlp_tune.tune.adaptive.AdaptiveSearcher driven directly, one trial at a time: 5 initial
+  adaptive  rlp_tune.tune.designs.adaptive through the sweep's searcher and ledger, driven directly, one trial at a time: 5 initial
             log-spaced λ, then each λ where it most narrows the CI, until the CI reaches the target
 For each search seed (a seeded noise stream per design) and target it prints
 the trials each design needed, and the mean ratio adaptive / grid. Goal (issue 11): ≤ 0.5.
@@ -36,7 +36,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlp_tune.tune.adaptive import MIN_POINTS_TO_STOP, AdaptiveSearcher, fit_memorization  # noqa: E402
+from rlp_tune.results import ResultWriter  # noqa: E402
+from rlp_tune.tune.designs.adaptive import MIN_POINTS_TO_STOP, fit_memorization  # noqa: E402
+from rlp_tune.tune.ledger import Ledger  # noqa: E402
+from rlp_tune.tune.searcher import SweepSearcher  # noqa: E402
+from rlp_tune.tune.space import TRIAL  # noqa: E402
 from rlp_tune.tune.space import load_space  # noqa: E402
 
 # calibrated from a real digits sweep (see the docstring): `bench/design.py --calibrate results/demo`
@@ -96,15 +100,26 @@ def adaptive_trials(m, target, rng, space_file: Path) -> int:
         f'[search]\n"rlp.lam" = {{ dist = "loguniform", low = {m["lam_low"]}, high = {m["lam_high"]} }}\n'
         f'[sweep]\ndesign = "adaptive"\nnum_samples = {MAX_TRIALS}\ntarget_ci_decades = {target}\n')
     space = load_space(space_file)
+    import shutil
+    import tempfile
+
     from ray.tune.search import Searcher
-    s = AdaptiveSearcher(space, str(space_file.parent / "none"), max_concurrent=1)
-    for i in range(MAX_TRIALS):
-        cfg = s.suggest(f"t{i}")
-        if cfg is Searcher.FINISHED:
-            return i
-        y = logistic(math.log10(cfg["rlp.lam"]), m) + rng.normal(0, m["noise_sd"])
-        s.on_trial_complete(f"t{i}", {"epoch": space.base.run.epochs, s.mem_key: float(y)})
-    return MAX_TRIALS
+    root = Path(tempfile.mkdtemp(prefix="bench_design_"))
+    s = SweepSearcher(space, Ledger(str(root)), max_concurrent=1)
+    try:
+        for i in range(MAX_TRIALS):
+            cfg = s.suggest(f"t{i}")
+            if cfg is Searcher.FINISHED:
+                return i
+            y = logistic(math.log10(cfg["rlp.lam"]), m) + rng.normal(0, m["noise_sd"])
+            w = ResultWriter(root, "bench", cfg[TRIAL])      # what the trial writes: its final rand_acc
+            w.write_epoch(space.base.run.epochs, [dict(split="train", metric="rand_acc", layer="penultimate",
+                                                       value=float(y))])
+            w.write_trial({"rlp.lam": cfg["rlp.lam"]}, "TERMINATED", space.base.run.epochs)
+            s.on_trial_complete(f"t{i}")
+        return MAX_TRIALS
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

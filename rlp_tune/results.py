@@ -282,7 +282,6 @@ def metric_parts(metric: str) -> tuple[str, str, str]:
 # parquet/trials/all-trials.parquet: a finished sweep's trials in one file. Its name must not start
 # with "_" or "." (pyarrow, pandas and polars skip such files) and cannot be a Tune trial id.
 TRIALS_COMPACT = "all-trials.parquet"
-COMPACTED = (TRIALS_COMPACT,)
 # trial files of an older layout: refused, naming what to do (check_trial_files)
 OLD_TRIAL_FILES = {"_all.parquet": "the compacted trials under their name before all-trials.parquet; "
                                    "rename it to all-trials.parquet"}

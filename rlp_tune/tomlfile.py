@@ -61,16 +61,24 @@ def read_toml(path: str | Path) -> dict[str, Any]:
                         f"{MAX_TOML_BYTES} bytes")
     try:
         with open(p, "rb") as f:
-            text = f.read(MAX_TOML_BYTES + 1).decode("utf-8")
-        if len(text) > MAX_TOML_BYTES:   # grew since stat
-            raise TomlError(f"{p}: more than {MAX_TOML_BYTES} bytes")
-        check_toml_size(p, text)
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise TomlError(f"{p}: invalid TOML: {e}") from None
-    except RecursionError:
-        raise TomlError(f"{p}: invalid TOML: arrays or tables nested too deeply") from None
-    except UnicodeDecodeError as e:
-        raise TomlError(f"{p}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
+            data = f.read(MAX_TOML_BYTES + 1)
     except OSError as e:
         raise TomlError(f"{p}: cannot read the config file ({e.strerror or type(e).__name__})") from None
+    return parse_toml(data, p)
+
+
+def parse_toml(data: bytes, where: str | Path) -> dict[str, Any]:
+    """TOML bytes (a file's, or an object's in a bucket) as a dict: the one parse of config and
+    space files, bounded before parsing; any problem is a one-line TomlError naming `where`."""
+    try:
+        text = data.decode("utf-8")
+        if len(text) > MAX_TOML_BYTES:
+            raise TomlError(f"{where}: more than {MAX_TOML_BYTES} bytes")
+        check_toml_size(Path(str(where)), text)
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise TomlError(f"{where}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise TomlError(f"{where}: invalid TOML: arrays or tables nested too deeply") from None
+    except UnicodeDecodeError as e:
+        raise TomlError(f"{where}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None

@@ -12,12 +12,12 @@ each (a `choice`); factors drawn continuously are pooled in every cell, and the 
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import storage
 from ..config import LAM_KEY
+from ..tomlfile import TomlError, parse_toml
 from .tables import IDENTITY_KEYS
 
 CELL_MAX_LEVELS = 8
@@ -43,10 +43,12 @@ class Design:
 
 
 def _space(root: str | Path) -> dict | None:
+    """The sweep's stored space.toml as a table (tomlfile.parse_toml, the parse every space and config
+    file goes through), or None: results without one (single runs) or one that cannot be read."""
     try:
-        text = storage.read_text(root, "space.toml")
-        return tomllib.loads(text) if text is not None else None
-    except (tomllib.TOMLDecodeError, OSError):
+        data = storage.read_bytes(root, "space.toml")
+        return parse_toml(data, f"{storage.display(root)}/space.toml") if data is not None else None
+    except (TomlError, OSError):
         return None
 
 

@@ -8,7 +8,7 @@
 
 Two sources. The trials' Parquet rows: every trial's searched values, its metric and test accuracy
 at its last epoch, the epochs it ran, and whether the scheduler stopped it (status STOPPED). The
-Optuna study the sweep kept in ROOT/optuna.journal (tune/study.py writes it; only read here): the
+Optuna study the sweep kept in ROOT/optuna.journal (tune/designs/study.py exports it; only read here): the
 order the sampler drew the trials in (trial numbers), its PRUNED / FAIL states, and the parameter
 importances, `optuna.importance.get_param_importances` with Optuna's default evaluator (PED-ANOVA)
 over the COMPLETE trials — the ones the scheduler stopped carry no final value and do not count.
@@ -34,7 +34,7 @@ from ..config import LAM_KEY
 from .tables import Tables, numeric_column
 
 SEARCH_DESIGNS = ("tpe", "random", "qmc")
-JOURNAL = "optuna.journal"          # the file tune/study.py keeps the study in (not imported: it needs Ray)
+JOURNAL = "optuna.journal"          # the file tune/designs/study.py exports the study to
 ROUGH_BELOW = 20                    # complete trials under which importances are a rough ranking
 STATES = ("complete", "stopped", "failed", "running")
 

@@ -14,6 +14,8 @@ FINISHED when the design has no more points and every unfinished trial was hande
 """
 from __future__ import annotations
 
+import time
+
 from ray.tune.search import Searcher
 
 from .designs import FINISHED, make_design
@@ -21,10 +23,16 @@ from .ledger import Ledger, TrialRecord
 from .space import REPLICATE, TRIAL, SearchSpace
 
 
+REFRESH_S = 30.0     # how often the searcher asks Ray again how many trials it can place
+
+
 class SweepSearcher(Searcher):
-    def __init__(self, space: SearchSpace, ledger: Ledger, max_concurrent: int):
+    def __init__(self, space: SearchSpace, ledger: Ledger, max_concurrent: int, placeable=None):
+        """`placeable`: a picklable callable giving the trials Ray can place now (nodes that join a
+        running sweep, e.g. SLURM worker jobs, raise it); None keeps `max_concurrent`."""
         super().__init__(metric=space.metric, mode=space.mode)
         self.space, self.ledger, self.max_concurrent = space, ledger, max(1, int(max_concurrent))
+        self.placeable, self.asked = placeable, time.monotonic()
         self.todo = [r.trial_id for r in ledger.state.unfinished()]
         self.design = None                      # rebuilt from the ledger at the first suggestion
         self.trial_of: dict[str, str] = {}      # Tune's trial id → the sweep's trial id
@@ -39,6 +47,12 @@ class SweepSearcher(Searcher):
         if self.design is None:
             self.design = make_design(self.space, self.ledger.root)
             self.design.replay(self.ledger.state)
+        if self.placeable is not None and time.monotonic() - self.asked > REFRESH_S:
+            self.asked = time.monotonic()
+            try:
+                self.max_concurrent = max(1, int(self.placeable()))
+            except Exception:  # noqa: BLE001 - a node leaving mid-check: keep the last count
+                pass
         if len(self.live) >= self.max_concurrent:
             return None
         rec = self._again() or self._replicate(tune_id)

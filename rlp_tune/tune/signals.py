@@ -36,7 +36,6 @@ INTERRUPTED_EXIT = 130             # Ctrl-C: stopped cleanly too, but a person a
 PIDFILE_ENV = "RLP_TUNE_PIDFILE"
 STOPFILE_ENV = "RLP_TUNE_STOPFILE"
 STOP_SIGNALS = ("SIGUSR1", "SIGTERM")
-TIME_BUDGET = "time_budget"        # the stop's name when the space's [sweep] time_budget is spent
 
 
 class StopRequest:
@@ -139,7 +138,7 @@ class StopRequest:
         0: the caller tells exit_code instead). `time_budget` (seconds, 0 = none): once Tune has run
         this long in this driver, the same clean stop as SIGUSR1 (exit 3, resumable; a resume gets the
         budget afresh)."""
-        from .stop_callback import StopCallback
+        from .stop_callback import REQUESTS, StopCallback
         REQUESTS[id(self)] = self
         return StopCallback(id(self), expected_trials, time_budget)
 
@@ -150,9 +149,4 @@ class StopRequest:
         if complete or not self.requested:
             return 0
         return INTERRUPTED_EXIT if self.signame == "SIGINT" else RESUME_EXIT
-
-
-# the StopRequest of each callback, by id: Tune pickles its run config (tuner.pkl) and a callback
-# that held the request itself would pickle the signal handlers; this one holds a number
-REQUESTS: dict[int, StopRequest] = {}
 

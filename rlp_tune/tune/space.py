@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import Config, ConfigError, all_keys, load_toml
+from ..config import LAM_KEY, Config, ConfigError, all_keys, load_toml
 from ..errors import UserError
 
 DISTS = ("loguniform", "uniform", "int", "intlog", "choice", "grid")
@@ -43,7 +43,7 @@ REPLICATE = "_replicate"   # in a trial's Tune config: which of the space's seed
 TRIAL = "_trial"           # in a trial's Tune config: its id in the sweep (kept across driver sessions)
 # designs whose results are curves over the searched factors: every trial must run to the end
 CURVE_DESIGNS = ("grid", "qmc", "adaptive")
-ADAPTIVE_KEY = "rlp.lam"     # the key an adaptive design places; the other factors are grid
+ADAPTIVE_KEY = LAM_KEY      # the key an adaptive design places; the other factors are grid
 
 
 class SpaceError(UserError, ValueError):

@@ -15,7 +15,6 @@ class StopCallback(Callback):
         self.key, self.expected, self.budget, self.deadline = key, expected_trials, time_budget, None
 
     def _stop(self):
-        from .signals import REQUESTS
         return REQUESTS.get(self.key)
 
     def setup(self, **info):
@@ -25,7 +24,6 @@ class StopCallback(Callback):
         self.deadline = time.monotonic() + self.budget if self.budget else None
 
     def on_step_end(self, iteration, trials, **info):
-        from .signals import TIME_BUDGET
         stop = self._stop()
         if stop is None:
             return
@@ -33,3 +31,8 @@ class StopCallback(Callback):
         if self.deadline is not None and not stop.complete and time.monotonic() >= self.deadline:
             self.deadline = None
             stop.request(TIME_BUDGET, f"sweep.time_budget of {self.budget:g} s spent")
+
+
+# the StopRequest of each callback, by its number (StopRequest.callback registers it)
+REQUESTS: dict = {}
+TIME_BUDGET = "time_budget"        # the stop's name when the space's [sweep] time_budget is spent

@@ -147,6 +147,8 @@ def expected_trials(space: SearchSpace) -> int:
 
 def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool = False):
     """A new Tuner for this driver session: its searcher and scheduler rebuilt from the ledger."""
+    from functools import partial
+
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
@@ -167,7 +169,8 @@ def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool 
     return tune.Tuner(
         _trainable(space, root, raw),
         param_space=space.param_space(),
-        tune_config=tune.TuneConfig(search_alg=SweepSearcher(space, ledger, max_concurrent(space)),
+        tune_config=tune.TuneConfig(search_alg=SweepSearcher(space, ledger, max_concurrent(space),
+                                                             placeable=partial(max_concurrent, space)),
                                     scheduler=scheduler, metric=space.metric, mode=space.mode,
                                     num_samples=-1,   # the searcher says when the sweep has all its trials
                                     # one-process trials reuse their actor: no new Python + torch import
