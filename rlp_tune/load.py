@@ -3,8 +3,9 @@
     import rlp_tune
     run = rlp_tune.load_run("runs/digits_mlp")                  # a run folder (`rlp-tune train --out`)
     run = rlp_tune.load_run("results/demo/trials/6a1f2_00003")   # a sweep trial's own folder
-    run = rlp_tune.load_run("results/demo/6a1f2_00003_lam=12.3")  # Tune's trial folder (its newest checkpoint)
-    run = rlp_tune.load_run(result_grid.get_best_result())        # a Tune Result, or its .checkpoint
+    run = rlp_tune.load_run("results/demo/6a1f2_00003_lam=12.3")  # Tune's trial folder → the trial's own
+    run = rlp_tune.load_run("s3://bucket/sweeps/demo/trials/6a1f2_00003")   # on an object store
+    run = rlp_tune.load_run(result_grid.get_best_result())        # a Tune Result of a sweep
     logits = run.predict(x)                       # raw inputs (as in the dataset) → class logits, eval mode
     logits, feats = run.model(run.prepare(x), taps=("penultimate",))
     run.config.rlp.lam, run.epoch, run.net.heads["penultimate"], run.path
@@ -12,8 +13,8 @@
 TARGET may also be a file: `checkpoints/model.pt` (weights only, written when training ends) or
 `checkpoints/last.pt` (the resumable checkpoint, newest epoch). Without rlp_tune:
 `torch.load("runs/x/checkpoints/model.pt", weights_only=True)` → {"state_dict", "config" (flat dotted
-keys), "epoch", "in_shape", "num_classes", "n", "mean", "std"}. Tune's checkpoints of a sweep on
-shared storage are manifests (`checkpoint.json`) naming the trial folder's last.pt; they resolve to it.
+keys), "epoch", "in_shape", "num_classes", "n", "mean", "std"}. A sweep's trials keep their own
+checkpoints in ROOT/trials/<id>/checkpoints/ (Tune keeps none), on a folder or an object store.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from .errors import UserError
 
 WEIGHTS = "model.pt"
 LAST = "last.pt"
-MANIFEST = "checkpoint.json"   # rlp_tune.tune.trainable.MANIFEST (not imported: that module imports Ray's names lazily)
+TRIAL_KEY = "_trial"     # rlp_tune.tune.space.TRIAL: a sweep trial's id in its Tune config
 
 
 class LoadError(UserError, FileNotFoundError):
@@ -68,47 +69,53 @@ class LoadedRun:
 
 
 def find_weights(target: Any) -> Path:
-    """A run folder, sweep trial folder, Tune trial folder, Tune Result / Checkpoint, or a file → the file
-    to load: model.pt when training ended, else the newest last.pt."""
-    if hasattr(target, "checkpoint") and hasattr(target, "metrics"):       # ray.tune.Result
-        if target.checkpoint is None:
-            raise LoadError(f"{getattr(target, 'path', target)}: the Tune result has no checkpoint")
-        target = target.checkpoint
-    if hasattr(target, "path") and hasattr(target, "filesystem"):          # ray.tune.Checkpoint
-        import pyarrow.fs
-        # on an object store (s3://...) Tune's checkpoint holds last.pt itself: fetch it to a local folder
-        local = isinstance(target.filesystem, pyarrow.fs.LocalFileSystem)
-        target = target.path if local else target.to_directory()
+    """A run folder, sweep trial folder (a path or a URI), Tune trial folder, Tune Result, or a file →
+    the file to load: model.pt when training ended, else the newest last.pt."""
+    if hasattr(target, "config") and hasattr(target, "metrics") and hasattr(target, "path"):   # ray.tune.Result
+        target = _sweep_trial(target)
+    if "://" in str(target):
+        return _fetched(str(target))
     p = Path(target)
     if p.is_file():
-        return _from_manifest(p) if p.name == MANIFEST else p
+        return p
     if not p.is_dir():
         raise LoadError(f"{p}: no such run folder or checkpoint file")
     for cand in (p / "checkpoints" / WEIGHTS, p / WEIGHTS, p / "checkpoints" / LAST, p / LAST):
         if cand.is_file():
             return cand
-    if (p / MANIFEST).is_file():
-        return _from_manifest(p / MANIFEST)
-    tune_ckpts = sorted(p.glob("checkpoint_*"))                            # Tune's trial folder
-    if tune_ckpts:
-        return find_weights(tune_ckpts[-1])
     trial = _tune_trial_id(p)
     if trial and (p.parent / "trials" / trial).is_dir():
         return find_weights(p.parent / "trials" / trial)
-    raise LoadError(f"{p}: no {WEIGHTS}, {LAST} or Tune checkpoint in this folder")
+    raise LoadError(f"{p}: no {WEIGHTS} or {LAST} in this folder")
 
 
-def _from_manifest(manifest: Path) -> Path:
-    """Tune checkpoint on shared storage → the trial folder's model.pt (training ended) or last.pt."""
-    try:
-        last = Path(json.loads(manifest.read_text())["path"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise LoadError(f"{manifest}: not an rlp_tune checkpoint manifest") from None
-    if (last.parent / WEIGHTS).is_file():
-        return last.parent / WEIGHTS
-    if last.is_file():
-        return last
-    raise LoadError(f"{manifest}: names {last}, which does not exist")
+def _sweep_trial(result) -> str:
+    """A Tune Result of a sweep → its trial's own folder, ROOT/trials/<id> (a path or a URI)."""
+    tid = (result.config or {}).get(TRIAL_KEY) or (result.metrics or {}).get("trial_id")
+    if not tid:
+        raise LoadError(f"{result.path}: the Tune result names no sweep trial")
+    root = str(result.path).rstrip("/").rpartition("/")[0]
+    scheme = getattr(getattr(result, "filesystem", None), "type_name", "local")
+    if scheme != "local":
+        root = f"{'gs' if scheme == 'gcs' else scheme}://{root}"
+    return f"{root}/trials/{tid}"
+
+
+def _fetched(uri: str) -> Path:
+    """A trial folder or a checkpoint file on an object store → a local copy of the file to load."""
+    import tempfile
+
+    from . import storage
+    uri = uri.rstrip("/")
+    folder, _, name = uri.rpartition("/")
+    tries = [(folder, name)] if name.endswith(".pt") else [(uri, f"checkpoints/{WEIGHTS}"), (uri, f"checkpoints/{LAST}")]
+    for where, name in tries:
+        data = storage.read_bytes(where, name)
+        if data is not None:
+            path = Path(tempfile.mkdtemp(prefix="rlp_tune_load_")) / name.rpartition("/")[2]
+            path.write_bytes(data)
+            return path
+    raise LoadError(f"{storage.display(uri)}: no {WEIGHTS} or {LAST} there")
 
 
 def _tune_trial_id(folder: Path) -> str | None:

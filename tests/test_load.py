@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import types
 import tomllib
 
 import pytest
@@ -61,21 +63,33 @@ def test_model_pt_loads_with_plain_torch_weights_only(trained):
         torch.load(out / "checkpoints" / "last.pt", weights_only=True)
 
 
-def test_load_from_last_pt_and_from_a_tune_manifest(trained, tmp_path):
+def test_load_from_last_pt_a_tune_trial_folder_and_a_bucket(trained, tmp_path, s3_endpoint):
     tr, out, _ = trained
     ref = _trainer_logits(tr)
     assert torch.equal(rlp_tune.load_run(out / "checkpoints" / "last.pt").predict(tr.data.x["test"]), ref)
-    # a Tune checkpoint on shared storage is a manifest naming the trial folder's last.pt
-    ck = tmp_path / "checkpoint_000001"
-    ck.mkdir()
-    (ck / "checkpoint.json").write_text(json.dumps({"epoch": 2, "path": str(out / "checkpoints" / "last.pt")}))
-    run = rlp_tune.load_run(ck)
-    assert run.path == out / "checkpoints" / "model.pt"       # training ended: the weights file
-    # Tune's trial folder: its newest checkpoint_* folder
-    assert rlp_tune.load_run(tmp_path).path == run.path
+    # a sweep: ROOT/trials/<id>/ holds the trial's checkpoints; Tune's trial folder names the id
+    root = tmp_path / "sweep"
+    shutil.copytree(out, root / "trials" / "t1")
+    tune_folder = root / "t1_lam=1"
+    tune_folder.mkdir()
+    (tune_folder / "result.json").write_text(json.dumps({"trial_id": "t1", "epoch": 2}) + "\n")
+    run = rlp_tune.load_run(tune_folder)
+    assert run.path == root / "trials" / "t1" / "checkpoints" / "model.pt"       # training ended: the weights
+    # a Tune Result of that sweep (its config names the sweep's trial id)
+    result = types.SimpleNamespace(config={"_trial": "t1"}, metrics={}, path=str(tune_folder), filesystem=None)
+    assert rlp_tune.load_run(result).path == run.path
+    # the same trial folder in a bucket
+    bucket = s3_endpoint()
+    from rlp_tune import storage
+    for f in ("model.pt", "last.pt"):
+        storage.write_bytes(f"{bucket}/sweep/trials/t1", f"checkpoints/{f}", (out / "checkpoints" / f).read_bytes())
+    remote = rlp_tune.load_run(f"{bucket}/sweep/trials/t1")
+    assert remote.epoch == 2 and torch.equal(remote.predict(tr.data.x["test"]), ref)
     (tmp_path / "empty").mkdir()
     with pytest.raises(LoadError, match="no model.pt"):
         rlp_tune.load_run(tmp_path / "empty")
+    with pytest.raises(LoadError, match="no model.pt"):
+        rlp_tune.load_run(f"{bucket}/sweep/trials/none")
 
 
 def test_provenance_columns_in_trials_row_and_config_toml(trained, tmp_path):

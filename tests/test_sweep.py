@@ -119,20 +119,30 @@ def local_cluster(nodes: list[dict]):
 
 
 @pytest.fixture
-def two_node_cluster():
+def two_node_cluster(s3_endpoint):
+    """Two nodes of 1 CPU; started after the S3 endpoint, so their processes reach it too."""
     yield from local_cluster([{"num_cpus": 1}, {"num_cpus": 1}])
 
 
 @pytest.mark.ray
-def test_sweep_on_two_nodes_then_ddp_trial(tmp_path, two_node_cluster, capsys):
-    """A sweep of 2-epoch trials across a simulated two-node cluster (ASHA on), then a trial of 2 DDP
-    workers on the cluster's 2 CPUs (its driver holds no CPU)."""
+def test_sweep_on_two_nodes_then_ddp_trial(tmp_path, s3_endpoint, two_node_cluster, capsys):
+    """A sweep of 2-epoch trials across a simulated two-node cluster (ASHA on) whose storage is an
+    object store (a real S3 endpoint on 127.0.0.1): trials on both nodes write their rows, checkpoints
+    and the ledger's driver its events to the bucket; then a trial of 2 DDP workers on the cluster's
+    2 CPUs (its driver holds no CPU)."""
     import ray
+    from rlp_tune.tune.ledger import Ledger
     from rlp_tune.tune.sweep import run_sweep
     space = load_space(write_space(tmp_path, "two_nodes", epochs=2, samples=4))
-    out = run_sweep(space, storage=str(tmp_path / "res"), address=two_node_cluster.address)
-    root = tmp_path / "res" / "two_nodes"
+    storage = s3_endpoint() + "/res"
+    out = run_sweep(space, storage=storage, address=two_node_cluster.address)
+    root = f"{storage}/two_nodes"
     trials, m = _check_results(root, 4, 2)
+    ledger = Ledger(root).read()
+    assert set(ledger.trials) == set(trials.trial_id) and all(r.done for r in ledger.trials.values())
+    from rlp_tune.storage import read_bytes
+    finished = trials[trials.status == "TERMINATED"].trial_id
+    assert all(read_bytes(root, f"trials/{t}/checkpoints/model.pt") for t in finished)
     assert out["best"] is not None and out["best"]["val.acc"] == pytest.approx(
         m[(m.metric == "acc") & (m.split == "val")].groupby("trial_id").value.last().max())
     assert "best trials by final val.acc" in capsys.readouterr().out

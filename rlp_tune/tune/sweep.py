@@ -151,6 +151,7 @@ def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool 
 
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
 
     from .asha import RungScheduler
     from .searcher import SweepSearcher, settle
@@ -166,11 +167,15 @@ def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool 
         scheduler.catch_up([r.trial_id for r in ledger.state.unfinished() if r.status is None])
     settle(space, ledger)           # ends a kill kept out of the ledger
     storage, name = _split(root)
+    at_once = max_concurrent(space)
     return tune.Tuner(
         _trainable(space, root, raw),
         param_space=space.param_space(),
-        tune_config=tune.TuneConfig(search_alg=SweepSearcher(space, ledger, max_concurrent(space),
-                                                             placeable=partial(max_concurrent, space)),
+        # the searcher limits concurrency itself; Tune reads the limiter's number as how many
+        # trials may wait for resources at once (without one it lets a custom searcher queue one)
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(
+                                        SweepSearcher(space, ledger, at_once, placeable=partial(max_concurrent, space)),
+                                        max_concurrent=at_once),
                                     scheduler=scheduler, metric=space.metric, mode=space.mode,
                                     num_samples=-1,   # the searcher says when the sweep has all its trials
                                     # one-process trials reuse their actor: no new Python + torch import
