@@ -5,7 +5,7 @@
 
 A real S3 endpoint runs on 127.0.0.1 (moto's server, tests/s3server.py: the S3 protocol over HTTP;
 needs the test extra). One synthetic finished sweep (bench/analysis.py's generator: one compacted
-final.parquet per trial, trials compacted) is written to a local folder and uploaded to a bucket;
+final.parquet per trial, trials compacted; the status sweep with the ledger its driver leaves) is written to a local folder and uploaded to a bucket;
 then, in this one run, each reader is timed on both (median of --repeat calls):
   - `rlp_tune.analysis.analyze(root)`   loading + every fit + bootstrap  (goal: URI within 3× of local)
   - `rlp-tune status`'s table (tune.status.trial_table) on a --status-trials sweep, and the same as
@@ -49,6 +49,17 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def write_ledger(root: Path, epochs: int) -> None:
+    """The ledger a driver leaves: each trial's assignment and end, snapshotted as a session ends."""
+    from rlp_tune.reader import read_trials
+    from rlp_tune.tune.ledger import Ledger, TrialRecord
+    led = Ledger(str(root))
+    for i, tid in enumerate(read_trials(root).trial_id):
+        led.add_trial(TrialRecord(tid, {"rlp.lam": float(i)}, 0, i))
+        led.add_end(tid, "TERMINATED", epochs, {e: 0.5 for e in range(1, epochs + 1)}, {})
+    led.snapshot()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=1000)
@@ -66,6 +77,7 @@ def main(argv=None) -> int:
     write_parquet(big, make_sweep(args.trials, args.epochs))
     write_parquet(small, make_sweep(args.status_trials, args.epochs, seed=1))
     (small / "space.toml").write_text(SPACE.format(epochs=args.epochs, trials=args.status_trials))
+    write_ledger(small, args.epochs)
     print(f"data: analyze {args.trials} trials × {args.epochs} epochs; status {args.status_trials} trials")
     with s3server.running() as bucket:
         b = bucket()

@@ -11,9 +11,9 @@ a temporary file renamed into place on a local folder or NFS, one PUT on an obje
 atomic, so a kill leaves an event whole or absent, and the same code serves every storage (object
 stores have no append and no rename of a file being written: one object per event is what they do
 safely). Only the sweep's one driver writes (sweep.py holds the lock); its numbers follow the newest
-object found when it read the ledger. Every SNAPSHOT_EVERY events it writes `<seq>-snapshot.json`
-(every event so far, in order) and then deletes the objects the snapshot holds, so a reader gets
-the whole state in a few requests however long the sweep ran; a kill between the two leaves objects
+object found when it read the ledger. Every SNAPSHOT_EVERY events, and when a driver session ends, it writes
+`<seq>-snapshot.json` (every event so far, in order) and then deletes the objects the snapshot
+holds, so a reader gets the whole state in a few requests however long the sweep ran; a kill between the two leaves objects
 that the snapshot already holds, which readers skip.
 
 What a resume needs is here: which trial runs which config and seed (`trial`), each scheduler
@@ -31,7 +31,7 @@ from .. import storage
 from ..errors import UserError
 
 FOLDER = "ledger"
-SNAPSHOT_EVERY = 200
+SNAPSHOT_EVERY = 50
 _NAME = re.compile(r"(\d{8})-(trial|rung|end|snapshot)\.json$")
 ENDED = ("TERMINATED", "STOPPED")     # a trial with one of these ends is done; ERROR is retried by a resume
 
@@ -149,7 +149,10 @@ class Ledger:
             self.snapshot()
 
     def snapshot(self) -> None:
-        """Every event so far in one object, then the objects it holds deleted."""
+        """Every event so far in one object, then the objects it holds deleted (nothing to do when
+        the newest object is a snapshot already)."""
+        if self._since_snapshot == 0:
+            return
         self._seq += 1
         storage.write_text(self.root, f"{FOLDER}/{self._seq:08d}-snapshot.json",
                            json.dumps({"events": self.state.events}))

@@ -368,6 +368,9 @@ def _write_space(space: SearchSpace, root: str) -> None:
 
 def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None) -> dict:
     from ..reader import read_trials
+    ledger = Ledger(root)
+    ledger.read()
+    ledger.snapshot()      # the session's events in one object: `status` reads a few objects
     complete = sweep_state(root, expected_trials(space)).complete
     code = stop.exit_code(complete=complete) if stop is not None else 0
     failed = grid.num_errors if code == 0 else 0
