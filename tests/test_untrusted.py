@@ -138,6 +138,30 @@ def test_fresh_deletes_nothing_outside_storage(run, tmp_path, capsys):
     assert (victim / "data.txt").read_text() == "keep me"
 
 
+def test_fresh_deletes_only_what_a_sweep_wrote(tmp_path, capsys):
+    """A sweep folder that also holds a user's notes: --fresh deletes the sweep's files and Tune's
+    record, names what it keeps, and keeps it."""
+    from rlp_tune.tune.cli import fresh_sweep_dir
+    from rlp_tune.tune.ledger import Ledger, TrialRecord
+    root = tmp_path / "st" / "s"
+    (root / "parquet" / "trials").mkdir(parents=True)
+    (root / "space.toml").write_text("# stored\n")
+    Ledger(str(root)).add_trial(TrialRecord("ab12cd34", {"rlp.lam": 1.0}))
+    (root / "ab12cd34_lam=1").mkdir()
+    (root / "ab12cd34_lam=1" / "error.txt").write_text("x")
+    (root / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    (root / "notes.md").write_text("mine")
+    (root / "my_plots").mkdir()
+    fresh_sweep_dir(str(tmp_path / "st"), "s")
+    assert sorted(p.name for p in root.iterdir()) == ["my_plots", "notes.md"]
+    assert "keeping what rlp_tune did not write: my_plots, notes.md" in capsys.readouterr().err
+    (root / "notes.md").unlink()
+    (root / "my_plots").rmdir()
+    (root / "space.toml").write_text("# stored\n")
+    fresh_sweep_dir(str(tmp_path / "st"), "s")
+    assert not root.exists()
+
+
 def test_names_check():
     from rlp_tune.names import UnsafeNameError, check_name, name_problem
     for ok in ("run", "lam=1e-3,heads=2", "a b", "x[1]", "trial_0001", "é", "12:30"):

@@ -69,8 +69,15 @@ def cmd_dashboard(args) -> int:
     return 0
 
 
+# what a sweep writes in its folder: rlp_tune's own, and Tune's record of each driver session
+OWN = {SPACE_FILE, "ledger", "parquet", "trials", "optuna.journal", "tracking", "train", ".driver", ".lock",
+       ".tmp", "tuner.pkl", ".validate_storage_marker"}
+TUNE_SESSION_FILES = ("experiment_state-", "search_gen_state-", "basic-variant-state-", "searcher-state-")
+
+
 def fresh_sweep_dir(storage: str, name: str) -> None:
-    """--fresh: delete the local sweep folder STORAGE/NAME (only if it holds a sweep), printing what goes."""
+    """--fresh: delete what the toolkit wrote in the local sweep folder STORAGE/NAME (only if it holds
+    a sweep, never through a link), printing what goes; anything else there is kept and named."""
     import shutil
     import sys
     from pathlib import Path
@@ -85,11 +92,27 @@ def fresh_sweep_dir(storage: str, name: str) -> None:
         return
     if root.is_symlink() or root.resolve().parent != Path(storage).resolve():
         raise UserError(f"--fresh: {root} is a link out of {storage}; not deleting it")
-    if not (root / SPACE_FILE).exists() and not (root / "tuner.pkl").exists():
+    if not (root / SPACE_FILE).is_file():
         raise UserError(f"--fresh: {root} does not hold a sweep ({SPACE_FILE}); not deleting it")
-    files = [f for f in root.rglob("*") if f.is_file()]
-    trials = len(list((root / "parquet" / "trials").glob("*.parquet"))) if (root / "parquet" / "trials").is_dir() else 0
+    from .ledger import Ledger, LedgerError
+    try:
+        ids = set(Ledger(str(root)).read().trials)
+    except LedgerError:
+        ids = set()
+
+    def ours(p: Path) -> bool:   # Tune's trial folders are named <trial id>_<searched values>
+        return (p.name in OWN or p.name.startswith(TUNE_SESSION_FILES)
+                or (p.is_dir() and not p.is_symlink() and p.name.partition("_")[0] in ids))
+    gone = [p for p in root.iterdir() if ours(p)]
+    kept = sorted(p.name for p in root.iterdir() if p not in gone)
+    files = [f for p in gone for f in ([p] if not p.is_dir() or p.is_symlink() else p.rglob("*")) if f.is_file()]
     mb = sum(f.stat().st_size for f in files) / 1e6
-    print(f"--fresh: deleting sweep folder {root}/ ({len(files)} files, {mb:.1f} MB, {trials} trials file(s))",
-          file=sys.stderr)
-    shutil.rmtree(root)
+    print(f"--fresh: deleting sweep {root}/ ({len(files)} files, {mb:.1f} MB)"
+          + (f"; keeping what rlp_tune did not write: {', '.join(kept)}" if kept else ""), file=sys.stderr)
+    for p in gone:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    if not kept:
+        root.rmdir()
