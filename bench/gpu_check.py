@@ -65,7 +65,7 @@ def epoch_seconds(rec, samples: int) -> float:
 
 
 def part_trainer(a, dev) -> None:
-    from rlp_tune.train import Trainer
+    from rlp_tune.run.train import Trainer
     modes = {"fp32": {}, "bf16": {"run.precision": "bf16"}, "channels_last": {"model.channels_last": True},
              "compile": {"run.compile": True},
              "bf16+cl+compile": {"run.precision": "bf16", "model.channels_last": True, "run.compile": True}}
@@ -95,7 +95,7 @@ def part_loop(a, dev) -> None:
 
     from rlp_tune.data import build_data
     from rlp_tune.models import create_model
-    from rlp_tune.train import Trainer
+    from rlp_tune.run.train import Trainer
     cfg = wrn_config(a, dev.type)
     data = build_data(cfg)
     fit = Trainer(cfg, data=data).fit()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from rlp_tune.config import Config
 from rlp_tune.data import build_data
 from rlp_tune.models import create_model
-from rlp_tune.train import Trainer
+from rlp_tune.run.train import Trainer
 
 
 def minimal_epoch(model, opt, x, y, batch, gen):

@@ -53,7 +53,7 @@ def main():
     space = load_space(space_file)
 
     import torch
-    from rlp_tune.train import Trainer
+    from rlp_tune.run.train import Trainer
     t0 = time.perf_counter()
     seq_each = []
     for lam in LAMS:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from rlp_tune.config import Config, load_config  # noqa: E402
 from rlp_tune.net import auto_threads, usable_cpus  # noqa: E402
-from rlp_tune.train import Trainer  # noqa: E402
+from rlp_tune.run.train import Trainer  # noqa: E402
 
 TORCH_DEFAULT = torch.get_num_threads()     # before anything sets it
 

@@ -1,5 +1,5 @@
 """Reading a training checkpoint (OUT/checkpoints/last.pt, epoch_NNNNN.pt) safely, and the names a
-checkpoint file carries. Writing is the Trainer's (train.py); rebuilding the net is net.py's.
+checkpoint file carries. Writing is the Trainer's (run/train.py); rebuilding the net is net.py's.
 
     from rlp_tune.checkpoint import read_checkpoint, CheckpointError
     state = read_checkpoint("runs/x/checkpoints/last.pt")     # dict: version, epoch, config, net, ...
@@ -26,7 +26,7 @@ RESUMABLE_KEYS = {"run.device", "run.threads", "run.name", "run.eval_batch_size"
                   "probe.layers", "probe.labels", "probe.k", "probe.masc_threshold", "probe.max_train",
                   "probe.linear", "rlp.eval_samples", "rlp.audit_every", "rlp.audit_epochs", "rlp.audit_standardize"}
 RESUMABLE_KEYS |= {k for k in all_keys() if k.startswith("logging.")}   # trackers only watch
-WEIGHTS_FORMAT = "rlp_tune.model"   # checkpoints/model.pt, written when training ends (rlp_tune/load.py reads it)
+WEIGHTS_FORMAT = "rlp_tune.model"   # checkpoints/model.pt, written when training ends (rlp_tune/run/load.py reads it)
 
 
 class CheckpointError(UserError, RuntimeError):

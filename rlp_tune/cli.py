@@ -345,12 +345,12 @@ def _dispatch(args) -> int:
         return 0
     if args.cmd == "report":
         from .analysis.report import write_report
-        from .rundir import check_folder
+        from .run.rundir import check_folder
         check_folder(args.out, "--out")
         print(write_report(args.root, args.out, n_boot=args.boot, seed=args.seed, at_epoch=args.at_epoch))
         return 0
     if args.cmd == "probe":
-        from .checks import check_probe_names
+        from .run.checks import check_probe_names
         from .offline.probe import probe_checkpoints
         check_probe_names(args.probes.split(","), "--probes")
         layers = args.layers.split(",")
@@ -407,9 +407,9 @@ def fresh_run_dir(out: Path) -> list[str]:
 
 def cmd_train(args) -> int:
     from .config import load_config, to_toml
-    from .rundir import check_folder
+    from .run.rundir import check_folder
     cfg = load_config(args.config, args.overrides)          # validated before any work
-    from .trackers import check_available, open_trackers
+    from .run.trackers import check_available, open_trackers
     check_available(cfg.logging.trackers)                   # a missing tracker package: exit 2 before training
     out = Path(args.out) if args.out else default_out(args.config, args.overrides)
     check_folder(out, "--out")
@@ -418,7 +418,7 @@ def cmd_train(args) -> int:
         check_name(f"--out {out}: its folder name is the trial id (or set run.name)", default_trial_id(out))
     if not args.out:
         print(f"output folder: {out} (--out to choose)", file=sys.stderr)
-    from .train import Trainer
+    from .run.train import Trainer
     if args.fresh and out.exists():
         fresh_run_dir(out)
     # the Trainer checks data sizes and memory, then locks the folder (made only now) and reads its checkpoint

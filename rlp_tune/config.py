@@ -166,7 +166,7 @@ TRACKERS = ("tensorboard", "wandb", "mlflow")
 
 @dataclass(frozen=True)
 class Logging:
-    """Experiment trackers (rlp_tune/trackers.py); none of these keys changes the training."""
+    """Experiment trackers (rlp_tune/run/trackers.py); none of these keys changes the training."""
     trackers: tuple[str, ...] = setting((), choices=TRACKERS, doc="send each epoch's metrics to these (--log)")
     project: str = setting("rlp_tune", doc="W&B project / MLflow experiment name", allowed="any text")
     dir: str = setting("", doc="tracker files (TensorBoard events, W&B offline runs) ('' = OUT/tracking)",

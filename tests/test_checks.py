@@ -1,4 +1,4 @@
-"""rlp_tune.checks: the network built on the meta device is the real one (so the memory estimate
+"""rlp_tune.run.checks: the network built on the meta device is the real one (so the memory estimate
 and the tap checks see what the Trainer builds), for every registered model.
 
     pytest tests/test_checks.py -q
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from rlp_tune.checks import _count, meta_network
+from rlp_tune.run.checks import _count, meta_network
 from rlp_tune.config import Config
 from rlp_tune.models import list_models
-from rlp_tune.train import Trainer
+from rlp_tune.run.train import Trainer
 
 
 def test_meta_network_counts_what_the_trainer_builds(tiny_cfg):

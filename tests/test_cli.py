@@ -159,4 +159,4 @@ def test_sweep_checks_trackers_and_fresh_before_ray(tmp_path, monkeypatch, capsy
     (sweep / "parquet" / "trials" / "t1.parquet").write_text("")
     fresh_sweep_dir(str(tmp_path / "res"), "s")
     assert not sweep.exists() and (tmp_path / "res" / "other" / "data.bin").exists()
-    assert "--fresh: deleting sweep folder" in capsys.readouterr().err
+    assert "--fresh: deleting sweep " in capsys.readouterr().err

@@ -182,7 +182,7 @@ def design(request):
         DESIGNS.register("corners")(_Corners)
         SPACES["corners"] = (LAM_RANGE, 'num_samples = 2\nseeds = [0, 1]')
         yield "corners"
-        DESIGNS._items.pop("corners")
+        DESIGNS.remove("corners")
         SPACES.pop("corners")
     else:
         yield request.param

@@ -62,7 +62,7 @@ def test_refused_write_mid_run_is_one_line_and_the_rerun_continues(straight, tmp
     import torch
 
     import rlp_tune.results as results
-    import rlp_tune.train as train
+    import rlp_tune.run.train as train
     out = tmp_path / "run"
     calls = {"n": 0}
     real = {"rows": pq.write_table, "checkpoint": torch.save}[writer]
@@ -120,7 +120,7 @@ def test_a_sweep_that_fails_on_a_refused_write_ends_with_the_disks_error(tmp_pat
     error stays as it was."""
     import types
 
-    import rlp_tune.rundir as rundir
+    import rlp_tune.run.rundir as rundir
     from rlp_tune.tune.sweep import _fit
 
     def tune_fails():

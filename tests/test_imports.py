@@ -4,7 +4,7 @@
 
 0. No import cycle between modules (test_no_import_cycle_between_modules).
 1. The lower layers (config, errors, heads, net, checkpoint, optim, models/, probes/, data/, results, reader) import
-   nothing of the upper ones (train, tune/, analysis/, offline/): a probe is a function of tensors, not of a Trainer.
+   nothing of the upper ones (run/, tune/, analysis/, offline/): a probe is a function of tensors, not of a Trainer.
    reader.py (the DuckDB views every reader of results uses) sits on results.py (the writer and schema),
    never the reverse.
 2. offline/ (commands on saved checkpoints) does not import train.py: it rebuilds the net with net.build_net.
@@ -19,7 +19,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "rlp_tune"
 LOWER = ["config.py", "errors.py", "heads.py", "net.py", "checkpoint.py", "optim.py", "results.py", "reader.py", "models", "probes", "data"]
-UPPER = ("rlp_tune.train", "rlp_tune.tune", "rlp_tune.analysis", "rlp_tune.offline", "rlp_tune.cli")
+UPPER = ("rlp_tune.run", "rlp_tune.tune", "rlp_tune.analysis", "rlp_tune.offline", "rlp_tune.cli")
 # private names still imported across modules, each waiting on its owner (say who in the report)
 KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 
@@ -77,7 +77,7 @@ def test_the_writer_does_not_import_the_reader():
 
 @pytest.mark.parametrize("path", files(["offline"]), ids=lambda p: str(p.relative_to(PKG)))
 def test_offline_commands_do_not_import_the_trainer(path):
-    bad = sorted({(m, line) for m, _, line in imports(path) if m.startswith(("rlp_tune.train", "rlp_tune.tune"))})
+    bad = sorted({(m, line) for m, _, line in imports(path) if m.startswith(("rlp_tune.run.train", "rlp_tune.tune"))})
     assert not bad, f"{path.relative_to(PKG)} imports {bad}"
 
 

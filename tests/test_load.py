@@ -14,9 +14,9 @@ import torch
 
 import rlp_tune
 from rlp_tune.config import load_config
-from rlp_tune.load import LoadError
+from rlp_tune.run.load import LoadError
 from rlp_tune.reader import read_trials
-from rlp_tune.train import Trainer
+from rlp_tune.run.train import Trainer
 
 OV = ["run.epochs=2", "model.width=32", "run.device=cpu", "rlp.lam=1", "rlp.heads=2", "probe.class_heads=true",
       "run.batch_size=64"]

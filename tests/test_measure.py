@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from rlp_tune.audit import AuditSettings, standardize_norm, train_fresh_heads
+from rlp_tune.run.audit import AuditSettings, standardize_norm, train_fresh_heads
 from rlp_tune.config import Config, ConfigError
 from rlp_tune.reader import read_metrics, read_trials
 from rlp_tune.results import METRIC_KEY
 from rlp_tune.optim import make_optimizer
-from rlp_tune.train import Trainer
+from rlp_tune.run.train import Trainer
 
 
 def _converge_cfg(**kw):
@@ -68,7 +68,7 @@ def test_eval_sample_is_fixed_and_measurements_leave_training_unchanged(tiny_cfg
         assert 0 <= r.get("train", "rand_acc_audit", "penultimate") <= 1
     assert all(r.get("train", "rand_acc_eval", "penultimate") != r.get("train", "rand_acc_eval", "penultimate")
                for r in recs_off)   # NaN: not measured when off
-    from rlp_tune.audit import eval_sample
+    from rlp_tune.run.audit import eval_sample
     assert torch.equal(eval_sample(cfg.run.seed, on.data.m, 100), idx)  # from the seed alone
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlp_tune.checks import check_probe_names
+from rlp_tune.run.checks import check_probe_names
 from rlp_tune.config import ConfigError, Probe
 from rlp_tune.probes import PROBES, list_probes, probe_spec, register_probe, run_probes
 

@@ -6,7 +6,7 @@ import torch
 
 from rlp_tune.reader import read_metrics
 from rlp_tune.results import METRIC_KEY
-from rlp_tune.train import Trainer
+from rlp_tune.run.train import Trainer
 
 
 def test_probes_during_training_land_in_parquet(tiny_cfg, tmp_path):
@@ -54,7 +54,7 @@ def test_offline_rlp_writes_offline_rows(tiny_cfg, tmp_path):
     assert set(off["head"]) == {-1, 0, 1} and off.value.between(0, 1).all()
     assert not df.duplicated(METRIC_KEY).any()
     # the same init and labels for every checkpoint: identical frozen features give identical accuracy
-    from rlp_tune.audit import AuditSettings, train_fresh_heads
+    from rlp_tune.run.audit import AuditSettings, train_fresh_heads
     f = torch.randn(64, 8)
     lab = torch.randint(0, 4, (64, 2))
     a = train_fresh_heads(f, lab, 4, heads=2, seed=7, settings=AuditSettings(epochs=3))

@@ -177,7 +177,7 @@ def test_auto_threads_follow_affinity_load_and_ranks(monkeypatch):
 def test_trainer_sets_the_threads_it_chose(tiny_cfg):
     import torch
 
-    from rlp_tune.train import Trainer
+    from rlp_tune.run.train import Trainer
     before = torch.get_num_threads()
     try:
         assert Trainer(tiny_cfg.replace(**{"run.threads": 1})).threads == 1 == torch.get_num_threads()

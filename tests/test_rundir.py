@@ -13,11 +13,11 @@ import pytest
 
 from rlp_tune.cli import main
 from rlp_tune.reader import read_metrics, read_trials
-from rlp_tune.rundir import RunLock, RunLockedError
-from rlp_tune.train import Trainer
+from rlp_tune.run.rundir import RunLock, RunLockedError
+from rlp_tune.run.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-HOLD = ("import sys; from rlp_tune.rundir import RunLock; lock = RunLock.acquire(sys.argv[1]); "
+HOLD = ("import sys; from rlp_tune.run.rundir import RunLock; lock = RunLock.acquire(sys.argv[1]); "
         "print('locked', flush=True); sys.stdin.read()")
 
 

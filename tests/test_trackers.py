@@ -107,8 +107,8 @@ def test_mlflow_interrupted_run_resumes_into_the_same_run(tmp_path):
     from mlflow import MlflowClient
 
     from rlp_tune.config import load_config
-    from rlp_tune.trackers import mlflow_uri, open_trackers
-    from rlp_tune.train import Trainer
+    from rlp_tune.run.trackers import mlflow_uri, open_trackers
+    from rlp_tune.run.train import Trainer
     cfg = load_config(None, ["run.epochs=4", "model.width=8", "run.device=cpu", "logging.trackers=mlflow"])
     out = tmp_path / "run"
     for stop_after in (2, None):                # interrupted after epoch 2, then resumed to the end

@@ -11,7 +11,7 @@ from rlp_tune.data.labels import random_label_table
 from rlp_tune.reader import read_metrics, read_trials
 from rlp_tune.results import METRIC_KEY
 from rlp_tune.checkpoint import CheckpointError
-from rlp_tune.train import Trainer
+from rlp_tune.run.train import Trainer
 
 
 def test_epoch_records_have_the_metrics(tiny_cfg):

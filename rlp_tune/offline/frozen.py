@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, read_checkpoint
-from ..checks import check_run
+from ..run.checks import check_run
 from ..config import Config
 from ..data import DataBundle, build_data
 from ..data.labels import random_label_table

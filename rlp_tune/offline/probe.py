@@ -15,7 +15,7 @@ DIR may be a single run's folder or a sweep trial's folder (STORAGE/NAME/trials/
 from __future__ import annotations
 
 from ..checkpoint import read_checkpoint
-from ..checks import check_run
+from ..run.checks import check_run
 from ..config import Config, ConfigError, parse_overrides
 from ..probes.layers import probe_rows
 from ..results import ResultWriter

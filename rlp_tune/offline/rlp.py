@@ -5,7 +5,7 @@
     rlp-tune offline-rlp runs/x --head-epochs 5   # another K: rows carry protocol "head_epochs=5"
 
 For every saved epoch checkpoint the network is frozen and the fresh-head audit of
-`rlp_tune.audit` (the same code and settings the Trainer uses for `rlp.audit_every`: the run's head
+`rlp_tune.run.audit` (the same code and settings the Trainer uses for `rlp.audit_every`: the run's head
 architecture and init scheme, the same init for every checkpoint, its own fixed Adam optimizer, the
 run's own random-label tables, `rlp.audit_standardize`) is trained on the frozen (unaugmented)
 training features; its final random-label accuracy on the training set is written as split
@@ -16,7 +16,7 @@ same settings replaces only those rows.
 """
 from __future__ import annotations
 
-from ..audit import AuditSettings, audit_accuracies
+from ..run.audit import AuditSettings, audit_accuracies
 from ..results import ResultWriter
 from ..checkpoint import CheckpointError, read_checkpoint
 from .frozen import load_frozen, run_context, run_identity, select_checkpoints

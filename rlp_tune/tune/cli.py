@@ -14,7 +14,7 @@ from .space import SPACE_FILE, load_space, space_path
 def cmd_sweep(args) -> int:
     stop = StopRequest().install()     # first: a wall-time signal during start-up is not fatal
     try:
-        from ..trackers import check_available
+        from ..run.trackers import check_available
         from .sweep import run_sweep
         space = load_space(args.target, args.overrides)   # validated before Ray starts
         check_available(space.base.logging.trackers, sweep=True)

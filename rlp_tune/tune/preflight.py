@@ -52,7 +52,7 @@ def reported_metrics(cfg: Config, raw=None, *, first_epoch: bool = False) -> set
     """The metric names a trial of `cfg` can report (those measured every k epochs included: probes,
     the fresh-head audit); first_epoch: only the names in its first report (epoch 1)."""
     from ..data import load_raw
-    from ..train import Trainer
+    from ..run.train import Trainer
     raw = raw if raw is not None else load_raw(cfg)
     # every k epochs in a trial: in the stand-in's one epoch too (first_epoch: the trial's own k)
     every = {"probe.every": cfg.probe.every, "rlp.audit_every": cfg.rlp.audit_every} if first_epoch else \
@@ -83,7 +83,7 @@ def preflight(space: SearchSpace, raw=None) -> None:
 def check_data(space: SearchSpace, raw=None) -> None:
     """Validation split not empty, probe.k and probe names (checks.check_run without the memory part:
     the driver may not hold the trials' device) for the two corner trials' real data."""
-    from ..checks import check_run
+    from ..run.checks import check_run
     from ..data import build_data
     for i in (0, -1):
         cfg = _corner(space, i)

@@ -21,7 +21,7 @@ from its checkpoint. What it lacks, and this module adds:
     exit_code = stop.exit_code()                  # 0, RESUME_EXIT (3), or 130 after Ctrl-C
 
 Trials write their Parquet rows before each checkpoint and a resumed trial rewrites the same files
-(rlp_tune/train.py), so a stopped and resumed sweep ends with the rows of an uninterrupted one.
+(rlp_tune/run/train.py), so a stopped and resumed sweep ends with the rows of an uninterrupted one.
 """
 from __future__ import annotations
 

@@ -399,7 +399,8 @@ def parse_duration(key: str, value) -> float:
 
 def trial_config(flat: dict[str, Any], seeds: Sequence[int]) -> Config:
     """Tune's trial config → the trial's Config: the flat dotted keys (fixed + sampled) and the
-    replicate index Tune's Repeater sets (`__trial_index__`, 0 without replicates) choosing the seed.
+    replicate index the searcher sets (`_replicate`, 0 without replicates) choosing the seed; `_trial`
+    (the sweep's trial id) is dropped.
     The one place a trial's Config is made (trials, preflight and the designs' bookkeeping)."""
     rep = int(flat.get(REPLICATE, 0))
     return Config.from_flat({**{k: v for k, v in flat.items() if k not in (REPLICATE, TRIAL)},

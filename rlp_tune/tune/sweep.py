@@ -21,10 +21,10 @@ from pathlib import Path
 from ..errors import UserError
 from ..names import check_name
 from ..net import affinity_cpus
-from ..rundir import LOCK_FILE, check_folder, write_fault
+from ..run.rundir import LOCK_FILE, check_folder, write_fault
 from ..storage import display, is_remote, resolve, write_text
 from ..storage import name as storage_name
-from ..trackers import tune_callbacks
+from ..run.trackers import tune_callbacks
 from ._ray_compat import loopback_only, node_ip_kwargs
 from .fmt import fmt_value
 from .ledger import Ledger, has_ledger
@@ -317,7 +317,7 @@ class _driving:
 
     def __enter__(self):
         if not is_remote(self.root):
-            from ..rundir import RunLock, RunLockedError
+            from ..run.rundir import RunLock, RunLockedError
             try:
                 self.lock = RunLock.acquire(self.root)
             except RunLockedError:

@@ -88,7 +88,7 @@ def _loop(cfg, sweep: SweepContext, trial_id, out: Path, raw, report, rank: int)
 
     from ..data import build_data
     from ..results import ResultWriter
-    from ..train import Trainer
+    from ..run.train import Trainer
     if cfg.run.device == "auto" and sweep.gpus == 0:
         cfg = cfg.replace(**{"run.device": "cpu"})
     share = max(1, int(sweep.cpus))   # a trial uses the CPUs Ray gave it, not every core of the node

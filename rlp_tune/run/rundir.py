@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 LOCK_FILE = ".lock"
 

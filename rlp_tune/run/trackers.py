@@ -26,8 +26,8 @@ import os
 import time
 from pathlib import Path
 
-from .config import Config, Logging
-from .errors import UserError
+from ..config import Config, Logging
+from ..errors import UserError
 
 # tracker → the module it needs, for a single run and for a sweep (Ray's TensorBoard callback uses tensorboardX)
 MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb", "wandb"),
@@ -147,7 +147,7 @@ class Trackers:
 
 def open_trackers(cfg: Config, out: str | Path, name: str) -> Trackers:
     """The sinks of `cfg.logging.trackers` for a single run writing to OUT (empty when none)."""
-    from .config import to_toml
+    from ..config import to_toml
     lcfg, out = cfg.logging, Path(out)
     check_available(lcfg.trackers)
     d = tracking_dir(lcfg, out)

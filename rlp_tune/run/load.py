@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from .config import Config
-from .errors import UserError
+from ..config import Config
+from ..errors import UserError
 
 WEIGHTS = "model.pt"
 LAST = "last.pt"
@@ -105,7 +105,7 @@ def _fetched(uri: str) -> Path:
     """A trial folder or a checkpoint file on an object store → a local copy of the file to load."""
     import tempfile
 
-    from . import storage
+    from .. import storage
     uri = uri.rstrip("/")
     folder, _, name = uri.rpartition("/")
     tries = [(folder, name)] if name.endswith(".pt") else [(uri, f"checkpoints/{WEIGHTS}"), (uri, f"checkpoints/{LAST}")]
@@ -129,8 +129,8 @@ def _tune_trial_id(folder: Path) -> str | None:
 
 def load_run(target: Any, device: str | torch.device = "cpu") -> LoadedRun:
     """Config and net (model + RLP heads + class heads) with the trained weights, in eval mode."""
-    from .checkpoint import CheckpointError, WEIGHTS_FORMAT, check_net_meta, read_checkpoint
-    from .net import DataShape, build_net
+    from ..checkpoint import CheckpointError, WEIGHTS_FORMAT, check_net_meta, read_checkpoint
+    from ..net import DataShape, build_net
     path = find_weights(target)
     try:   # model.pt; a full checkpoint (optimizer, RNG states) is not weights-only loadable
         state = torch.load(path, map_location="cpu", weights_only=True)

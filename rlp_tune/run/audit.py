@@ -1,6 +1,6 @@
 """Fresh-head memorization audit and the eval-mode random-label accuracy (docs/measurements.md).
 
-    from rlp_tune.audit import AuditSettings, train_fresh_heads, audit_rows, rand_eval_rows
+    from rlp_tune.run.audit import AuditSettings, train_fresh_heads, audit_rows, rand_eval_rows
     acc = train_fresh_heads(feats, labels, n=10, heads=1, seed=0, settings=AuditSettings())  # (heads,)
     rows = audit_rows(trainer, tables)      # rand_acc_audit rows of every RLP tap (what the Trainer logs)
     rows = rand_eval_rows(trainer, tables)  # rand_acc_eval rows (the Trainer: every epoch)
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .data.labels import derive_seed
-from .heads import RLPHeads
+from ..data.labels import derive_seed
+from ..heads import RLPHeads
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def train_fresh_heads(feats: torch.Tensor, labels: torch.Tensor, n: int, heads: 
 def audit_accuracies(model, data, taps, tables, cfg, n: int, settings: AuditSettings,
                      batch_size: int) -> dict[str, torch.Tensor]:
     """tap → per-head audit accuracy (heads,) on the frozen, unaugmented training features."""
-    from .probes import extract_features
+    from ..probes import extract_features
     host = torch.device("cpu") if data.device.type != "cpu" else None   # features wait in host memory
     feats = extract_features(model, data.eval_batches("train", batch_size), taps, device=data.device,
                              out_device=host)

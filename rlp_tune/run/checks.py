@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from .config import N_KEY, Config, ConfigError
+from ..config import N_KEY, Config, ConfigError
 
 GIB = 2 ** 30
 
@@ -30,7 +30,7 @@ def check_run(cfg: Config, data, device: torch.device | None) -> None:
         return
     model, heads = built
     if cfg.probe.every:
-        from .probes.layers import probe_taps
+        from ..probes.layers import probe_taps
         probe_taps(model, cfg.probe.layers)
     if device is not None:
         _check_memory(cfg, data, device, _count(model), sum(_count(h) for h in heads))
@@ -38,7 +38,7 @@ def check_run(cfg: Config, data, device: torch.device | None) -> None:
 
 def check_probe_names(names, key: str = "probe.probes") -> None:
     """Every name is a registered probe (rlp_tune.probes.list_probes())."""
-    from .probes import list_probes
+    from ..probes import list_probes
     known = list_probes()
     bad = [p for p in names if p not in known]
     if bad:
@@ -47,7 +47,7 @@ def check_probe_names(names, key: str = "probe.probes") -> None:
 
 def _check_probes(cfg: Config, m: int) -> None:
     check_probe_names(cfg.probe.probes)
-    from .probes import probe_spec
+    from ..probes import probe_spec
     n_fit = min(m, cfg.probe.max_train or m)     # probe.max_train = 0: all training samples
     takes_k = any("k" in probe_spec(n).options.values() for n in cfg.probe.probes)   # a neighbour count
     if cfg.probe.every and takes_k and cfg.probe.k > n_fit:
@@ -59,8 +59,8 @@ def meta_network(cfg: Config, in_shape, num_classes: int, m: int):
     """(model, [RLP heads per tap]) built on the meta device: shapes and counts, no memory. Sizes
     that overflow torch's size arithmetic are a ConfigError; None if the model does something at
     construction that the meta device cannot (then the real build is the check)."""
-    from .heads import RLPHeads
-    from .models import create_model, resolve_taps
+    from ..heads import RLPHeads
+    from ..models import create_model, resolve_taps
     mc, r = cfg.model, cfg.rlp
     with torch.device("meta"):
         try:

@@ -1,7 +1,7 @@
 """One Trainer for a single process and for DDP: `fit()` yields one `EpochRecord` per epoch.
 
     from rlp_tune.config import load_config
-    from rlp_tune.train import Trainer
+    from rlp_tune.run.train import Trainer
     trainer = Trainer(load_config("configs/digits_mlp.toml"), out_dir="runs/x")
     for rec in trainer.fit():                      # resumes by itself if runs/x holds a checkpoint
         print(rec.epoch, rec.get("test", "acc"), rec.get("train", "rand_acc", layer="penultimate"))
@@ -29,17 +29,17 @@ import torch.distributed as dist
 from torch import nn
 
 from .audit import audit_rows, rand_eval_rows
-from .checkpoint import CKPT_VERSION, WEIGHTS_FORMAT, CheckpointError, check_resumable, read_checkpoint
+from ..checkpoint import CKPT_VERSION, WEIGHTS_FORMAT, CheckpointError, check_resumable, read_checkpoint
 from .checks import check_run
-from .config import Config, ConfigError
-from .data import DataBundle, build_data
-from .data.augment import FixedAugmentSets, make_augment, mixup
-from .data.labels import derive_seed, random_label_table
-from .names import default_trial_id
-from .net import build_net, random_label_count, resolve_device, resolve_threads
-from .optim import lr_lambda, make_optimizer
-from .provenance import provenance
-from .results import ResultWriter
+from ..config import Config, ConfigError
+from ..data import DataBundle, build_data
+from ..data.augment import FixedAugmentSets, make_augment, mixup
+from ..data.labels import derive_seed, random_label_table
+from ..names import default_trial_id
+from ..net import build_net, random_label_count, resolve_device, resolve_threads
+from ..optim import lr_lambda, make_optimizer
+from ..provenance import provenance
+from ..results import ResultWriter
 from .rundir import RunLock
 
 @dataclass
@@ -297,7 +297,7 @@ class Trainer:
 
     def probe_rows(self) -> list[dict]:
         """k-NN / linear / MASC / NCM probes and invariance on the configured taps (rank 0)."""
-        from .probes.layers import probe_rows
+        from ..probes.layers import probe_rows
         aug = None   # invariance needs image inputs; "none" training augmentation → measure under crop_flip
         if len(self.data.in_shape) == 3:
             aug = self.augment if self.cfg.data.augment != "none" else \
