@@ -227,6 +227,27 @@ def test_the_searcher_limits_concurrency_and_runs_an_unended_trial_again(tmp_pat
     assert [again.suggest(f"n{i}")[TRIAL] for i in range(3)] == [a[TRIAL], b[TRIAL], c[TRIAL]]
 
 
+def test_the_searcher_follows_what_ray_can_place_as_nodes_join(tmp_path, monkeypatch):
+    """SLURM worker jobs join a running sweep: the searcher asks Ray's placement again (every
+    REFRESH_S) and runs more trials at once; a failed check keeps the last count."""
+    from rlp_tune.tune import searcher as S
+    from rlp_tune.tune.ledger import Ledger
+    space = _space(tmp_path, "grid")
+    slots = [1]
+
+    def placeable():
+        if slots[0] is None:
+            raise RuntimeError("a node left mid-check")
+        return slots[0]
+    search = S.SweepSearcher(space, Ledger(str(tmp_path / "r" / "g")), 1, placeable=placeable)
+    monkeypatch.setattr(S, "REFRESH_S", -1.0)
+    assert search.suggest("a") is not None and search.suggest("b") is None
+    slots[0] = 3                                             # two more nodes joined
+    assert search.suggest("b") is not None and search.suggest("c") is not None and search.suggest("d") is None
+    slots[0] = None
+    assert search.suggest("d") is None and search.max_concurrent == 3
+
+
 def test_extending_a_finished_grid_runs_only_the_new_cells_and_seeds(tmp_path):
     from rlp_tune.tune.extend import extended
     space = _space(tmp_path, "grid")
