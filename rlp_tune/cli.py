@@ -112,6 +112,13 @@ def _overrides_args(s: argparse.ArgumentParser, what: str) -> None:
                         "(= --set logging.trackers=...; needs pip install 'rlp_tune[track]')")
 
 
+def _driver_args(p) -> None:
+    """What a sweep driver (`sweep`, `resume`) takes besides its target."""
+    p.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                                                   "(default: start an embedded one)")
+    p.add_argument("--verbose", action="store_true", help="a line per trial epoch instead of the one live progress line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="rlp-tune", description=(
                                 "Memorization-vs-generalization experiments with random label prediction heads "
@@ -143,21 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _sub(sub, "sweep", "run an experiment on Ray: a designed sweep (grid, QMC, adaptive λ) or a tuning search (TPE/random + ASHA)",
              "Starts an embedded Ray on 127.0.0.1 unless --address names a cluster. The sweep folder STORAGE/NAME "
-             "holds Tune's state, space.toml, parquet/ and each trial's checkpoints (trials/<id>/). Exit 3 after "
+             "holds the sweep's ledger (ledger/), space.toml, parquet/ and each trial's checkpoints (trials/<id>/). Exit 3 after "
              "a clean stop by SIGUSR1/SIGTERM: `rlp-tune resume STORAGE/NAME` continues.\n\n"
              "  rlp-tune sweep search_spaces/demo.toml run.epochs=5 --log mlflow")
     s.add_argument("target", metavar="SPACE", help="search-space TOML (docs/search-spaces.md)")
     _overrides_args(s, " for every trial")
-    s.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
-                                                    "(default: start an embedded one)")
+    _driver_args(s)
     s.add_argument("--storage", default=None,
                    help="storage folder or URI (s3://...) for sweep folders (default ./results)")
     s.add_argument("--name", default=None,
                    help="sweep name = folder under --storage (default: [sweep] name of the space)")
     s.add_argument("--fresh", action="store_true",
                    help="delete an existing local sweep folder STORAGE/NAME (printed) and start the sweep anew")
-    s.add_argument("--verbose", action="store_true",
-                   help="a line per trial epoch instead of the one live progress line")
 
     rs = _sub(sub, "resume", "continue a stopped or crashed sweep from its folder, or extend a finished one",
               "Trials continue from their checkpoints, the design and the scheduler from the sweep's ledger; "
@@ -165,10 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
               "grid values or samples run, nothing already run again.\n\n"
               "  rlp-tune resume results/demo --space more_seeds.toml")
     rs.add_argument("target", metavar="SWEEP_DIR", help="sweep folder STORAGE/NAME (local path or URI)")
-    rs.add_argument("--address", default=None, help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
-                                                    "(default: start an embedded one)")
-    rs.add_argument("--verbose", action="store_true",
-                    help="a line per trial epoch instead of the one live progress line")
+    _driver_args(rs)
     rs.add_argument("--space", default=None, metavar="NEW.toml",
                     help="extend the sweep to this search space (more seeds, grid values or num_samples; "
                          "any other change is refused, naming the key)")

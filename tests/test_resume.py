@@ -502,3 +502,43 @@ def test_one_driver_per_sweep_folder(tmp_path):
     with _driving(str(root)):          # the holder is gone, so is its lock
         assert (root / ".driver").exists()
     assert not (root / ".driver").exists()
+
+
+def test_one_driver_per_sweep_on_an_object_store(tmp_path, s3_endpoint, monkeypatch):
+    """No flock on a bucket: the lease ROOT/.driver is the lock. A live driver's (this host: its pid
+    lives; another host: renewed within LEASE_S) refuses a second one in one line; a dead one's is
+    taken over; of two claims at the same moment, one goes on."""
+    import socket
+    import time as _time
+
+    from rlp_tune import storage
+    from rlp_tune.tune import state
+    from rlp_tune.tune.sweep import SweepError, _driving
+    root = s3_endpoint() + "/sweeps/s"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from rlp_tune.tune.sweep import _driving\n"
+        f"with _driving({root!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SweepError, match=f"another driver \\(driver pid {holder.pid}\\) is running this sweep"):
+            with _driving(root):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with _driving(root):               # its process is gone: the lease is taken over
+        assert json.loads(storage.read_text(root, ".driver"))["pid"] == os.getpid()
+    assert storage.read_text(root, ".driver") is None
+    other = {"pid": 1, "host": socket.gethostname() + "-other", "started": _time.time()}
+    storage.write_text(root, ".driver", json.dumps({**other, "beat": _time.time()}))
+    with pytest.raises(SweepError, match="-other"):          # renewed just now on another host
+        with _driving(root):
+            pass
+    storage.write_text(root, ".driver", json.dumps({**other, "beat": _time.time() - state.LEASE_S - 1}))
+    with _driving(root):               # not renewed for LEASE_S: that driver is gone
+        pass
+    a, b = state.Lease(root), state.Lease(root)          # b claims while a waits to read back: a yields
+    monkeypatch.setattr(state.time, "sleep", lambda s: b._write(_time.time()))
+    assert "claimed it at the same moment" in a.claim()
+    assert json.loads(storage.read_text(root, ".driver"))["token"] == b.token

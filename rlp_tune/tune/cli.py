@@ -6,7 +6,7 @@ finished sweep exits 0. Env RLP_TUNE_PIDFILE / RLP_TUNE_STOPFILE: see signals.py
 """
 from __future__ import annotations
 
-from ..storage import is_remote
+from ..storage import is_remote, name
 from .signals import StopRequest
 from .space import SPACE_FILE, load_space, space_path
 
@@ -53,18 +53,24 @@ def cmd_dashboard(args) -> int:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    import tempfile
+
     from ..errors import UserError
+    from ..storage import display, read_bytes
     from .designs.study import JOURNAL
-    if is_remote(args.target):
-        raise UserError(f"{args.target}: optuna-dashboard reads a local journal; copy {JOURNAL} from there first")
-    path = Path(args.target) / JOURNAL
-    if not path.exists():
-        raise UserError(f"{args.target}: no Optuna study ({path.name}) in this folder; is it a TPE sweep's folder?")
+    data = read_bytes(args.target, JOURNAL)     # a folder or a URI: the dashboard reads a copy
+    if data is None:
+        raise UserError(f"{display(args.target)}: no Optuna study ({JOURNAL}) in this folder; is it a tpe / random / "
+                        "qmc sweep's folder?")
+    path = Path(args.target) / JOURNAL     # a folder: the live export, updated as the sweep runs
+    if is_remote(args.target):             # a bucket: a copy, as of now
+        path = Path(tempfile.mkdtemp(prefix="rlp_tune_dashboard_")) / JOURNAL
+        path.write_bytes(data)
     try:
         import optuna_dashboard
     except ImportError:
         raise UserError("optuna-dashboard is not installed: pip install 'rlp_tune[dashboard]'") from None
-    print(f"optuna-dashboard for study {Path(args.target).resolve().name}: http://127.0.0.1:{args.port}/ (Ctrl-C ends it)")
+    print(f"optuna-dashboard for study {name(args.target)}: http://127.0.0.1:{args.port}/ (Ctrl-C ends it)")
     optuna_dashboard.run_server(JournalStorage(JournalFileBackend(str(path))), host="127.0.0.1", port=args.port)
     return 0
 

@@ -3,7 +3,7 @@ marker): the counts `rlp-tune status`, `rlp-tune resume` and the progress line u
 
     s = sweep_state(root, expected=16)
     s.done, s.expected, s.finished, s.stopped, s.running, s.interrupted, s.failed, s.complete
-    mark_driver(root) ... clear_driver(root)      # ROOT/.driver while a driver runs the sweep
+    lease = Lease(root); lease.claim() ... lease.release()   # ROOT/.driver while a driver runs the sweep
 
 A trial is *done* when it finished all its epochs (TERMINATED: the ledger's end, or its own row
 when a kill came before the driver recorded it) or the scheduler stopped it. A trial the ledger
@@ -23,28 +23,79 @@ from .. import storage
 DRIVER_FILE = ".driver"   # JSON; not named .json (see asha.SCHEDULER_FILE)
 
 
-def mark_driver(root: str) -> None:
-    """Note that this process drives the sweep (removed by clear_driver; left behind by a kill)."""
-    storage.write_text(root, DRIVER_FILE, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                                      "started": time.time()}))
+LEASE_S = 90.0       # a driver whose marker was not renewed for this long is gone
+HEARTBEAT_S = 30.0   # how often a driver renews it
+SETTLE_S = 2.0       # an object store: wait this long after claiming, then read back who holds it
 
 
-def clear_driver(root: str) -> None:
+class Lease:
+    """ROOT/.driver: which process drives the sweep, renewed every HEARTBEAT_S (a thread). On an
+    object store it is the one-driver lock too, as safe as an object store without conditional
+    writes allows: a claim is refused while another driver's marker is fresh (on another host) or
+    its process lives (on this one); two claims at the same moment both write, wait SETTLE_S and
+    read back: only the one whose marker stayed goes on. On a folder the flock comes first."""
+
+    def __init__(self, root: str):
+        self.root, self.token, self.stop = root, os.urandom(8).hex(), None
+
+    def claim(self) -> str | None:
+        """None when this process now drives the sweep, else who does (for the one-line error)."""
+        alive, note = driver_alive(self.root)
+        if alive is not False:
+            return note
+        self._write(time.time())
+        if storage.is_remote(self.root):
+            time.sleep(SETTLE_S)
+            held = _marker(self.root)
+            if held.get("token") != self.token:
+                return f"driver pid {held.get('pid')} on {held.get('host')}, which claimed it at the same moment"
+        import threading
+        self.stop = threading.Event()
+        threading.Thread(target=self._beat, daemon=True, name="rlp-tune-lease").start()
+        return None
+
+    def _write(self, started: float) -> None:
+        storage.write_text(self.root, DRIVER_FILE, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                               "started": started, "beat": time.time(),
+                                                               "token": self.token}))
+
+    def _beat(self) -> None:
+        started = _marker(self.root).get("started", time.time())
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                self._write(started)
+            except OSError:   # a full disk or a store gone for a moment: the next beat tries again
+                pass
+
+    def release(self) -> None:
+        if self.stop is not None:
+            self.stop.set()
+        try:
+            if _marker(self.root).get("token") == self.token:
+                fs, base = storage.filesystem(self.root)
+                fs.delete_file(f"{base.rstrip('/')}/{DRIVER_FILE}")
+        except OSError:
+            pass
+
+
+def _marker(root: str) -> dict:
     try:
-        if json.loads(storage.read_text(root, DRIVER_FILE) or "{}").get("pid") == os.getpid():
-            fs, base = storage.filesystem(root)
-            fs.delete_file(f"{base.rstrip('/')}/{DRIVER_FILE}")
+        d = json.loads(storage.read_text(root, DRIVER_FILE) or "{}")
+        return d if isinstance(d, dict) else {}
     except (OSError, ValueError):
-        pass
+        return {}
 
 
 def driver_alive(root: str) -> tuple[bool | None, str]:
-    """(True: a driver runs it, False: none does, None: one may, on another host), and a note."""
-    try:
-        d = json.loads(storage.read_text(root, DRIVER_FILE) or "")
-    except (OSError, ValueError):
+    """(True: a driver runs it, False: none does, None: one may, on another host: its marker is
+    fresher than LEASE_S), and a note naming it."""
+    d = _marker(root)
+    if not d:
         return False, ""
     if d.get("host") != socket.gethostname():
+        age = time.time() - float(d.get("beat") or d.get("started") or 0)
+        if age > LEASE_S:
+            return False, ""
         return None, f"driver pid {d.get('pid')} on {d.get('host')}"
     try:
         os.kill(int(d["pid"]), 0)

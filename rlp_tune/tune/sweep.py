@@ -30,7 +30,7 @@ from .fmt import fmt_value
 from .ledger import Ledger, has_ledger
 from .signals import StopRequest
 from .space import REPLICATE, SPACE_FILE, TRIAL, SearchSpace, SpaceError, load_space, space_path
-from .state import clear_driver, mark_driver, sweep_state
+from .state import LEASE_S, Lease, sweep_state
 from .trainable import SweepContext, train_trial
 
 
@@ -307,13 +307,13 @@ def _fit(tuner, root: str):
 
 class _driving:
     """`with _driving(root):` this process is the sweep's one driver: it holds ROOT/.lock (an flock,
-    dropped when the process ends, however it ends; local folders and NFS — an object store has no
-    lock pyarrow can take, so two drivers of one URI sweep are not prevented) and ROOT/.driver names
-    it (for `status`). A second `rlp-tune sweep` / `resume` of the same folder stops here, in one
-    line, before Ray starts or anything is written."""
+    dropped when the process ends, however it ends; local folders and NFS) and the lease ROOT/.driver
+    (state.Lease: names the driver for `status`, renewed while it runs; on an object store, which
+    has no lock pyarrow can take, the lease is the lock). A second `rlp-tune sweep` / `resume` of the
+    same sweep stops here, in one line, before Ray starts or anything is written."""
 
     def __init__(self, root: str):
-        self.root, self.lock = root, None
+        self.root, self.lock, self.lease = root, None, Lease(root)
 
     def __enter__(self):
         if not is_remote(self.root):
@@ -324,10 +324,15 @@ class _driving:
                 pid = Path(self.root, LOCK_FILE).read_text().strip() if Path(self.root, LOCK_FILE).exists() else ""
                 raise SweepError(f"{self.root}: another driver{f' (pid {pid})' if pid else ''} is running this "
                                  "sweep; wait for it to end (rlp-tune status shows it)") from None
-        mark_driver(self.root)
+        held = self.lease.claim()
+        if held is not None:
+            if self.lock is not None:
+                self.lock.release()
+            raise SweepError(f"{display(self.root)}: another driver ({held}) is running this sweep; wait for it to "
+                             f"end, or {int(LEASE_S)} s after it stopped renewing ROOT/.driver (rlp-tune status shows it)")
 
     def __exit__(self, *exc):
-        clear_driver(self.root)
+        self.lease.release()
         if self.lock is not None:
             self.lock.release()
 
