@@ -256,6 +256,23 @@ def test_kill_driver_then_resume(tmp_path):
         st = subprocess.run(cmd + ["status", str(root)], env=env, capture_output=True, text=True)
         assert st.returncode == 0 and st.stdout.splitlines()[:2] == [
             "sweep killed: 3 of 3 trials done (3 finished, 0 stopped by the scheduler)", "complete"], st.stdout
+
+        # extended: one more sample runs, the three trials before are not touched; other epochs are refused
+        def more(**kw):
+            p = write_space(tmp_path, "more", sched="fifo", extra_fixed='"model.width" = 1024\n"run.batch_size" = 16', **kw)
+            p.write_text(p.read_text().replace('"model.width" = 64\n', ""))
+            return str(p)
+        bad = subprocess.run(cmd + ["resume", str(root), "--space", more(epochs=7, samples=4)], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and bad.stderr.startswith("rlp-tune: error: run.epochs:") \
+            and bad.stderr.count("\n") == 1, bad.stderr
+        stamps = {t: [f.stat().st_mtime_ns for f in files(t)] for t in trials.trial_id}
+        r = subprocess.run(cmd + ["resume", str(root), "--space", more(epochs=6, samples=4)], env=env,
+                           capture_output=True, text=True, timeout=400)
+        assert r.returncode == 0, "\n".join(r.stderr.splitlines()[-40:])
+        extended, _ = _check_results(root, 4, 6)
+        assert (extended.status == "TERMINATED").all()
+        assert {t: [f.stat().st_mtime_ns for f in files(t)] for t in trials.trial_id} == stamps
     finally:
         if driver.poll() is None:
             driver.kill()
