@@ -257,6 +257,7 @@ def test_extending_a_finished_grid_runs_only_the_new_cells_and_seeds(tmp_path):
     more = load_space(space_file(tmp_path, GRID.replace("10.0]", "10.0, 100.0]"), 'design = "grid"\nseeds = [0, 1, 2]',
                                  sched='type = "fifo"', name="more"))
     new = extended(space, more)
+    assert new.name == "c" and 'name = "c"' in new.text and 'name = "more"' not in new.text
     _session(new, root)
     after, ended = _ran(root)
     assert ended and after[:len(before)] == before and len(after) == 4 * 2 * 3

@@ -11,6 +11,8 @@ new space names. The analysis pools old and new trials: they are one sweep.
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
 
 from .space import SearchSpace, SpaceError
@@ -45,4 +47,6 @@ def extended(old: SearchSpace, new: SearchSpace) -> SearchSpace:
         refuse("sweep.seeds", f"must start with the sweep's seeds {list(old.seeds)} (got {list(new.seeds)})")
     if new.num_samples < old.num_samples and old.design != "grid":
         refuse("sweep.num_samples", f"{new.num_samples} is fewer than the sweep's {old.num_samples}")
-    return replace(new, name=old.name)
+    # the stored space keeps the sweep's name (its folder's), whatever NEW.toml calls it
+    text, n = re.subn(r"(?m)^name\s*=.*$", f"name = {json.dumps(old.name)}", new.text, count=1)
+    return replace(new, name=old.name, text=text if n else new.text)
