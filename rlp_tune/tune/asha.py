@@ -106,12 +106,3 @@ class RungScheduler(FIFOScheduler):
         s = metric_rows(read_trial_metrics(self.ledger.root, tid), self.key)
         return {int(e): float(v) for e, v in zip(s.epoch, s.value)}
 
-    def on_trial_complete(self, tune_controller, trial, result):
-        pass   # every rung value arrived through on_trial_result
-
-    def on_trial_remove(self, tune_controller, trial):
-        pass
-
-    def debug_string(self) -> str:
-        return "RungScheduler: " + ", ".join(f"epoch {e}: {len(r)}" for e, r in self.rungs.recorded.items()) \
-            + f"; {len(self.ledger.state.stops)} stopped"

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..names import check_name
 from ..net import affinity_cpus
 from ..run.rundir import LOCK_FILE, check_folder, write_fault
-from ..storage import display, is_remote, resolve, write_text
+from ..storage import display, is_remote, read_bytes, resolve, write_text
 from ..storage import name as storage_name
 from ..run.trackers import tune_callbacks
 from ._ray_compat import loopback_only, node_ip_kwargs
@@ -141,10 +141,6 @@ def _context(space: SearchSpace, root: str) -> SweepContext:
                         origin=origin())   # this driver's git commit and command line, for every trials row
 
 
-def expected_trials(space: SearchSpace) -> int:
-    return space.total_trials()
-
-
 def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool = False):
     """A new Tuner for this driver session: its searcher and scheduler rebuilt from the ledger."""
     from functools import partial
@@ -260,7 +256,6 @@ def _drive(space: SearchSpace, root: str, address, stop, verbose: bool, new: boo
 
 
 def _refuse_existing(root: str) -> None:
-    from ..storage import read_bytes
     if has_ledger(root) or read_bytes(root, SPACE_FILE) is not None:
         raise SweepError(f"{display(root)} already holds a sweep; `rlp-tune resume {display(root)}` continues it")
 
@@ -272,24 +267,19 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     first: more seeds, grid values or samples (tune/extend.py). A complete sweep is left as it is."""
     root = resolve(root)
     space = load_space(space_path(root))
-    if not has_ledger(root) and _legacy(root):
+    if not has_ledger(root) and read_bytes(root, "tuner.pkl") is not None:   # Tune's state, no ledger
         raise SweepError(f"{display(root)} was made by an older rlp_tune (Tune's state, no ledger/): finish it with "
                          "that version, or start it again with `rlp-tune sweep ... --fresh`")
     if space_file is not None:
         from .extend import extended
         space = extended(space, load_space(space_file))
-    st = sweep_state(root, expected_trials(space))
+    st = sweep_state(root, space.total_trials())
     if st.complete and space_file is None:
         print(f"rlp-tune: sweep {display(root)} is complete ({st.done} of {st.expected} trials done); "
               "nothing to resume", file=sys.stderr)
         return {"root": root, "best": None, "n_trials": st.done, "exit_code": 0, "stopped_by": None}
     print(f"resuming sweep {display(root)}", file=sys.stderr)
     return _drive(space, root, address, stop, verbose, new=False, write_space=space_file is not None)
-
-
-def _legacy(root: str) -> bool:
-    from ..storage import read_bytes
-    return read_bytes(root, "tuner.pkl") is not None
 
 
 def _fit(tuner, root: str):
@@ -376,7 +366,7 @@ def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None)
     ledger = Ledger(root)
     ledger.read()
     ledger.snapshot()      # the session's events in one object: `status` reads a few objects
-    complete = sweep_state(root, expected_trials(space)).complete
+    complete = sweep_state(root, space.total_trials()).complete
     code = stop.exit_code(complete=complete) if stop is not None else 0
     failed = grid.num_errors if code == 0 else 0
     if code == 0:   # the sweep is complete: one trials file instead of one per trial
