@@ -138,9 +138,14 @@ def record_end(space: SearchSpace, ledger: Ledger, tid: str, error: bool, keys: 
 def settle(space: SearchSpace, ledger: Ledger) -> None:
     """At a driver's start: record the ends a kill kept out of the ledger (a trial that ran its last
     epoch, or that the scheduler stopped, before the driver recorded it)."""
+    import sys
     keys = None
     for rec in ledger.state.unfinished():
         if rec.status is None:
             keys = keys if keys is not None else make_design(space, ledger.root).evidence_keys()
-            record_end(space, ledger, rec.trial_id, False, keys)
+            if record_end(space, ledger, rec.trial_id, False, keys):   # said once, as the progress line would
+                end = ledger.state.trials[rec.trial_id]
+                how = "finished" if end.status == "TERMINATED" else "stopped by the scheduler"
+                print(f"{rec.trial_id} {how} at epoch {end.epoch} (before the last driver stopped; recorded now)",
+                      file=sys.stderr, flush=True)
 
