@@ -139,7 +139,7 @@ def _session(space, root, stop=None, concurrency=1):
     from rlp_tune.tune.searcher import SweepSearcher, settle
     ledger = Ledger(str(root))
     ledger.read()
-    settle(space, ledger)
+    settle(space, ledger, make_design(space, str(root)).evidence_keys())
     search = SweepSearcher(space, ledger, concurrency)
     session = uuid.uuid4().hex[:6]
     for i in range(500):

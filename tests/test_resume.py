@@ -480,17 +480,23 @@ def test_writer_has_one_code_path_for_paths_and_uris(tmp_path):
         assert read_trials(tmp_path / sub).status.tolist() == ["STOPPED"]
 
 
+def _holding_driver(root: str) -> subprocess.Popen:
+    """Another process driving the sweep ROOT (a folder or a URI): it holds `_driving(root)` a minute."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from rlp_tune.tune.sweep import _driving\n"
+        f"with _driving({root!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_one_driver_per_sweep_folder(tmp_path):
     """Two drivers of one sweep folder (two `rlp-tune sweep` a second apart, or a resume beside a
     running driver): the second stops in one line naming the first, before Ray starts or it writes."""
     from rlp_tune.tune.sweep import SweepError, _driving
     root = tmp_path / "s"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from rlp_tune.tune.sweep import _driving\n"
-        f"with _driving({str(root)!r}):\n    print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
+    holder = _holding_driver(str(root))
     try:
-        assert holder.stdout.readline().strip() == "held"
         before = sorted(p.name for p in root.iterdir())
         with pytest.raises(SweepError, match=f"another driver \\(pid {holder.pid}\\) is running this sweep"):
             with _driving(str(root)):
@@ -515,12 +521,8 @@ def test_one_driver_per_sweep_on_an_object_store(tmp_path, s3_endpoint, monkeypa
     from rlp_tune.tune import state
     from rlp_tune.tune.sweep import SweepError, _driving
     root = s3_endpoint() + "/sweeps/s"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from rlp_tune.tune.sweep import _driving\n"
-        f"with _driving({root!r}):\n    print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
+    holder = _holding_driver(root)
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SweepError, match=f"another driver \\(driver pid {holder.pid}\\) is running this sweep"):
             with _driving(root):
                 pass
@@ -539,6 +541,6 @@ def test_one_driver_per_sweep_on_an_object_store(tmp_path, s3_endpoint, monkeypa
     with _driving(root):               # not renewed for LEASE_S: that driver is gone
         pass
     a, b = state.Lease(root), state.Lease(root)          # b claims while a waits to read back: a yields
-    monkeypatch.setattr(state.time, "sleep", lambda s: b._write(_time.time()))
+    monkeypatch.setattr(state.time, "sleep", lambda s: b._write())
     assert "claimed it at the same moment" in a.claim()
     assert json.loads(storage.read_text(root, ".driver"))["token"] == b.token

@@ -60,12 +60,8 @@ class TrialRecord:
 class LedgerState:
     trials: dict[str, TrialRecord] = field(default_factory=dict)    # in the order they were assigned
     rungs: list[tuple[str, int, float, bool]] = field(default_factory=list)   # (trial, epoch, value, stop)
+    stops: dict[str, int] = field(default_factory=dict)      # trial_id → the epoch the scheduler stopped it at
     events: list[dict] = field(default_factory=list)
-
-    @property
-    def stops(self) -> dict[str, int]:
-        """trial_id → the epoch at which the scheduler stopped it."""
-        return {t: e for t, e, _, stop in self.rungs if stop}
 
     def unfinished(self) -> list[TrialRecord]:
         """Trials a resume runs again from their checkpoints: not ended, or ended in an error."""
@@ -78,6 +74,8 @@ class LedgerState:
                                                    int(ev["point"]))
         elif kind == "rung":
             self.rungs.append((ev["trial"], int(ev["epoch"]), float(ev["value"]), bool(ev["stop"])))
+            if ev["stop"]:     # kept as the events come: the scheduler asks it at every result
+                self.stops[ev["trial"]] = int(ev["epoch"])
         elif kind == "end":
             r = self.trials[ev["trial"]]
             r.status, r.epoch = ev["status"], int(ev["epoch"])
@@ -98,13 +96,7 @@ class Ledger:
     def read(self) -> LedgerState:
         """The state every event so far makes (in order). A ledger object this toolkit did not write
         is a LedgerError naming it."""
-        fs, base = storage.filesystem(self.root)
-        names = []
-        for path in storage.list_files(fs, f"{base.rstrip('/')}/{FOLDER}"):
-            m = _NAME.search(path)
-            if m:
-                names.append((int(m.group(1)), m.group(2), path))
-        names.sort()
+        fs, names = _objects(self.root)
         snap = max((n for n in names if n[1] == "snapshot"), default=None)
         state = LedgerState()
         todo = [n for n in names if snap is None or n[0] > snap[0]]
@@ -157,13 +149,20 @@ class Ledger:
         storage.write_text(self.root, f"{FOLDER}/{self._seq:08d}-snapshot.json",
                            json.dumps({"events": self.state.events}))
         self._since_snapshot = 0
-        fs, base = storage.filesystem(self.root)
-        for path in storage.list_files(fs, f"{base.rstrip('/')}/{FOLDER}"):
-            m = _NAME.search(path)
-            if m and int(m.group(1)) < self._seq:
+        fs, names = _objects(self.root)
+        for seq, _, path in names:
+            if seq < self._seq:
                 fs.delete_file(path)
 
 
-def has_ledger(root: str) -> bool:
+def _objects(root: str) -> tuple:
+    """(filesystem, [(seq, kind, path)] of ROOT/ledger's event objects, in order); other files there
+    (a temporary file a kill left) are not events."""
     fs, base = storage.filesystem(root)
-    return any(_NAME.search(p) for p in storage.list_files(fs, f"{base.rstrip('/')}/{FOLDER}"))
+    names = [(int(m.group(1)), m.group(2), p) for p in storage.list_files(fs, f"{base.rstrip('/')}/{FOLDER}")
+             if (m := _NAME.search(p))]
+    return fs, sorted(names)
+
+
+def has_ledger(root: str) -> bool:
+    return bool(_objects(root)[1])

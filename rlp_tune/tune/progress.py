@@ -43,7 +43,7 @@ class ProgressPrinter(Callback):
         """Count what an earlier run of this sweep finished (a resume continues the count)."""
         from .state import sweep_state
         from .status import trial_table
-        st = sweep_state(self.root, self.expected)
+        st = sweep_state(self.root, self.expected, self.ledger.state)
         # by id: a trial whose end a stop kept out of the ledger ends again here and is counted once
         self.done_ids = set(st.finished) | set(st.stopped)
         for r in trial_table(self.root, self.space.metric, self.space.mode):

@@ -34,7 +34,8 @@ class SweepSearcher(Searcher):
         self.space, self.ledger, self.max_concurrent = space, ledger, max(1, int(max_concurrent))
         self.placeable, self.asked = placeable, time.monotonic()
         self.todo = [r.trial_id for r in ledger.state.unfinished()]
-        self.design = None                      # rebuilt from the ledger at the first suggestion
+        self.design = make_design(space, ledger.root)
+        self.replayed = False                   # the design is rebuilt from the ledger at the first suggestion
         self.trial_of: dict[str, str] = {}      # Tune's trial id → the sweep's trial id
         self.live: set[str] = set()
 
@@ -44,9 +45,9 @@ class SweepSearcher(Searcher):
 
     def suggest(self, trial_id: str):
         tune_id = trial_id   # Tune's id of the trial it is about to make
-        if self.design is None:
-            self.design = make_design(self.space, self.ledger.root)
+        if not self.replayed:     # not before: Tune pickles the searcher first (an Optuna study does not pickle)
             self.design.replay(self.ledger.state)
+            self.replayed = True
         if self.placeable is not None and time.monotonic() - self.asked > REFRESH_S:
             self.asked = time.monotonic()
             try:
@@ -135,14 +136,13 @@ def record_end(space: SearchSpace, ledger: Ledger, tid: str, error: bool, keys: 
     return True
 
 
-def settle(space: SearchSpace, ledger: Ledger) -> None:
+def settle(space: SearchSpace, ledger: Ledger, keys: list[str]) -> None:
     """At a driver's start: record the ends a kill kept out of the ledger (a trial that ran its last
-    epoch, or that the scheduler stopped, before the driver recorded it)."""
+    epoch, or that the scheduler stopped, before the driver recorded it). `keys`: the design's
+    evidence keys."""
     import sys
-    keys = None
     for rec in ledger.state.unfinished():
         if rec.status is None:
-            keys = keys if keys is not None else make_design(space, ledger.root).evidence_keys()
             if record_end(space, ledger, rec.trial_id, False, keys):   # said once, as the progress line would
                 end = ledger.state.trials[rec.trial_id]
                 how = "finished" if end.status == "TERMINATED" else "stopped by the scheduler"

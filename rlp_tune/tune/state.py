@@ -36,14 +36,15 @@ class Lease:
     read back: only the one whose marker stayed goes on. On a folder the flock comes first."""
 
     def __init__(self, root: str):
-        self.root, self.token, self.stop = root, os.urandom(8).hex(), None
+        self.root, self.token, self.stop, self.started = root, os.urandom(8).hex(), None, time.time()
 
     def claim(self) -> str | None:
         """None when this process now drives the sweep, else who does (for the one-line error)."""
         alive, note = driver_alive(self.root)
         if alive is not False:
             return note
-        self._write(time.time())
+        self.started = time.time()
+        self._write()
         if storage.is_remote(self.root):
             time.sleep(SETTLE_S)
             held = _marker(self.root)
@@ -54,16 +55,15 @@ class Lease:
         threading.Thread(target=self._beat, daemon=True, name="rlp-tune-lease").start()
         return None
 
-    def _write(self, started: float) -> None:
+    def _write(self) -> None:
         storage.write_text(self.root, DRIVER_FILE, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                                               "started": started, "beat": time.time(),
+                                                               "started": self.started, "beat": time.time(),
                                                                "token": self.token}))
 
     def _beat(self) -> None:
-        started = _marker(self.root).get("started", time.time())
         while not self.stop.wait(HEARTBEAT_S):
             try:
-                self._write(started)
+                self._write()
             except OSError:   # a full disk or a store gone for a moment: the next beat tries again
                 pass
 
@@ -133,11 +133,14 @@ class SweepState:
         return self.unfinished if self.driver is False else []
 
 
-def sweep_state(root: str, expected: int) -> SweepState:
+def sweep_state(root: str, expected: int, ledger=None, rows: dict | None = None) -> SweepState:
+    """`ledger` (the sweep's LedgerState) and `rows` ({trial_id: its row's status}): what the caller
+    has read already; read here when not given."""
     from ..reader import read_trials
     from .ledger import Ledger
-    ledger = Ledger(root).read()
-    rows = dict(read_trials(root)[["trial_id", "status"]].itertuples(index=False))
+    ledger = ledger if ledger is not None else Ledger(root).read()
+    if rows is None:
+        rows = dict(read_trials(root)[["trial_id", "status"]].itertuples(index=False))
     s = SweepState(expected=expected)
     s.driver, s.driver_note = driver_alive(root)
     for tid, rec in ledger.trials.items():

@@ -54,10 +54,9 @@ def _metric_summary(root: str, metric: str, mode: str) -> tuple[dict, dict, dict
     return by.last().to_dict(), (by.max() if mode == "max" else by.min()).to_dict(), done
 
 
-def summary_lines(root: str, expected: int) -> list[str]:
-    """The first lines of `rlp-tune status`: counts, and what to do when the sweep was interrupted."""
-    from .state import sweep_state
-    s = sweep_state(root, expected)
+def summary_lines(root: str, s) -> list[str]:
+    """The first lines of `rlp-tune status` from the sweep's state.SweepState: counts, and what to do
+    when the sweep was interrupted."""
     parts = [f"{len(s.finished)} finished", f"{len(s.stopped)} stopped by the scheduler"]
     head = f"sweep {storage.name(root)}: {s.done} of {s.expected} trials done ({', '.join(parts)})"
     extra = [f"{len(x)} {what}" for x, what in [(s.running, "running"), (s.interrupted, "interrupted"),
@@ -75,13 +74,14 @@ def summary_lines(root: str, expected: int) -> list[str]:
 
 
 def format_status(root: str, metric: str, mode: str, keys: list[str], expected: int | None = None) -> str:
+    from .state import sweep_state
     rows = trial_table(root, metric, mode)
-    head = summary_lines(root, expected) if expected is not None else []
+    # the ledger, the trial rows and the driver marker, each read once
+    s = sweep_state(root, expected or 0, rows={r["trial_id"]: r["status"] for r in rows})
+    head = summary_lines(root, s) if expected is not None else []
     if not rows:
         return "\n".join(head + [f"{root}: no trial has written results yet"])
-    from .ledger import Ledger
-    from .state import driver_alive
-    stops, alive = Ledger(root).read().stops, driver_alive(root)[0]
+    stops, alive = set(s.stopped), s.driver
     lines = head + [f"{'trial':<14}{'status':<13}{'epochs':>7}{metric:>12}{'best':>9}" + "".join(f"{k:>14}" for k in keys)]
     for r in rows:
         status = r["status"]

@@ -141,8 +141,9 @@ def _context(space: SearchSpace, root: str) -> SweepContext:
                         origin=origin())   # this driver's git commit and command line, for every trials row
 
 
-def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool = False):
-    """A new Tuner for this driver session: its searcher and scheduler rebuilt from the ledger."""
+def build_tuner(space: SearchSpace, ledger: Ledger, raw, at_once: int, callbacks=(), verbose: bool = False):
+    """A new Tuner for this driver session: its searcher and scheduler rebuilt from the ledger (read);
+    `at_once`: the trials Ray places now (max_concurrent)."""
     from functools import partial
 
     from ray import tune
@@ -152,8 +153,8 @@ def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool 
     from .asha import RungScheduler
     from .searcher import SweepSearcher, settle
 
-    ledger = Ledger(root)
-    ledger.read()
+    root = ledger.root
+    search = SweepSearcher(space, ledger, at_once, placeable=partial(max_concurrent, space))
     sched = space.scheduler
     scheduler = FIFOScheduler()
     if sched["type"] == "asha":
@@ -161,17 +162,14 @@ def build_tuner(space: SearchSpace, root: str, raw, callbacks=(), verbose: bool 
                                   grace_period=int(sched.get("grace_period", 1)),
                                   reduction_factor=float(sched.get("reduction_factor", 3)))
         scheduler.catch_up([r.trial_id for r in ledger.state.unfinished() if r.status is None])
-    settle(space, ledger)           # ends a kill kept out of the ledger
+    settle(space, ledger, search.design.evidence_keys())    # ends a kill kept out of the ledger
     storage, name = _split(root)
-    at_once = max_concurrent(space)
     return tune.Tuner(
         _trainable(space, root, raw),
         param_space=space.param_space(),
         # the searcher limits concurrency itself; Tune reads the limiter's number as how many
         # trials may wait for resources at once (without one it lets a custom searcher queue one)
-        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(
-                                        SweepSearcher(space, ledger, at_once, placeable=partial(max_concurrent, space)),
-                                        max_concurrent=at_once),
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(search, max_concurrent=at_once),
                                     scheduler=scheduler, metric=space.metric, mode=space.mode,
                                     num_samples=-1,   # the searcher says when the sweep has all its trials
                                     # one-process trials reuse their actor: no new Python + torch import
@@ -231,11 +229,13 @@ def run_sweep(space: SearchSpace, storage: str = "results", name: str | None = N
     if not is_remote(storage):
         check_folder(storage, "--storage")
     _refuse_existing(root)
-    return _drive(space, root, address, stop, verbose, new=True, write_space=True)
+    return _drive(space, Ledger(root), address, stop, verbose, new=True, write_space=True)
 
 
-def _drive(space: SearchSpace, root: str, address, stop, verbose: bool, new: bool, write_space: bool) -> dict:
-    """One driver session of the sweep in ROOT: checks, the lock, Ray, a Tuner rebuilt from the ledger."""
+def _drive(space: SearchSpace, ledger: Ledger, address, stop, verbose: bool, new: bool, write_space: bool) -> dict:
+    """One driver session of the sweep in ROOT: checks, the lock, Ray, a Tuner rebuilt from `ledger`
+    (read again once the lock is held)."""
+    root = ledger.root
     if not address:
         max_concurrent(space, local_resources())
     raw = _load_shared_raw(space)
@@ -244,6 +244,7 @@ def _drive(space: SearchSpace, root: str, address, stop, verbose: bool, new: boo
     with _stopping(stop) as stop, _driving(root):   # the one-driver lock, before Ray starts or anything is written
         if new:
             _refuse_existing(root)    # a driver that started and ended meanwhile
+        ledger.read()                 # under the lock: what a driver that ended meanwhile wrote too
         init_ray(address)
         at_once = max_concurrent(space)   # what Ray places on this cluster's nodes: checked before any trial
         if write_space:
@@ -251,7 +252,7 @@ def _drive(space: SearchSpace, root: str, address, stop, verbose: bool, new: boo
         print(f"sweep {storage_name(root)}: {space.num_samples} configs x {len(space.seeds)} seed(s), metric "
               f"{space.metric} ({space.mode}), up to {at_once} trial(s) at once; results in {display(root)}",
               file=sys.stderr)
-        grid = _fit(build_tuner(space, root, raw, [_stop_callback(space, stop)], verbose), root)
+        grid = _fit(build_tuner(space, ledger, raw, at_once, [_stop_callback(space, stop)], verbose), root)
         return finish(space, root, grid, stop)
 
 
@@ -267,19 +268,20 @@ def resume_sweep(root: str, address: str | None = None, stop: StopRequest | None
     first: more seeds, grid values or samples (tune/extend.py). A complete sweep is left as it is."""
     root = resolve(root)
     space = load_space(space_path(root))
-    if not has_ledger(root) and read_bytes(root, "tuner.pkl") is not None:   # Tune's state, no ledger
+    ledger = Ledger(root)
+    if not ledger.read().events and read_bytes(root, "tuner.pkl") is not None:   # Tune's state, no ledger
         raise SweepError(f"{display(root)} was made by an older rlp_tune (Tune's state, no ledger/): finish it with "
                          "that version, or start it again with `rlp-tune sweep ... --fresh`")
     if space_file is not None:
         from .extend import extended
         space = extended(space, load_space(space_file))
-    st = sweep_state(root, space.total_trials())
+    st = sweep_state(root, space.total_trials(), ledger.state)
     if st.complete and space_file is None:
         print(f"rlp-tune: sweep {display(root)} is complete ({st.done} of {st.expected} trials done); "
               "nothing to resume", file=sys.stderr)
         return {"root": root, "best": None, "n_trials": st.done, "exit_code": 0, "stopped_by": None}
     print(f"resuming sweep {display(root)}", file=sys.stderr)
-    return _drive(space, root, address, stop, verbose, new=False, write_space=space_file is not None)
+    return _drive(space, ledger, address, stop, verbose, new=False, write_space=space_file is not None)
 
 
 def _fit(tuner, root: str):
@@ -363,10 +365,10 @@ def _write_space(space: SearchSpace, root: str) -> None:
 
 def finish(space: SearchSpace, root: str, grid, stop: StopRequest | None = None) -> dict:
     from ..reader import read_trials
-    ledger = Ledger(root)
+    ledger = Ledger(root)  # read again, not the session's object: what the searcher and scheduler wrote
     ledger.read()
     ledger.snapshot()      # the session's events in one object: `status` reads a few objects
-    complete = sweep_state(root, space.total_trials()).complete
+    complete = sweep_state(root, space.total_trials(), ledger.state).complete
     code = stop.exit_code(complete=complete) if stop is not None else 0
     failed = grid.num_errors if code == 0 else 0
     if code == 0:   # the sweep is complete: one trials file instead of one per trial

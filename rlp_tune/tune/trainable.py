@@ -121,7 +121,8 @@ def _loop(cfg, sweep: SweepContext, trial_id, out: Path, raw, report, rank: int)
 
 def trial_dir(sweep: SweepContext, trial_id: str) -> Path:
     """Where a trial keeps its checkpoints: under the sweep folder when that is a local/shared path,
-    else (object-store URIs) a node-local folder, restored from Tune's checkpoint on retry."""
+    else (object-store URIs) a node-local folder, filled from the store when the trial starts
+    (fetch_checkpoint) and put back every epoch (put_checkpoint)."""
     if is_remote(sweep.root):
         return Path(tempfile.gettempdir()) / "rlp_tune" / sweep.sweep / trial_id
     return Path(sweep.root) / "trials" / trial_id

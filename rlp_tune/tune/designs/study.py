@@ -15,9 +15,10 @@ same ask/tell sequence draws the same numbers, so the next config is the one the
 sweep would have drawn. If the replay ever draws a config other than the recorded one, the recorded
 configs are enqueued instead (the history is kept, the random state is not) and a line says so.
 
-The study is written to ROOT/optuna.journal (an Optuna JournalStorage file) after every ask and
-tell, whole, through storage.py: an export for `optuna.load_study`, optuna-dashboard and the search
-report (analysis/search.py), never read back by the sweep.
+The study is exported to ROOT/optuna.journal (an Optuna JournalStorage file) for `optuna.load_study`,
+optuna-dashboard and the search report (analysis/search.py), and never read back by the sweep: on a
+folder the study is that file (replayed into it afresh each session, then appended to); on an object
+store, which has no append, the driver works on a copy and puts it whole after every ask and tell.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class OptunaDesign(Design):
         super().__init__(space, root)
         self.study = None
         self.handles: dict[int, object] = {}     # point → optuna.Trial asked, not told yet
+        self.remote = storage.is_remote(root)
 
     def sampler(self):
         raise NotImplementedError
@@ -57,9 +59,14 @@ class OptunaDesign(Design):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
-        # the driver's working copy (removed with this object): exported whole after every change
-        self._tmp = tempfile.TemporaryDirectory(prefix="rlp_tune_sweep_study_")
-        self.path = Path(self._tmp.name) / JOURNAL
+        if self.remote:   # the driver's working copy (removed with this object)
+            self._tmp = tempfile.TemporaryDirectory(prefix="rlp_tune_sweep_study_")
+            self.path = Path(self._tmp.name) / JOURNAL
+        else:             # the export itself, replayed afresh (with the lock a killed writer left)
+            self.path = Path(self.root) / JOURNAL
+            for old in (self.path, Path(f"{self.path}.lock")):
+                old.unlink(missing_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.create_study(study_name=storage.name(self.root),
                                    storage=JournalStorage(JournalFileBackend(str(self.path))),
                                    sampler=self.sampler(), direction="maximize" if self.space.mode == "max" else "minimize")
@@ -115,7 +122,8 @@ class OptunaDesign(Design):
             self._export()
 
     def _export(self) -> None:
-        storage.write_bytes(self.root, JOURNAL, self.path.read_bytes())
+        if self.remote:
+            storage.write_bytes(self.root, JOURNAL, self.path.read_bytes())
 
 
 @DESIGNS.register("tpe")
